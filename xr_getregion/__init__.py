@@ -1,0 +1,60 @@
+"""xr_getregion: Earth Engine's ``ImageCollection.getRegion`` for time-stacked xarray cubes.
+
+Importing the package registers the ``.ee`` accessor on ``xarray.DataArray`` and
+``xarray.Dataset``.
+
+>>> import xr_getregion
+>>> from xr_getregion import Geometry
+>>> col = xr_getregion.sample_cube()
+>>> roi = Geometry.BBox(-90.496353, 34.851971, -90.495749, 34.852197)
+>>> len(col.ee.getRegion(roi, scale=30))
+11
+"""
+
+from __future__ import annotations
+
+import rioxarray  # noqa: F401  (registers .rio, used to read CRSs)
+
+from xr_getregion import accessor  # noqa: F401  (registers .ee)
+from xr_getregion.api import get_region, getRegion, plan
+from xr_getregion.errors import (
+    ArgumentError,
+    CRSError,
+    CubeError,
+    EmptyCollectionError,
+    GeometryError,
+    GetRegionError,
+    GetRegionWarning,
+    GridError,
+    MissingCRSError,
+    TooManyValuesError,
+)
+from xr_getregion.extraction import MAX_VALUES, Plan
+from xr_getregion.geometry import Geometry
+from xr_getregion.grid import METRES_PER_DEGREE, Grid
+from xr_getregion.sample import sample_cube
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MAX_VALUES",
+    "METRES_PER_DEGREE",
+    "ArgumentError",
+    "CRSError",
+    "CubeError",
+    "EmptyCollectionError",
+    "Geometry",
+    "GeometryError",
+    "GetRegionError",
+    "GetRegionWarning",
+    "Grid",
+    "GridError",
+    "MissingCRSError",
+    "Plan",
+    "TooManyValuesError",
+    "__version__",
+    "getRegion",
+    "get_region",
+    "plan",
+    "sample_cube",
+]

@@ -1,0 +1,148 @@
+"""The public extraction functions: ``getRegion`` (EE's list of lists) and ``get_region``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from xr_getregion.cube import read_cube
+from xr_getregion.extraction import MAX_VALUES, Plan, check_limit, gather, plan_region
+from xr_getregion.geometry import read_geometry
+from xr_getregion.grid import working_grid
+from xr_getregion.table import to_dataframe, to_list
+
+__all__ = ["getRegion", "get_region", "plan"]
+
+
+def plan(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: Any,
+    scale: float | None = None,
+    crs: Any = None,
+    crs_transform: Any = None,
+    *,
+    geometry_crs: Any = None,
+) -> Plan:
+    """Decide which pixels and values an extraction returns, without reading any value.
+
+    Takes the arguments of :func:`get_region` (``crs=None`` meaning EE's default grid) and
+    returns the :class:`~xr_getregion.extraction.Plan`; ``plan(...).n_values`` is the number
+    the ``max_values`` limit is checked against.
+    """
+    collection = read_cube(cube)
+    shape, shape_crs = read_geometry(geometry, geometry_crs)
+    grid = working_grid(collection.grid, scale, crs, crs_transform)
+    return plan_region(collection, shape, shape_crs, grid)
+
+
+def getRegion(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: Any,
+    scale: float | None = None,
+    crs: Any = None,
+    crsTransform: Any = None,
+    *,
+    max_values: int | None = MAX_VALUES,
+    geometry_crs: Any = None,
+) -> list[list[Any]]:
+    """Earth Engine's ``ImageCollection.getRegion``: a row per [pixel, image] pair covered.
+
+    Parameters
+    ----------
+    cube
+        A time-stacked ``DataArray`` (dims ``time``, ``band``, ``y``, ``x`` in any order,
+        ``time`` and ``band`` optional) or a ``Dataset`` whose variables are the bands.
+    geometry
+        The region: an :class:`~xr_getregion.Geometry`, a shapely geometry, GeoJSON, WKT, a
+        ``GeoSeries``/``GeoDataFrame``, or a list of them (their union).
+    scale
+        A nominal scale in metres of the projection to work in.
+    crs
+        The projection to work in; EPSG:4326 when unspecified. With ``scale`` it is rescaled
+        to that scale. ``"native"`` alone means the cube's own grid.
+    crsTransform
+        A row-major 3x2 affine ``[a, b, c, d, e, f]``; exclusive with ``scale``.
+    max_values
+        Refuse more than this many ``pixels x bands x images`` (EE's 1,048,576);
+        ``None`` lifts the limit. Checked before any value is read.
+    geometry_crs
+        The CRS of the geometry's coordinates; default its own, else EPSG:4326.
+
+    Returns
+    -------
+    list of list
+        ``[['id', 'longitude', 'latitude', 'time', *bands], [...], ...]``: ``time`` in integer
+        milliseconds since the Unix epoch (UTC), masked values ``None``, ``longitude`` and
+        ``latitude`` the working pixel's centre.
+
+    Raises
+    ------
+    TooManyValuesError
+        More than ``max_values`` values.
+    GetRegionError
+        Any other refusal; see :mod:`xr_getregion.errors`.
+
+    Examples
+    --------
+    >>> import xr_getregion
+    >>> from xr_getregion import Geometry
+    >>> col = xr_getregion.sample_cube().sel(band=["B2", "B3", "B4"])
+    >>> roi = Geometry.BBox(-90.496353, 34.851971, -90.495749, 34.852197)
+    >>> table = col.ee.getRegion(roi, scale=30)
+    >>> table[0]
+    ['id', 'longitude', 'latitude', 'time', 'B2', 'B3', 'B4']
+    >>> len(table)
+    11
+    >>> table[1][:4]
+    ['LC08_023036_20200709', -90.49614697490799, 34.85198299374928, 1594303347000]
+    """
+    p = plan(cube, geometry, scale, crs, crsTransform, geometry_crs=geometry_crs)
+    check_limit(p, max_values)
+    return to_list(p, gather(p))
+
+
+def get_region(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: Any,
+    scale: float | None = None,
+    crs: Any = "native",
+    crs_transform: Any = None,
+    *,
+    max_values: int | None = MAX_VALUES,
+    geometry_crs: Any = None,
+) -> pd.DataFrame:
+    """The rows of :func:`getRegion` as a tidy ``pandas.DataFrame``.
+
+    Columns ``id`` (string), ``longitude``, ``latitude`` (float64), ``time`` (UTC datetime),
+    then one column per band with the band's dtype: float bands hold NaN where masked,
+    integer bands with a declared nodata value become pandas nullable integers.
+
+    Parameters
+    ----------
+    cube, geometry, scale, max_values, geometry_crs
+        As for :func:`getRegion`.
+    crs
+        ``"native"`` (default): with no ``scale`` and no ``crs_transform``, the cube's own grid,
+        with no resampling. Given ``scale`` or ``crs_transform``, EE's rules apply with no
+        ``crs`` (EPSG:4326), so ``get_region(g, scale=30)`` returns the rows of
+        ``getRegion(g, scale=30)``. Any other value is a CRS, as for :func:`getRegion`.
+    crs_transform
+        As ``crsTransform`` for :func:`getRegion`.
+
+    Examples
+    --------
+    >>> import xr_getregion
+    >>> from xr_getregion import Geometry
+    >>> col = xr_getregion.sample_cube()
+    >>> roi = Geometry.BBox(-90.496353, 34.851971, -90.495749, 34.852197)
+    >>> df = col.ee.get_region(roi, scale=30)
+    >>> df.shape
+    (10, 11)
+    >>> list(df.columns[:4])
+    ['id', 'longitude', 'latitude', 'time']
+    """
+    p = plan(cube, geometry, scale, crs, crs_transform, geometry_crs=geometry_crs)
+    check_limit(p, max_values)
+    return to_dataframe(p, gather(p))

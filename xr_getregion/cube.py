@@ -1,0 +1,292 @@
+"""Reading a time-stacked xarray cube as an Earth Engine ImageCollection, from metadata only.
+
+Nothing here touches band values: dims, band names, image ids, times, the CRS and the native
+grid all come from coordinates and attributes, so a dask-backed cube is never computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pyproj import CRS
+
+from xr_getregion.errors import CubeError, EmptyCollectionError, MissingCRSError
+from xr_getregion.geometry import EPSG4326, read_crs
+from xr_getregion.grid import Grid
+
+__all__ = ["Band", "Cube", "read_cube"]
+
+SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
+GEOGRAPHIC_DIMS = {("lat", "lon"), ("latitude", "longitude")}
+BAND_DIM = "band"
+_NODATA_ATTRS = ("_FillValue", "nodata", "missing_value")
+# stackstac and STAC-derived cubes carry the EPSG code as a coordinate under one of these.
+_EPSG_COORDS = ("epsg", "proj:epsg", "proj:code")
+
+
+@dataclass(frozen=True, eq=False)
+class Band:
+    """One band: the array holding it and how to pick it out.
+
+    ``array`` has dims ``image_dim`` (optional), ``band_dim`` (optional), ``y``, ``x`` in any
+    order; ``band_index`` is the band's position along ``band_dim``.
+    """
+
+    name: str
+    array: xr.DataArray
+    band_dim: str | None
+    band_index: int
+    nodata: Any
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+
+@dataclass(frozen=True, eq=False)
+class Cube:
+    """A cube read as an ImageCollection: images along ``image_dim``, bands, a native grid."""
+
+    bands: tuple[Band, ...]
+    image_dim: str | None
+    ydim: str
+    xdim: str
+    ids: tuple[str, ...]
+    times_ms: tuple[int | None, ...]
+    grid: Grid
+
+    @property
+    def band_names(self) -> list[str]:
+        return [b.name for b in self.bands]
+
+    @property
+    def n_images(self) -> int:
+        return len(self.ids)
+
+
+def read_cube(obj: xr.DataArray | xr.Dataset) -> Cube:
+    """Read a ``DataArray`` or ``Dataset`` as a collection of images, without computing it.
+
+    Raises
+    ------
+    EmptyCollectionError
+        No images or no bands.
+    CubeError
+        No spatial dims, several candidate time dims, Dataset bands with different dims,
+        irregular coordinates.
+    MissingCRSError
+        No CRS in any convention and no lat/lon dims.
+    """
+    if isinstance(obj, xr.Dataset):
+        bands, dims = _dataset_bands(obj)
+    elif isinstance(obj, xr.DataArray):
+        bands, dims = _dataarray_bands(obj)
+    else:
+        raise CubeError(f"expected an xarray DataArray or Dataset; got {type(obj).__name__}.")
+    ydim, xdim = _spatial_dims(dims, obj)
+    others = [d for d in dims if d not in (ydim, xdim, BAND_DIM)]
+    if len(others) > 1:
+        raise CubeError(
+            f"the cube has {len(others)} non-spatial dims {others}; one of them must be the "
+            "image (time) dim. Select or stack the others first, e.g. cube.isel("
+            f"{others[-1]}=0)."
+        )
+    image_dim = others[0] if others else None
+    n_images = obj.sizes[image_dim] if image_dim else 1
+    if not bands or n_images == 0:
+        raise EmptyCollectionError("ImageCollection.getRegion: No bands in collection.")
+    names = [b.name for b in bands]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise CubeError(f"band names must be unique, as in Earth Engine; repeated: {dup}.")
+    crs = _read_crs(obj, (ydim, xdim))
+    grid = _native_grid(obj, ydim, xdim, crs)
+    ids, times = _ids_and_times(obj, image_dim, n_images)
+    return Cube(tuple(bands), image_dim, ydim, xdim, ids, times, grid)
+
+
+def _spatial_dims(dims: tuple[str, ...], obj: Any) -> tuple[str, str]:
+    for ydim, xdim in SPATIAL_DIMS:
+        if ydim in dims and xdim in dims:
+            return ydim, xdim
+    raise CubeError(
+        f"no spatial dims: the cube's dims are {list(dims)}; expected y/x, lat/lon or "
+        "latitude/longitude. Rename them, e.g. cube.rename({'northing': 'y', 'easting': 'x'})."
+    )
+
+
+def _nodata(arr: xr.DataArray) -> Any:
+    for key in _NODATA_ATTRS:
+        value = arr.attrs.get(key)
+        if value is not None:
+            return np.asarray(value).item() if np.ndim(value) == 0 else np.asarray(value)[0]
+    return None
+
+
+def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[str, ...]]:
+    if BAND_DIM in arr.dims:
+        if BAND_DIM in arr.coords:
+            names = [str(v) for v in np.asarray(arr[BAND_DIM].values).tolist()]
+        else:
+            names = [f"b{i}" for i in range(arr.sizes[BAND_DIM])]
+        nodata = _nodata(arr)
+        bands = [Band(n, arr, BAND_DIM, i, nodata) for i, n in enumerate(names)]
+    else:
+        name = str(arr.name) if arr.name is not None else "b0"
+        bands = [Band(name, arr, None, 0, _nodata(arr))]
+    return bands, tuple(arr.dims)
+
+
+def _dataset_bands(ds: xr.Dataset) -> tuple[list[Band], tuple[str, ...]]:
+    spatial = next((pair for pair in SPATIAL_DIMS if all(d in ds.dims for d in pair)), None)
+    if spatial is None:
+        _spatial_dims(tuple(ds.dims), ds)
+    # Variables without both spatial dims (time bounds, a 'crs' variable) are not bands.
+    variables = {k: v for k, v in ds.data_vars.items() if set(spatial) <= set(v.dims)}
+    if not variables:
+        return [], tuple(ds.dims)
+    first_name, first = next(iter(variables.items()))
+    for name, var in variables.items():
+        if set(var.dims) != set(first.dims):
+            raise CubeError(
+                f"Dataset bands must share their dims: {first_name!r} has {list(first.dims)} "
+                f"but {name!r} has {list(var.dims)}. Select or drop the odd variable, e.g. "
+                f"ds.drop_vars({name!r})."
+            )
+        if BAND_DIM in var.dims:
+            raise CubeError(
+                f"Dataset variable {name!r} has a {BAND_DIM!r} dim; in a Dataset the variables "
+                f"are the bands. Use ds[{name!r}] (a DataArray) or ds.isel(band=0)."
+            )
+    bands = [Band(str(n), v, None, 0, _nodata(v)) for n, v in variables.items()]
+    return bands, tuple(first.dims)
+
+
+def _read_crs(obj: xr.DataArray | xr.Dataset, spatial: tuple[str, str]) -> CRS:
+    found: dict[str, CRS] = {}
+    try:
+        rio_crs = obj.rio.crs
+    except Exception:  # rioxarray refuses some layouts; the other conventions still apply
+        rio_crs = None
+    if rio_crs is not None:
+        found["rio.crs (spatial_ref)"] = CRS.from_user_input(rio_crs)
+    if obj.attrs.get("crs") is not None:
+        found["attrs['crs']"] = read_crs(obj.attrs["crs"], "the cube's crs attribute")
+    if "crs" in obj.coords and obj.coords["crs"].ndim == 0:
+        value = obj.coords["crs"].values.item()
+        if isinstance(value, str | int) and value != "":
+            found["coords['crs']"] = read_crs(value, "the cube's crs coordinate")
+    for key in _EPSG_COORDS:
+        if key in obj.coords:
+            codes = pd.unique(np.asarray(obj.coords[key].values).ravel())
+            codes = [c for c in codes if c is not None and not pd.isna(c)]
+            if len(codes) > 1:
+                raise CubeError(
+                    f"the cube's {key!r} coordinate holds several CRSs {list(codes)}: its "
+                    "images are on different grids. Reproject them to one CRS first."
+                )
+            if codes:
+                code = codes[0]
+                found[f"coords[{key!r}]"] = read_crs(
+                    int(code) if isinstance(code, int | np.integer | float) else code,
+                    f"the cube's {key} coordinate",
+                )
+    if not found:
+        if spatial in GEOGRAPHIC_DIMS:
+            return EPSG4326
+        raise MissingCRSError(
+            "the cube has no CRS: none in rio.crs (a spatial_ref coordinate), a 'crs' attribute "
+            "or coordinate, or stackstac's 'epsg' coordinate. Set it with "
+            "cube.rio.write_crs('EPSG:32615') (your cube's CRS)."
+        )
+    (first_key, crs), *rest = found.items()
+    for key, other in rest:
+        if other != crs:
+            raise CubeError(
+                f"the cube's CRS conventions disagree: {first_key} is {crs.to_string()} but "
+                f"{key} is {other.to_string()}. Remove the wrong one."
+            )
+    return crs
+
+
+def _axis(obj: Any, dim: str) -> tuple[float, float]:
+    """(first centre, step) of a regular coordinate, from its values."""
+    if dim not in obj.coords:
+        raise CubeError(
+            f"the spatial dim {dim!r} has no coordinate: pixel positions are unknown. "
+            "Assign one, e.g. cube.assign_coords(...) or rioxarray's open_rasterio."
+        )
+    values = np.asarray(obj[dim].values, dtype=float)
+    n = values.size
+    if n == 1:
+        return float(values[0]), float("nan")
+    step = (values[-1] - values[0]) / (n - 1)
+    diffs = np.diff(values)
+    if step == 0 or not np.allclose(diffs, step, rtol=1e-6, atol=0):
+        worst = diffs[np.argmax(np.abs(diffs - step))]
+        raise CubeError(
+            f"the {dim!r} coordinate is not regular: steps vary from {step!r} to {worst!r}. "
+            "getRegion needs a regular grid; resample the cube first (e.g. rio.reproject)."
+        )
+    return float(values[0]), float(step)
+
+
+def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
+    x0, dx = _axis(obj, xdim)
+    y0, dy = _axis(obj, ydim)
+    if np.isnan(dx) or np.isnan(dy):
+        try:
+            a, _, _, _, e, _ = tuple(obj.rio.transform(recalc=False))[:6]
+        except Exception:
+            a = e = float("nan")
+        if np.isnan(a) or np.isnan(e):
+            raise CubeError(
+                f"the cube is one pixel wide along {xdim if np.isnan(dx) else ydim!r} and has no "
+                "transform to give the pixel size. Write one with cube.rio.write_transform()."
+            )
+        dx = a if np.isnan(dx) else dx
+        dy = e if np.isnan(dy) else dy
+    shape = (int(obj.sizes[ydim]), int(obj.sizes[xdim]))
+    return Grid((dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2), crs, shape)
+
+
+def _ids_and_times(
+    obj: Any, image_dim: str | None, n: int
+) -> tuple[tuple[str, ...], tuple[int | None, ...]]:
+    def coord(name: str) -> np.ndarray | None:
+        if name not in obj.coords:
+            return None
+        c = obj.coords[name]
+        if image_dim is None and c.ndim == 0:
+            return np.asarray(c.values).reshape(1)
+        if image_dim is not None and c.dims == (image_dim,):
+            return np.asarray(c.values)
+        return None
+
+    raw_ids = coord("system:index")
+    if raw_ids is None:
+        raw_ids = coord("id")
+    ids = (
+        tuple(str(v) for v in raw_ids.tolist())
+        if raw_ids is not None
+        else tuple(str(i) for i in range(n))
+    )
+    start = coord("system:time_start")
+    if start is not None:
+        return ids, tuple(None if pd.isna(v) else int(v) for v in start.tolist())
+    time = coord(image_dim) if image_dim is not None else coord("time")
+    if time is None and image_dim is not None and image_dim != "time":
+        time = coord("time")
+    if time is None:
+        return ids, (None,) * n
+    if time.dtype.kind != "M":
+        if time.dtype == object and len(time) and hasattr(time[0], "calendar"):
+            time = xr.CFTimeIndex(time).to_datetimeindex(time_unit="ms").values
+        else:
+            return ids, (None,) * n
+    ms = time.astype("datetime64[ms]")
+    return ids, tuple(None if np.isnat(v) else int(v.astype(np.int64)) for v in ms)

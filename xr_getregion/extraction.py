@@ -1,0 +1,222 @@
+"""Planning an extraction from coordinates, checking the limit, and gathering the values.
+
+:func:`plan_region` decides everything (covered pixels, their centres in lon/lat, the source
+pixel each samples, the value count) from the geometry and the cube's coordinates alone.
+:func:`gather` then reads the values: for dask-backed bands, one graph whose tasks each take
+one source chunk and the small index arrays of the covered pixels inside it, so only chunks
+holding covered pixels are read, each once for all the bands it holds.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import is_dask_collection, tokenize
+from dask.highlevelgraph import HighLevelGraph
+from pyproj import CRS
+
+from xr_getregion.coverage import covered_pixels, to_pixel_space, window_of
+from xr_getregion.cube import Band, Cube
+from xr_getregion.errors import ArgumentError, TooManyValuesError
+from xr_getregion.geometry import EPSG4326
+from xr_getregion.grid import Grid, transformer
+
+__all__ = ["MAX_VALUES", "Plan", "check_limit", "gather", "plan_region"]
+
+#: Earth Engine's getRegion limit on ``pixels x bands x images``.
+MAX_VALUES = 1_048_576
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """What an extraction will read and return, decided before any value is read.
+
+    Attributes
+    ----------
+    cube, grid
+        The cube and the working grid.
+    cols, rows
+        Working-grid pixels with a row, in raster order (row, then column).
+    lon, lat
+        Their centres in EPSG:4326.
+    iy, ix
+        The source (cube) pixel each samples: nearest neighbour of the working centre.
+    """
+
+    cube: Cube
+    grid: Grid
+    cols: np.ndarray
+    rows: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    iy: np.ndarray
+    ix: np.ndarray
+
+    @property
+    def n_pixels(self) -> int:
+        return len(self.cols)
+
+    @property
+    def n_values(self) -> int:
+        """``pixels x bands x images``, the number EE's limit applies to."""
+        return self.n_pixels * len(self.cube.bands) * self.cube.n_images
+
+
+def plan_region(cube: Cube, shape: Any, shape_crs: CRS, grid: Grid) -> Plan:
+    """Plan the extraction of ``shape`` (a planar shapely geometry in ``shape_crs``)."""
+    pixel_shape = to_pixel_space(shape, shape_crs, grid)
+    cols, rows = covered_pixels(pixel_shape, window_of(cube.grid, grid))
+    x, y = grid.centres(cols, rows)
+    src = cube.grid
+    if grid.same_pixels(src):
+        iy, ix = rows, cols
+    else:
+        sx, sy = (x, y) if grid.crs == src.crs else transformer(grid.crs, src.crs).transform(x, y)
+        fx, fy = src.to_pixel(np.asarray(sx), np.asarray(sy))
+        with np.errstate(invalid="ignore"):
+            ix = np.floor(fx)
+            iy = np.floor(fy)
+    nrows, ncols = src.shape  # type: ignore[misc]
+    # A working pixel whose centre is outside the cube has no image covering it: no row.
+    inside = np.isfinite(ix) & np.isfinite(iy) & (ix >= 0) & (ix < ncols) & (iy >= 0) & (iy < nrows)
+    cols, rows, x, y = cols[inside], rows[inside], x[inside], y[inside]
+    iy = iy[inside].astype(np.int64)
+    ix = ix[inside].astype(np.int64)
+    if grid.crs == EPSG4326:
+        lon, lat = x, y
+    else:
+        lon, lat = transformer(grid.crs, EPSG4326).transform(x, y)
+    return Plan(cube, grid, cols, rows, np.asarray(lon), np.asarray(lat), iy, ix)
+
+
+def check_limit(plan: Plan, max_values: int | None) -> None:
+    """Refuse a plan over ``max_values`` values, with EE's message and the ways under it.
+
+    Raises
+    ------
+    TooManyValuesError
+        ``pixels x bands x images > max_values``.
+    """
+    if max_values is None:
+        return
+    if (
+        isinstance(max_values, bool)
+        or not isinstance(max_values, numbers.Integral)
+        or max_values < 1
+    ):
+        raise ArgumentError(
+            f"max_values must be a positive integer, or None for no limit; got {max_values!r}."
+        )
+    if plan.n_values > max_values:
+        p, b, i = plan.n_pixels, len(plan.cube.bands), plan.cube.n_images
+        raise TooManyValuesError(
+            f"ImageCollection.getRegion: Too many values: {p} points x {b} bands x {i} images "
+            f"> {max_values}. To get under it: a smaller geometry or a coarser scale= (fewer "
+            "points), fewer bands (cube.sel(band=[...])), fewer images (cube.sel(time=slice(...))"
+            "), or raise the limit with max_values= (None lifts it)."
+        )
+
+
+def gather(plan: Plan) -> dict[str, np.ndarray]:
+    """Read the planned values: for each band, an ``(images, pixels)`` array.
+
+    Dask-backed bands are gathered in one ``dask.compute`` call whose graph reads only the
+    chunks that hold covered pixels; other bands (numpy, lazily indexed files) are read with
+    xarray's vectorised indexing of just those pixels.
+    """
+    cube = plan.cube
+    # Bands sharing one array (a DataArray's band dim) are gathered together.
+    groups: dict[int, list[Band]] = {}
+    for band in cube.bands:
+        groups.setdefault(id(band.array), []).append(band)
+    lazy: list[tuple[list[Band], da.Array, np.ndarray]] = []
+    out: dict[str, np.ndarray] = {}
+    for bands in groups.values():
+        arr = bands[0].array
+        if plan.n_pixels and is_dask_collection(arr.data):
+            data = _as_4d(arr, cube, bands[0].band_dim)
+            values, order = _dask_gather(data, plan.iy, plan.ix)
+            lazy.append((bands, values, order))
+        else:
+            values = _eager_gather(arr, cube, bands[0].band_dim, plan.iy, plan.ix)
+            for band in bands:
+                out[band.name] = values[:, band.band_index]
+    if lazy:
+        computed = dask.compute(*(v for _, v, _ in lazy))
+        for (bands, _, order), values in zip(lazy, computed, strict=True):
+            restored = np.empty_like(values)
+            restored[..., order] = values
+            for band in bands:
+                out[band.name] = restored[:, band.band_index]
+    return {band.name: out[band.name] for band in cube.bands}
+
+
+def _dims(arr: xr.DataArray, cube: Cube, band_dim: str | None) -> list[str]:
+    return [d for d in (cube.image_dim, band_dim, cube.ydim, cube.xdim) if d is not None]
+
+
+def _as_4d(arr: xr.DataArray, cube: Cube, band_dim: str | None) -> da.Array:
+    """The band array as dask ``(image, band, y, x)``; missing dims become length 1."""
+    data = arr.variable.transpose(*_dims(arr, cube, band_dim)).data
+    if cube.image_dim is None:
+        data = data[None]
+    if band_dim is None:
+        data = data[:, None]
+    return data
+
+
+def _eager_gather(
+    arr: xr.DataArray, cube: Cube, band_dim: str | None, iy: np.ndarray, ix: np.ndarray
+) -> np.ndarray:
+    var = arr.variable.transpose(*_dims(arr, cube, band_dim))
+    picked = var.isel(
+        {cube.ydim: xr.Variable("__pixel__", iy), cube.xdim: xr.Variable("__pixel__", ix)}
+    )
+    values = np.asarray(picked.values)
+    if cube.image_dim is None:
+        values = values[None]
+    if band_dim is None:
+        values = values[:, None]
+    return values
+
+
+def _take(block: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    return np.asarray(block[:, :, iy, ix])
+
+
+def _dask_gather(data: da.Array, iy: np.ndarray, ix: np.ndarray) -> tuple[da.Array, np.ndarray]:
+    """A dask array ``(image, band, pixel)`` of ``data[:, :, iy, ix]``, pixels grouped by chunk.
+
+    Returns the array and ``order``: its pixel ``j`` is the input pixel ``order[j]``. Each task
+    takes one source block and the local indices of the pixels inside it; blocks without a
+    covered pixel are not in the graph, so they are never read.
+    """
+    ybounds = np.cumsum((0, *data.chunks[2]))
+    xbounds = np.cumsum((0, *data.chunks[3]))
+    nxb = len(data.chunks[3])
+    yb = np.searchsorted(ybounds, iy, side="right") - 1
+    xb = np.searchsorted(xbounds, ix, side="right") - 1
+    key = yb * nxb + xb
+    order = np.argsort(key, kind="stable")
+    blocks, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+    name = "getregion-gather-" + tokenize(data.name, iy, ix)
+    index_dtype = np.int32 if max(data.chunks[2] + data.chunks[3]) < 2**31 else np.int64
+    dsk: dict[tuple, tuple] = {}
+    for g, (block, start, count) in enumerate(zip(blocks, starts, counts, strict=True)):
+        by, bx = divmod(int(block), nxb)
+        sel = order[start : start + count]
+        liy = (iy[sel] - ybounds[by]).astype(index_dtype)
+        lix = (ix[sel] - xbounds[bx]).astype(index_dtype)
+        for ti in range(len(data.chunks[0])):
+            for bi in range(len(data.chunks[1])):
+                dsk[(name, ti, bi, g)] = (_take, (data.name, ti, bi, by, bx), liy, lix)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    chunks = (data.chunks[0], data.chunks[1], tuple(int(c) for c in counts))
+    meta = np.empty((0, 0, 0), dtype=data.dtype)
+    return da.Array(graph, name, chunks, meta=meta), order

@@ -1,0 +1,401 @@
+"""Geometries: EE-style constructors and the reading of every accepted geometry input.
+
+Earth Engine builds ``Polygon``, ``Rectangle``, ``LineString`` (and their multi forms) from
+numbers as *geodesic* geometries: their edges follow great circles. ``BBox`` is planar. A
+:class:`Geometry` keeps that flag, and :func:`read_geometry` turns geodesic edges into
+densified planar ones with :class:`pyproj.Geod`, so everything downstream is plain shapely.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyproj
+import shapely
+from pyproj import CRS
+
+from xr_getregion.errors import CRSError, GeometryError
+
+__all__ = ["EPSG4326", "Geometry", "read_crs", "read_geometry"]
+
+EPSG4326 = CRS.from_epsg(4326)
+
+# Geodesic edges are densified with a vertex at least every this many metres; over 1 km a
+# great circle and the straight lon/lat chord between its points differ by well under 1 mm.
+_GEODESIC_STEP_M = 1000.0
+_MAX_POINTS_PER_EDGE = 10_000
+
+
+def read_crs(value: Any, what: str = "crs") -> CRS:
+    """Return ``value`` as a :class:`pyproj.CRS`, or raise :class:`CRSError` naming it.
+
+    Parameters
+    ----------
+    value
+        Anything :meth:`pyproj.CRS.from_user_input` accepts ("EPSG:32615", 4326, WKT, a CRS).
+    what
+        The argument's name, for the error message.
+    """
+    if isinstance(value, CRS):
+        return value
+    try:
+        return CRS.from_user_input(value)
+    except (pyproj.exceptions.CRSError, TypeError, ValueError) as exc:
+        raise CRSError(
+            f"{what}={value!r} is not a CRS pyproj understands ({exc}). "
+            "Pass an EPSG code such as 'EPSG:32615', a WKT string or a pyproj.CRS."
+        ) from exc
+
+
+@dataclass(frozen=True, eq=False)
+class Geometry:
+    """A geometry as Earth Engine holds it: a shape, its CRS and its edge interpretation.
+
+    Build one with the EE-style constructors (``Geometry.Point``, ``Geometry.Polygon``, ...),
+    which take Earth Engine's arguments in Earth Engine's order.
+
+    Parameters
+    ----------
+    shape
+        The shapely geometry, in ``crs`` coordinates.
+    crs
+        Its coordinate reference system (EPSG:4326 by default, longitude then latitude).
+    geodesic
+        Whether edges follow great circles (True) or are straight lines in ``crs`` (False).
+
+    Examples
+    --------
+    >>> from xr_getregion import Geometry
+    >>> Geometry.BBox(-90.496353, 34.851971, -90.495749, 34.852197).geodesic
+    False
+    >>> Geometry.Rectangle([-90.5, 34.8, -90.4, 34.9]).geodesic
+    True
+    """
+
+    shape: shapely.Geometry
+    crs: CRS = EPSG4326
+    geodesic: bool = False
+
+    @property
+    def __geo_interface__(self) -> dict[str, Any]:
+        return self.shape.__geo_interface__
+
+    @property
+    def type(self) -> str:
+        """The geometry type, as in GeoJSON ("Point", "Polygon", ...)."""
+        return self.shape.geom_type
+
+    def __repr__(self) -> str:
+        kind = "geodesic" if self.geodesic else "planar"
+        return f"Geometry({self.shape.wkt[:80]}, crs={self.crs.to_string()}, {kind})"
+
+    # --- EE-style constructors -------------------------------------------------------------
+
+    @classmethod
+    def Point(cls, coords: Sequence[float] | float, proj: Any = None, *args: float) -> Geometry:
+        """``ee.Geometry.Point(coords, proj)``: ``Point([x, y])`` or ``Point(x, y)``."""
+        coords, proj = _numbers_as_coords(coords, proj, args, 2)
+        xy = _as_array(coords, 1, "Point")
+        return cls._make(shapely.Point(xy), proj, geodesic=False)
+
+    @classmethod
+    def MultiPoint(cls, coords: Sequence[Any], proj: Any = None) -> Geometry:
+        """``ee.Geometry.MultiPoint(coords, proj)``: a list of ``[x, y]`` points."""
+        pts = _as_array(_pairs(coords), 2, "MultiPoint")
+        return cls._make(shapely.MultiPoint(pts), proj, geodesic=False)
+
+    @classmethod
+    def LineString(
+        cls,
+        coords: Sequence[Any],
+        proj: Any = None,
+        geodesic: bool | None = None,
+        maxError: float | None = None,
+    ) -> Geometry:
+        """``ee.Geometry.LineString(coords, proj, geodesic, maxError)``; geodesic by default."""
+        pts = _as_array(_pairs(coords), 2, "LineString")
+        return cls._make(shapely.LineString(pts), proj, geodesic)
+
+    @classmethod
+    def MultiLineString(
+        cls,
+        coords: Sequence[Any],
+        proj: Any = None,
+        geodesic: bool | None = None,
+        maxError: float | None = None,
+    ) -> Geometry:
+        """``ee.Geometry.MultiLineString(coords, proj, geodesic, maxError)``."""
+        lines = [shapely.LineString(_as_array(c, 2, "MultiLineString")) for c in coords]
+        return cls._make(shapely.MultiLineString(lines), proj, geodesic)
+
+    @classmethod
+    def Polygon(
+        cls,
+        coords: Sequence[Any],
+        proj: Any = None,
+        geodesic: bool | None = None,
+        maxError: float | None = None,
+        evenOdd: bool = True,
+    ) -> Geometry:
+        """``ee.Geometry.Polygon(coords, proj, geodesic, maxError, evenOdd)``.
+
+        ``coords`` is a list of rings (the first the shell, the rest holes) or one ring.
+        """
+        return cls._make(_polygon(coords), proj, geodesic)
+
+    @classmethod
+    def MultiPolygon(
+        cls,
+        coords: Sequence[Any],
+        proj: Any = None,
+        geodesic: bool | None = None,
+        maxError: float | None = None,
+        evenOdd: bool = True,
+    ) -> Geometry:
+        """``ee.Geometry.MultiPolygon(coords, proj, geodesic, maxError, evenOdd)``."""
+        return cls._make(shapely.MultiPolygon([_polygon(c) for c in coords]), proj, geodesic)
+
+    @classmethod
+    def Rectangle(
+        cls,
+        coords: Sequence[Any] | float,
+        proj: Any = None,
+        geodesic: bool | None = None,
+        maxError: float | None = None,
+        evenOdd: bool = True,
+    ) -> Geometry:
+        """``ee.Geometry.Rectangle(coords, ...)``: ``[xmin, ymin, xmax, ymax]``, two corners,
+        or four numbers. Geodesic by default, as in Earth Engine."""
+        if not isinstance(coords, Sequence):
+            numbers = [coords, proj, geodesic, maxError]
+            if not all(isinstance(v, int | float) for v in numbers):
+                raise GeometryError(
+                    f"Rectangle takes [xmin, ymin, xmax, ymax] or four numbers; got {numbers!r}."
+                )
+            coords, proj, geodesic = numbers, None, None
+        flat = np.asarray(coords, dtype=float).ravel()
+        if flat.size != 4:
+            raise GeometryError(
+                f"Rectangle needs 4 numbers (xmin, ymin, xmax, ymax); got {flat.size}: {coords!r}."
+            )
+        return cls._make(_box(*flat, "Rectangle"), proj, geodesic)
+
+    @classmethod
+    def BBox(cls, west: float, south: float, east: float, north: float) -> Geometry:
+        """``ee.Geometry.BBox(west, south, east, north)``: planar, in EPSG:4326."""
+        if west > east:
+            raise GeometryError(
+                f"BBox west={west} is east of east={east}: a box crossing the antimeridian "
+                "is not supported yet; split it into two boxes."
+            )
+        return cls._make(_box(west, south, east, north, "BBox"), None, geodesic=False)
+
+    @classmethod
+    def _make(cls, shape: shapely.Geometry, proj: Any, geodesic: bool | None) -> Geometry:
+        crs = EPSG4326 if proj is None else read_crs(proj, "proj")
+        if geodesic is None:
+            geodesic = crs.is_geographic
+        return cls(shape, crs, bool(geodesic))
+
+    def to_planar(self) -> tuple[shapely.Geometry, CRS]:
+        """Return the geometry with straight edges, and the CRS its coordinates are in.
+
+        Geodesic edges are densified along the great circle of the CRS's ellipsoid; the
+        result is in the CRS's geographic (lon/lat) CRS.
+        """
+        if not self.geodesic or self.shape.geom_type in ("Point", "MultiPoint"):
+            return self.shape, self.crs
+        geographic = self.crs.geodetic_crs or EPSG4326
+        shape = self.shape
+        if not self.crs.is_geographic:
+            to_geo = pyproj.Transformer.from_crs(self.crs, geographic, always_xy=True)
+            shape = shapely.transform(shape, lambda xy: np.column_stack(to_geo.transform(*xy.T)))
+        geod = geographic.get_geod() or pyproj.Geod(ellps="WGS84")
+        return _densify_geodesic(shape, geod), geographic
+
+
+def _numbers_as_coords(coords: Any, proj: Any, rest: tuple[float, ...], n: int) -> tuple[Any, Any]:
+    """Let ``Point(x, y)`` mean ``Point([x, y])``, as the EE Python client does."""
+    if isinstance(coords, int | float) and isinstance(proj, int | float):
+        return [coords, proj, *rest][:n], None
+    return coords, proj
+
+
+def _pairs(coords: Sequence[Any]) -> Any:
+    """Accept ``[[x, y], ...]`` and EE's flat ``[x1, y1, x2, y2, ...]``."""
+    arr = np.asarray(coords, dtype=object)
+    if arr.ndim == 1 and len(arr) % 2 == 0 and all(isinstance(v, int | float) for v in arr):
+        return np.asarray(coords, dtype=float).reshape(-1, 2)
+    return coords
+
+
+def _as_array(coords: Any, ndim: int, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(coords, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise GeometryError(f"{what} coordinates must be numbers; got {coords!r}.") from exc
+    if arr.ndim != ndim or arr.shape[-1] != 2:
+        shape = "[x, y]" if ndim == 1 else "[[x, y], ...]"
+        raise GeometryError(f"{what} coordinates must be {shape}; got array of shape {arr.shape}.")
+    return arr
+
+
+def _polygon(coords: Sequence[Any]) -> shapely.Polygon:
+    depth = np.asarray(coords, dtype=object).ndim if coords else 0
+    first = coords[0] if len(coords) else None
+    # One ring given directly: [[x, y], ...] rather than [[[x, y], ...], ...].
+    if first is not None and len(first) == 2 and isinstance(first[0], int | float):
+        coords = [coords]
+    elif depth == 1 and all(isinstance(v, int | float) for v in coords):
+        coords = [_pairs(coords)]
+    rings = [_as_array(ring, 2, "Polygon") for ring in coords]
+    if not rings:
+        raise GeometryError("Polygon needs at least one ring of [x, y] coordinates; got none.")
+    return shapely.Polygon(rings[0], rings[1:])
+
+
+def _box(xmin: float, ymin: float, xmax: float, ymax: float, what: str) -> shapely.Polygon:
+    if not (xmin <= xmax and ymin <= ymax):
+        raise GeometryError(
+            f"{what} needs min <= max on both axes; got x {xmin}..{xmax}, y {ymin}..{ymax}."
+        )
+    return shapely.box(xmin, ymin, xmax, ymax)
+
+
+def _densify_geodesic(shape: shapely.Geometry, geod: pyproj.Geod) -> shapely.Geometry:
+    """Insert great-circle points on every edge of ``shape`` (lon/lat coordinates)."""
+
+    def densify_coords(xy: np.ndarray) -> np.ndarray:
+        out = [xy[:1]]
+        for (x0, y0), (x1, y1) in itertools.pairwise(xy):
+            dist = geod.inv(x0, y0, x1, y1)[2]
+            npts = min(math.ceil(dist / _GEODESIC_STEP_M) - 1, _MAX_POINTS_PER_EDGE)
+            if npts > 0:
+                out.append(np.asarray(geod.npts(x0, y0, x1, y1, npts), dtype=float))
+            out.append(np.array([[x1, y1]]))
+        return np.concatenate(out)
+
+    def densify(g: shapely.Geometry) -> shapely.Geometry:
+        kind = g.geom_type
+        if kind == "LineString":
+            return shapely.LineString(densify_coords(shapely.get_coordinates(g)))
+        if kind == "Polygon":
+            shell = densify_coords(shapely.get_coordinates(g.exterior))
+            holes = [densify_coords(shapely.get_coordinates(r)) for r in g.interiors]
+            return shapely.Polygon(shell, holes)
+        if kind in ("MultiLineString", "MultiPolygon", "GeometryCollection"):
+            return type(g)([densify(p) for p in g.geoms])
+        return g
+
+    return densify(shape)
+
+
+# --- reading any geometry input ---------------------------------------------------------------
+
+
+def read_geometry(obj: Any, geometry_crs: Any = None) -> tuple[shapely.Geometry, CRS]:
+    """Read any accepted geometry input into a valid planar shapely geometry and its CRS.
+
+    Parameters
+    ----------
+    obj
+        A :class:`Geometry`, a shapely geometry, a GeoJSON dict (``Geometry``, ``Feature``,
+        ``FeatureCollection``) or text, WKT, anything with ``__geo_interface__``, a
+        ``GeoSeries``/``GeoDataFrame`` (whose ``.crs`` is used), or a list of these. Several
+        geometries are returned as one ``GeometryCollection``: their union, pixel-wise.
+    geometry_crs
+        The CRS of the coordinates, overriding the input's own. Default: the input's CRS,
+        else EPSG:4326 (longitude, latitude), as in Earth Engine.
+
+    Returns
+    -------
+    shapely.Geometry, pyproj.CRS
+
+    Raises
+    ------
+    GeometryError
+        The input is of an unknown type, empty, not finite or invalid.
+    """
+    shape, crs = _read(obj)
+    if geometry_crs is not None:
+        crs = read_crs(geometry_crs, "geometry_crs")
+    _validate(shape)
+    return shape, crs or EPSG4326
+
+
+def _read(obj: Any) -> tuple[shapely.Geometry, CRS | None]:
+    if isinstance(obj, Geometry):
+        return obj.to_planar()
+    if isinstance(obj, shapely.Geometry):
+        return obj, None
+    # GeoSeries / GeoDataFrame, without importing geopandas for users who never pass one.
+    if hasattr(obj, "geometry") and hasattr(obj, "crs") and hasattr(obj, "total_bounds"):
+        geoms = np.asarray(obj.geometry.values, dtype=object)
+        crs = CRS.from_user_input(obj.crs) if obj.crs is not None else None
+        return shapely.GeometryCollection(list(geoms)), crs
+    if isinstance(obj, str):
+        text = obj.strip()
+        if text.startswith("{"):
+            try:
+                return _read(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise GeometryError(f"geometry text is not valid GeoJSON: {exc}.") from exc
+        try:
+            return shapely.from_wkt(text), None
+        except shapely.errors.GEOSException as exc:
+            raise GeometryError(
+                f"geometry text is neither WKT nor GeoJSON: {text[:60]!r} ({exc})."
+            ) from exc
+    if hasattr(obj, "__geo_interface__") and not isinstance(obj, dict):
+        return _read(obj.__geo_interface__)
+    if isinstance(obj, dict):
+        return _read_geojson(obj), None
+    if isinstance(obj, Iterable):
+        parts = [_read(o) for o in obj]
+        crss = {c for _, c in parts if c is not None}
+        if len(crss) > 1:
+            raise GeometryError(
+                "the geometries in the list have different CRSs "
+                f"({', '.join(sorted(c.to_string() for c in crss))}); reproject them to one CRS."
+            )
+        return shapely.GeometryCollection([g for g, _ in parts]), crss.pop() if crss else None
+    raise GeometryError(
+        f"cannot read a geometry from {type(obj).__name__}. Pass a shapely geometry, GeoJSON, "
+        "WKT, a GeoSeries/GeoDataFrame or an xr_getregion.Geometry."
+    )
+
+
+def _read_geojson(obj: dict[str, Any]) -> shapely.Geometry:
+    kind = obj.get("type")
+    if kind == "Feature":
+        if obj.get("geometry") is None:
+            raise GeometryError("the GeoJSON Feature has no geometry.")
+        return _read_geojson(obj["geometry"])
+    if kind == "FeatureCollection":
+        return shapely.GeometryCollection([_read_geojson(f) for f in obj.get("features", [])])
+    try:
+        return shapely.geometry.shape(obj)
+    except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as exc:
+        raise GeometryError(f"not a GeoJSON geometry: {str(obj)[:80]} ({exc!r}).") from exc
+
+
+def _validate(shape: shapely.Geometry) -> None:
+    if shape is None or shape.is_empty:
+        raise GeometryError(
+            "the geometry is empty: it covers no pixel. Pass a geometry with coordinates."
+        )
+    coords = shapely.get_coordinates(shape)
+    if not np.isfinite(coords).all():
+        bad = coords[~np.isfinite(coords).all(axis=1)][0]
+        raise GeometryError(f"the geometry has a non-finite coordinate {tuple(bad)}.")
+    if not shape.is_valid:
+        raise GeometryError(
+            f"the geometry is invalid: {shapely.is_valid_reason(shape)}. "
+            "Repair it first, for example with shapely.make_valid(geometry)."
+        )

@@ -1,0 +1,196 @@
+"""Grids: an affine transform in a CRS, and EE's rules for the grid to work on.
+
+A grid maps pixel space (``col``, ``row``; pixel ``(i, j)`` spans ``[i, i+1) x [j, j+1)`` and its
+centre is ``(i + 0.5, j + 0.5)``) to CRS coordinates with a row-major 3x2 affine transform
+``[a, b, c, d, e, f]``: ``x = a*col + b*row + c``, ``y = d*col + e*row + f``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyproj
+from pyproj import CRS
+
+from xr_getregion.errors import GetRegionWarning, GridError
+from xr_getregion.geometry import EPSG4326, read_crs
+
+__all__ = ["METRES_PER_DEGREE", "Grid", "working_grid"]
+
+#: Earth Engine's metres per degree, to the last bit: ``30 / METRES_PER_DEGREE`` is the
+#: 30 m step of EE's printed outputs. (``6378137 * pi / 180`` in Python is one ulp off.)
+METRES_PER_DEGREE = 111319.49079327357
+
+Transform = tuple[float, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A pixel grid: a row-major affine ``transform`` in ``crs``, bounded when ``shape`` is set.
+
+    Parameters
+    ----------
+    transform
+        ``(a, b, c, d, e, f)`` with ``x = a*col + b*row + c``, ``y = d*col + e*row + f``.
+    crs
+        The grid's CRS.
+    shape
+        ``(rows, cols)`` for a finite grid (a cube's own), ``None`` for EE's unbounded grids.
+    """
+
+    transform: Transform
+    crs: CRS
+    shape: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        a, b, _, d, e, _ = self.transform
+        if not all(math.isfinite(v) for v in self.transform) or a * e - b * d == 0:
+            raise GridError(
+                f"the grid transform {list(self.transform)} is not an invertible affine map: "
+                "it needs 6 finite numbers with a*e - b*d != 0."
+            )
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return ("xr_getregion.Grid", self.transform, self.crs.to_wkt(), self.shape)
+
+    @property
+    def axis_aligned(self) -> bool:
+        """True when the grid has no rotation or shear (``b == d == 0``)."""
+        return self.transform[1] == 0 and self.transform[3] == 0
+
+    def to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CRS coordinates to fractional pixel coordinates ``(col, row)``.
+
+        For axis-aligned grids this is ``(x - c) / a`` exactly, as EE computes it, so a point
+        on a grid line lands in the pixel it starts rather than one ulp before it.
+        """
+        a, b, c, d, e, f = self.transform
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        if self.axis_aligned:
+            return (x - c) / a, (y - f) / e
+        det = a * e - b * d
+        dx, dy = x - c, y - f
+        return (e * dx - b * dy) / det, (a * dy - d * dx) / det
+
+    def centres(self, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CRS coordinates of the centres of pixels ``(cols, rows)``."""
+        a, b, c, d, e, f = self.transform
+        u = np.asarray(cols, dtype=float) + 0.5
+        v = np.asarray(rows, dtype=float) + 0.5
+        if self.axis_aligned:
+            return a * u + c, e * v + f
+        return a * u + b * v + c, d * u + e * v + f
+
+    def same_pixels(self, other: Grid) -> bool:
+        """True when both grids have the same transform and an equal CRS (pyproj equality)."""
+        return self.transform == other.transform and self.crs == other.crs
+
+
+def _check_scale(scale: Any) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise GridError(f"scale must be a number of metres; got {scale!r}.")
+    value = float(scale)
+    if not math.isfinite(value) or value <= 0:
+        raise GridError(f"scale must be a positive, finite number of metres; got {scale!r}.")
+    return value
+
+
+def _check_transform(crs_transform: Any) -> Transform:
+    try:
+        values = [float(v) for v in crs_transform]
+    except (TypeError, ValueError) as exc:
+        raise GridError(
+            f"crsTransform must be 6 numbers [a, b, c, d, e, f]; got {crs_transform!r}."
+        ) from exc
+    if len(values) != 6:
+        raise GridError(
+            "crsTransform must be 6 numbers, the row-major 3x2 affine [a, b, c, d, e, f]; "
+            f"got {len(values)}: {list(crs_transform)!r}."
+        )
+    a, b, c, d, e, f = values
+    if not all(math.isfinite(v) for v in values) or a * e - b * d == 0:
+        raise GridError(
+            f"crsTransform {values} is not invertible (a*e - b*d == 0) or not finite; "
+            "check the pixel sizes a and e."
+        )
+    return a, b, c, d, e, f
+
+
+def _metres_to_units(crs: CRS, metres: float) -> float:
+    if crs.is_geographic:
+        return metres / METRES_PER_DEGREE
+    factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    return metres / factor
+
+
+def working_grid(
+    native: Grid,
+    scale: Any = None,
+    crs: Any = None,
+    crs_transform: Any = None,
+) -> Grid:
+    """The grid pixel decisions are made on, by Earth Engine's rules.
+
+    ==============================  ===================================================
+    arguments                       grid
+    ==============================  ===================================================
+    ``scale``                       EPSG:4326, origin (0, 0), ``scale / 111319.49...``
+                                    degree pixels, positive y step
+    ``crs`` + ``scale``             ``crs``, origin (0, 0), ``scale``-metre pixels
+    ``crs`` + ``crs_transform``     that transform in ``crs``
+    ``crs_transform``               that transform in EPSG:4326
+    nothing                         EPSG:4326, identity: 1-degree pixels (warns)
+    ``crs="native"`` alone          ``native``, the cube's own grid: no resampling
+    ==============================  ===================================================
+
+    ``crs="native"`` together with ``scale`` or ``crs_transform`` means no ``crs`` was given
+    (EE's EPSG:4326); pass the cube's CRS itself to work in it at another scale.
+
+    Raises
+    ------
+    GridError
+        ``scale`` and ``crs_transform`` together, a bad scale or a bad transform.
+    CRSError
+        ``crs`` is not a CRS pyproj understands.
+    """
+    if scale is not None and crs_transform is not None:
+        raise GridError(
+            "scale and crsTransform are mutually exclusive (as in Earth Engine): "
+            "pass one or the other."
+        )
+    if isinstance(crs, str) and crs.lower() == "native":
+        if scale is None and crs_transform is None:
+            return native
+        crs = None
+    target = EPSG4326 if crs is None else read_crs(crs, "crs")
+    if crs_transform is not None:
+        return Grid(_check_transform(crs_transform), target)
+    if scale is not None:
+        step = _metres_to_units(target, _check_scale(scale))
+        return Grid((step, 0.0, 0.0, 0.0, step, 0.0), target)
+    unit = "degree" if target.is_geographic else (target.axis_info[0].unit_name or "unit")
+    warnings.warn(
+        f"no scale= or crsTransform= given: working on {target.to_string()} with 1-{unit} "
+        "pixels, Earth Engine's default. Pass scale= (metres), crs='native' for the cube's own "
+        "grid, or crsTransform=.",
+        GetRegionWarning,
+        stacklevel=3,
+    )
+    return Grid((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), target)
+
+
+def transformer(src: CRS, dst: CRS) -> pyproj.Transformer:
+    """An always-xy transformer (longitude/easting first) between two CRSs, cached."""
+    return _transformer(src.to_wkt(), dst.to_wkt())
+
+
+@functools.lru_cache(maxsize=64)
+def _transformer(src: str, dst: str) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
