@@ -174,6 +174,9 @@ def _read_crs(obj: xr.DataArray | xr.Dataset, spatial: tuple[str, str]) -> CRS:
         rio_crs = None
     if rio_crs is not None:
         found["rio.crs (spatial_ref)"] = CRS.from_user_input(rio_crs)
+    cf = _cf_grid_mapping_crs(obj)
+    if cf is not None:
+        found["CF grid_mapping"] = cf
     if obj.attrs.get("crs") is not None:
         found["attrs['crs']"] = read_crs(obj.attrs["crs"], "the cube's crs attribute")
     if "crs" in obj.coords and obj.coords["crs"].ndim == 0:
@@ -213,6 +216,22 @@ def _read_crs(obj: xr.DataArray | xr.Dataset, spatial: tuple[str, str]) -> CRS:
     return crs
 
 
+def _cf_grid_mapping_crs(obj: xr.DataArray | xr.Dataset) -> CRS | None:
+    """The CRS of a CF ``grid_mapping`` variable, also when it was opened as a data variable."""
+    arrays = obj.data_vars.values() if isinstance(obj, xr.Dataset) else [obj]
+    for arr in arrays:
+        name = arr.attrs.get("grid_mapping") or arr.encoding.get("grid_mapping")
+        if name is None:
+            continue
+        holder = obj.variables.get(name) if isinstance(obj, xr.Dataset) else obj.coords.get(name)
+        if holder is None:
+            continue
+        wkt = holder.attrs.get("crs_wkt") or holder.attrs.get("spatial_ref")
+        if wkt:
+            return read_crs(wkt, f"the CF grid_mapping variable {name!r}")
+    return None
+
+
 def _axis(obj: Any, dim: str) -> tuple[float, float]:
     """(first centre, step) of a regular coordinate, from its values."""
     if dim not in obj.coords:
@@ -235,14 +254,22 @@ def _axis(obj: Any, dim: str) -> tuple[float, float]:
     return float(values[0]), float(step)
 
 
+def _written_geotransform(obj: Any) -> bool:
+    try:
+        mapping = obj.rio.grid_mapping
+    except Exception:
+        return False
+    return mapping in obj.coords and "GeoTransform" in obj.coords[mapping].attrs
+
+
 def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
     x0, dx = _axis(obj, xdim)
     y0, dy = _axis(obj, ydim)
     if np.isnan(dx) or np.isnan(dy):
-        try:
+        a = e = float("nan")
+        # Only a transform actually written counts: rioxarray falls back to identity.
+        if _written_geotransform(obj):
             a, _, _, _, e, _ = tuple(obj.rio.transform(recalc=False))[:6]
-        except Exception:
-            a = e = float("nan")
         if np.isnan(a) or np.isnan(e):
             raise CubeError(
                 f"the cube is one pixel wide along {xdim if np.isnan(dx) else ydim!r} and has no "

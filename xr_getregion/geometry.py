@@ -381,7 +381,7 @@ def _read_geojson(obj: dict[str, Any]) -> shapely.Geometry:
         return shapely.GeometryCollection([_read_geojson(f) for f in obj.get("features", [])])
     try:
         return shapely.geometry.shape(obj)
-    except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.ShapelyError) as exc:
         raise GeometryError(f"not a GeoJSON geometry: {str(obj)[:80]} ({exc!r}).") from exc
 
 

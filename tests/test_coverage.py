@@ -1,0 +1,170 @@
+"""Which pixels a geometry covers, in pixel space (SEMANTICS.md section 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from pyproj import CRS
+
+from xr_getregion import Geometry
+from xr_getregion.coverage import covered_pixels, to_pixel_space, window_of
+from xr_getregion.geometry import read_geometry
+from xr_getregion.grid import Grid, working_grid
+
+BIG = (-(10**7), -(10**7), 10**7, 10**7)
+
+
+def pixels(shape, window=BIG):
+    cols, rows = covered_pixels(shape, window)
+    return list(zip(cols.tolist(), rows.tolist(), strict=True))
+
+
+def brute_force_centres(poly, window):
+    """Every pixel centre of the window tested one by one with shapely: obviously right."""
+    col0, row0, col1, row1 = window
+    out = []
+    for row in range(row0, row1):
+        for col in range(col0, col1):
+            if poly.intersects(shapely.Point(col + 0.5, row + 0.5)):
+                out.append((col, row))
+    return out
+
+
+def test_point_takes_the_containing_pixel_even_on_grid_lines_and_negative():
+    assert pixels(shapely.Point(2.3, 5.9)) == [(2, 5)]
+    assert pixels(shapely.Point(2.0, 5.0)) == [(2, 5)]  # a grid corner starts pixel (2, 5)
+    assert pixels(shapely.Point(-0.5, -3.0)) == [(-1, -3)]
+    assert pixels(shapely.Point(-1e-12, 0)) == [(-1, 0)]
+
+
+def test_two_points_in_one_pixel_give_it_once_in_raster_order():
+    shape = shapely.MultiPoint([(5.5, 1.2), (0.1, 3.3), (5.9, 1.8), (2.2, 1.1)])
+    assert pixels(shape) == [(2, 1), (5, 1), (0, 3)]
+
+
+def test_polygon_takes_pixels_whose_centre_is_inside():
+    # Spans pixels 0..3 in x but holds the centres 1.5 and 2.5 only.
+    assert pixels(shapely.box(0.9, 0.4, 3.1, 0.6)) == [(1, 0), (2, 0)]
+    # Touches six pixels, contains two centres: the reference page's BBox situation.
+    assert pixels(shapely.box(0.2, 0.3, 2.0, 0.8)) == [(0, 0), (1, 0)]
+
+
+def test_polygon_containing_no_centre_covers_nothing():
+    assert pixels(shapely.box(0.6, 0.6, 1.4, 1.4)) == []
+
+
+def test_polygon_holes_are_respected():
+    shell = shapely.box(0, 0, 6, 6)
+    hole = shapely.box(2, 2, 4, 4)
+    poly = shapely.Polygon(shell.exterior, [hole.exterior])
+    got = pixels(poly)
+    assert len(got) == 36 - 4
+    assert (2, 2) not in got and (3, 3) not in got
+    assert got == brute_force_centres(poly, (0, 0, 6, 6))
+
+
+def test_centre_on_the_boundary_counts_as_covered():
+    assert pixels(shapely.box(0.5, 0.5, 1.5, 0.7)) == [(0, 0), (1, 0)]
+
+
+def test_large_irregular_polygon_matches_brute_force_strip_by_strip():
+    rng = np.random.default_rng(1)
+    angles = np.sort(rng.uniform(0, 2 * np.pi, 40))
+    radii = rng.uniform(60, 140, 40)
+    poly = shapely.Polygon(
+        np.column_stack([150 + radii * np.cos(angles), 150 + radii * np.sin(angles)])
+    )
+    window = (0, 0, 300, 300)
+    assert pixels(poly, window) == brute_force_centres(poly, window)
+
+
+def test_thin_diagonal_polygon_matches_brute_force():
+    poly = shapely.Polygon([(0, 0), (0.6, 0), (400.6, 300), (400, 300)])
+    window = (-1, -1, 402, 302)
+    got = pixels(poly, window)
+    assert got == brute_force_centres(poly, window)
+    assert 0 < len(got) < 2000
+
+
+def test_polygon_is_clipped_to_the_window():
+    got = pixels(shapely.box(-100, -100, 100, 100), (0, 0, 3, 2))
+    assert got == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+
+
+def test_line_takes_every_pixel_it_passes_through():
+    # Diagonal through interior cells: the supercover without corner-only touches.
+    assert pixels(shapely.LineString([(0.5, 0.5), (2.5, 1.5)])) == [(0, 0), (1, 0), (1, 1), (2, 1)]
+    # Vertical line inside a column.
+    assert pixels(shapely.LineString([(3.2, 0.1), (3.2, 2.9)])) == [(3, 0), (3, 1), (3, 2)]
+
+
+def test_line_along_a_grid_line_takes_the_pixels_that_start_there():
+    assert pixels(shapely.LineString([(2.0, 0.5), (2.0, 2.5)])) == [(2, 0), (2, 1), (2, 2)]
+
+
+def test_line_through_a_corner_exactly_skips_the_corner_only_neighbours():
+    got = pixels(shapely.LineString([(0.5, 0.5), (2.5, 2.5)]))
+    assert got == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_line_matches_dense_sampling():
+    line = shapely.LineString([(0.3, 0.7), (17.9, 5.2), (9.1, 13.4)])
+    t = np.linspace(0, 1, 200_001)
+    xy = np.concatenate(
+        [
+            np.column_stack([a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])])
+            for a, b in zip(line.coords[:-1], line.coords[1:], strict=True)
+        ]
+    )
+    expected = sorted({(int(x), int(y)) for x, y in np.floor(xy)}, key=lambda p: (p[1], p[0]))
+    assert pixels(line) == expected
+
+
+def test_multipart_and_collections_are_the_union_each_pixel_once():
+    shape = shapely.GeometryCollection(
+        [
+            shapely.Point(0.5, 0.5),
+            shapely.box(0, 0, 2, 1),
+            shapely.LineString([(1.5, 0.5), (1.5, 1.5)]),
+        ]
+    )
+    assert pixels(shape) == [(0, 0), (1, 0), (1, 1)]
+
+
+def test_ee_bbox_on_the_30m_grid_covers_exactly_two_pixels():
+    shape, crs = read_geometry(Geometry.BBox(-90.496353, 34.851971, -90.495749, 34.852197))
+    grid = working_grid(None, scale=30)
+    got = pixels(to_pixel_space(shape, crs, grid))
+    assert len(got) == 2
+    x, y = grid.centres(*np.array(got).T)
+    assert x.tolist() == [-90.49614697490799, -90.49587748032275]
+    assert y.tolist() == [34.85198299374928, 34.85198299374928]
+
+
+def test_window_of_a_utm_cube_on_the_ee_grid_contains_its_footprint():
+    cube_grid = Grid((30.0, 0, 700_000.0, 0, -30.0, 3_860_000.0), CRS.from_epsg(32615), (100, 200))
+    grid = working_grid(None, scale=30)
+    col0, row0, col1, row1 = window_of(cube_grid, grid)
+    # The four corners of the cube land inside the window.
+    from pyproj import Transformer
+
+    t = Transformer.from_crs(32615, 4326, always_xy=True)
+    lon, lat = t.transform(
+        [700_000, 706_000, 700_000, 706_000], [3_860_000, 3_860_000, 3_857_000, 3_857_000]
+    )
+    px, py = grid.to_pixel(np.array(lon), np.array(lat))
+    assert (px >= col0).all() and (px < col1).all() and (py >= row0).all() and (py < row1).all()
+    # And the window is not much bigger than the footprint.
+    assert (col1 - col0) < 250 and (row1 - row0) < 130
+
+
+@pytest.mark.parametrize("geodesic", [True, False])
+def test_projected_geometry_edges_stay_straight_in_their_own_crs(geodesic):
+    # A long planar lon/lat edge is densified before projecting, so its middle follows the
+    # parallel (planar) or the great circle (geodesic), not the straight UTM chord.
+    rect = Geometry.Rectangle([-93.5, 34.0, -90.5, 34.001], geodesic=geodesic)
+    shape, crs = read_geometry(rect)
+    grid = Grid((30.0, 0, 0.0, 0, -30.0, 4_000_000.0), CRS.from_epsg(32615))
+    pixel_shape = to_pixel_space(shape, crs, grid)
+    assert len(shapely.get_coordinates(pixel_shape)) > 20

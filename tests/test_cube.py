@@ -1,0 +1,170 @@
+"""Reading cubes as collections (SEMANTICS.md section 1), from metadata alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import make_cube, raise_if_dask_computes
+from pyproj import CRS
+
+from xr_getregion import CubeError, EmptyCollectionError, MissingCRSError
+from xr_getregion.cube import read_cube
+
+
+def test_dataarray_time_band_y_x_in_any_order(cube):
+    for order in [
+        ("time", "band", "y", "x"),
+        ("x", "band", "time", "y"),
+        ("y", "x", "band", "time"),
+    ]:
+        info = read_cube(cube.transpose(*order))
+        assert info.image_dim == "time"
+        assert info.band_names == ["a", "b"]
+        assert info.grid.transform == (30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0)
+        assert info.grid.shape == (20, 30)
+
+
+def test_reading_a_dask_cube_computes_nothing(cube):
+    lazy = cube.chunk({"time": 1, "y": 5})
+    with raise_if_dask_computes():
+        info = read_cube(lazy)
+    assert info.n_images == 3
+
+
+def test_ids_from_system_index_then_id_then_positions(cube):
+    assert read_cube(cube).ids == ("0", "1", "2")
+    with_id = cube.assign_coords(id=("time", ["s1", "s2", "s3"]))
+    assert read_cube(with_id).ids == ("s1", "s2", "s3")
+    both = with_id.assign_coords({"system:index": ("time", ["e1", "e2", "e3"])})
+    assert read_cube(both).ids == ("e1", "e2", "e3")
+
+
+def test_time_start_from_time_coord_in_ms_utc_or_system_time_start(cube):
+    info = read_cube(cube)
+    assert info.times_ms == (1609459200000, 1610879400000, 1612224001500)
+    explicit = cube.assign_coords({"system:time_start": ("time", [1, 2, 3])})
+    assert read_cube(explicit).times_ms == (1, 2, 3)
+
+
+def test_no_time_dim_is_one_image_keeping_a_scalar_time(cube):
+    one = cube.isel(time=1)
+    info = read_cube(one)
+    assert info.image_dim is None and info.n_images == 1
+    assert info.times_ms == (1610879400000,)
+    assert read_cube(one.drop_vars("time")).times_ms == (None,)
+
+
+def test_band_names_without_band_dim_and_without_name(cube):
+    single = cube.isel(band=0, drop=True)
+    assert read_cube(single).band_names == ["v"]
+    assert read_cube(single.rename(None)).band_names == ["b0"]
+    unnamed = cube.drop_vars("band")
+    assert read_cube(unnamed).band_names == ["b0", "b1"]
+    numeric = cube.assign_coords(band=[1, 2])
+    assert read_cube(numeric).band_names == ["1", "2"]
+
+
+def test_dataset_variables_are_bands_and_others_are_ignored(cube):
+    ds = cube.to_dataset("band")
+    ds["time_bnds"] = ("time", np.arange(3))
+    info = read_cube(ds)
+    assert info.band_names == ["a", "b"]
+    assert info.image_dim == "time"
+
+
+def test_dataset_bands_with_different_dims_are_refused_by_name(cube):
+    ds = cube.to_dataset("band")
+    ds["c"] = ds["a"].isel(time=0, drop=True)
+    with pytest.raises(CubeError, match=r"'c' has \['y', 'x'\].*drop_vars\('c'\)"):
+        read_cube(ds)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda c: c.isel(time=slice(0, 0)),
+        lambda c: c.isel(band=slice(0, 0)),
+        lambda c: c.to_dataset("band").drop_vars(["a", "b"]),
+    ],
+    ids=["no-images", "no-bands", "empty-dataset"],
+)
+def test_empty_collection_has_ees_message(cube, make):
+    with pytest.raises(
+        EmptyCollectionError, match=r"^ImageCollection.getRegion: No bands in collection.$"
+    ):
+        read_cube(make(cube))
+
+
+def test_crs_conventions_are_all_read_and_compared_with_pyproj():
+    base = make_cube(crs=None)
+    assert read_cube(base.rio.write_crs("EPSG:32615")).grid.crs == CRS.from_epsg(32615)
+    assert read_cube(base.assign_attrs(crs="EPSG:32615")).grid.crs == CRS.from_epsg(32615)
+    assert read_cube(base.assign_coords(epsg=32615)).grid.crs == CRS.from_epsg(32615)
+    per_image = base.assign_coords(epsg=("time", [32615, 32615, 32615]))
+    assert read_cube(per_image).grid.crs == CRS.from_epsg(32615)
+    # Same CRS written as WKT and as an EPSG code: equal for pyproj, so no conflict.
+    wkt = base.rio.write_crs("EPSG:32615").assign_attrs(crs=CRS.from_epsg(32615).to_wkt())
+    assert read_cube(wkt).grid.crs == CRS.from_epsg(32615)
+
+
+def test_conflicting_crs_conventions_are_refused():
+    cube = make_cube().assign_coords(epsg=32616)
+    with pytest.raises(CubeError, match="disagree"):
+        read_cube(cube)
+    mixed = make_cube(crs=None).assign_coords(epsg=("time", [32615, 32616, 32615]))
+    with pytest.raises(CubeError, match="several CRSs"):
+        read_cube(mixed)
+
+
+def test_missing_crs_says_how_to_set_one():
+    with pytest.raises(MissingCRSError, match=r"rio\.write_crs"):
+        read_cube(make_cube(crs=None))
+
+
+def test_lat_lon_dims_mean_epsg4326_without_writing_it():
+    cube = make_cube(crs=None, x0=-91, y0=35, res=0.01).rename(y="lat", x="lon")
+    info = read_cube(cube)
+    assert info.grid.crs == CRS.from_epsg(4326)
+    assert "spatial_ref" not in cube.coords
+
+
+def test_south_up_grid_has_positive_y_step():
+    info = read_cube(make_cube(south_up=True))
+    assert info.grid.transform[4] == 30.0
+    assert info.grid.transform[5] == 4_000_000.0
+
+
+def test_no_spatial_dims_or_too_many_dims_are_refused(cube):
+    with pytest.raises(CubeError, match="no spatial dims"):
+        read_cube(cube.rename(x="easting"))
+    extra = cube.expand_dims(member=2)
+    with pytest.raises(CubeError, match="non-spatial dims"):
+        read_cube(extra)
+    with pytest.raises(CubeError, match="DataArray or Dataset"):
+        read_cube(np.zeros((2, 2)))
+
+
+def test_irregular_coordinates_are_refused(cube):
+    x = cube.x.values.copy()
+    x[5] += 7
+    with pytest.raises(CubeError, match="not regular"):
+        read_cube(cube.assign_coords(x=x))
+
+
+def test_one_pixel_wide_cube_uses_the_written_transform(cube):
+    one = cube.isel(x=[4]).rio.write_transform(cube.rio.transform())
+    info = read_cube(one)
+    assert info.grid.transform[0] == 30.0
+    with pytest.raises(CubeError, match="write_transform"):
+        read_cube(
+            xr.DataArray(
+                np.zeros((1, 1)), dims=("y", "x"), coords={"y": [0.0], "x": [0.0]}
+            ).rio.write_crs(4326)
+        )
+
+
+def test_nodata_attributes_are_read(cube):
+    ints = cube.astype(np.int16).assign_attrs(_FillValue=-9999)
+    assert read_cube(ints).bands[0].nodata == -9999
+    assert read_cube(cube.assign_attrs(nodata=0)).bands[1].nodata == 0

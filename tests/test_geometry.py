@@ -1,0 +1,171 @@
+"""Geometry inputs and EE-style constructors (SEMANTICS.md section 2)."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pyproj
+import pytest
+import shapely
+from pyproj import CRS
+
+from xr_getregion import Geometry, GeometryError
+from xr_getregion.errors import CRSError
+from xr_getregion.geometry import read_geometry
+
+EPSG4326 = CRS.from_epsg(4326)
+
+
+def test_point_forms_match_ee():
+    assert Geometry.Point([-90.7, 34.71]).shape.equals(shapely.Point(-90.7, 34.71))
+    assert Geometry.Point(-90.7, 34.71).shape.equals(shapely.Point(-90.7, 34.71))
+    p = Geometry.Point([500_000, 4_000_000], "EPSG:32615")
+    assert p.crs == CRS.from_epsg(32615)
+    assert not p.geodesic
+
+
+def test_multipoint_nested_and_flat():
+    a = Geometry.MultiPoint([[-90.49, 34.85], [-90.48, 34.84]])
+    b = Geometry.MultiPoint([-90.49, 34.85, -90.48, 34.84])
+    assert a.shape.equals(b.shape)
+    assert len(a.shape.geoms) == 2
+
+
+def test_geodesic_defaults_follow_ee():
+    assert Geometry.Polygon([[0, 0], [1, 0], [1, 1]]).geodesic
+    assert Geometry.Rectangle([0, 0, 1, 1]).geodesic
+    assert Geometry.LineString([[0, 0], [1, 1]]).geodesic
+    assert Geometry.MultiLineString([[[0, 0], [1, 1]]]).geodesic
+    assert Geometry.MultiPolygon([[[[0, 0], [1, 0], [1, 1]]]]).geodesic
+    assert not Geometry.BBox(0, 0, 1, 1).geodesic
+    assert not Geometry.Rectangle([0, 0, 1, 1], geodesic=False).geodesic
+    # Projected coordinates are planar by default.
+    assert not Geometry.Polygon([[0, 0], [10, 0], [10, 10]], "EPSG:32615").geodesic
+
+
+def test_rectangle_forms():
+    flat = Geometry.Rectangle([1, 2, 3, 4]).shape
+    corners = Geometry.Rectangle([[1, 2], [3, 4]]).shape
+    numbers = Geometry.Rectangle(1, 2, 3, 4).shape
+    assert flat.equals(corners) and flat.equals(numbers)
+    assert flat.bounds == (1, 2, 3, 4)
+    with pytest.raises(GeometryError, match="4 numbers"):
+        Geometry.Rectangle([1, 2, 3])
+    with pytest.raises(GeometryError, match="min <= max"):
+        Geometry.Rectangle([3, 2, 1, 4])
+
+
+def test_polygon_one_ring_or_rings_with_holes():
+    shell = [[0, 0], [10, 0], [10, 10], [0, 10]]
+    hole = [[4, 4], [6, 4], [6, 6], [4, 6]]
+    assert Geometry.Polygon(shell).shape.area == 100
+    assert Geometry.Polygon([shell, hole], geodesic=False).shape.area == 96
+
+
+def test_bbox_is_planar_and_refuses_antimeridian_crossing_with_a_fix():
+    box = Geometry.BBox(-90.496353, 34.851971, -90.495749, 34.852197)
+    assert box.shape.bounds == (-90.496353, 34.851971, -90.495749, 34.852197)
+    with pytest.raises(GeometryError, match="split it"):
+        Geometry.BBox(170, 0, -170, 10)
+
+
+def test_geodesic_edges_follow_the_great_circle():
+    # A long edge along the 60th parallel: the great circle bulges poleward.
+    shape, crs = read_geometry(Geometry.Rectangle([0, 50, 40, 60]))
+    assert crs == EPSG4326
+    coords = shapely.get_coordinates(shape)
+    top = coords[(coords[:, 0] > 19) & (coords[:, 0] < 21)]
+    assert top[:, 1].max() > 61.5  # the top edge midpoint is 1.5 degrees north of 60
+    # Every densified vertex lies on the WGS84 geodesic between the corners.
+    geod = pyproj.Geod(ellps="WGS84")
+    on_edge = coords[coords[:, 1] > 60.0001]
+    az, _, dist = geod.inv(
+        np.full(len(on_edge), 40.0), np.full(len(on_edge), 60.0), on_edge[:, 0], on_edge[:, 1]
+    )
+    _, _, total = geod.inv(40, 60, 0, 60)
+    az0, _, _ = geod.inv(40, 60, 0, 60)
+    assert np.allclose(az, az0, atol=1e-6)
+    assert (dist < total).all()
+    # Planar BBox is left alone.
+    assert len(shapely.get_coordinates(read_geometry(Geometry.BBox(0, 50, 40, 60))[0])) == 5
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        shapely.box(1, 2, 3, 4),
+        {"type": "Polygon", "coordinates": [[[1, 2], [3, 2], [3, 4], [1, 4], [1, 2]]]},
+        {
+            "type": "Feature",
+            "properties": {},
+            "geometry": {"type": "Polygon", "coordinates": [[[1, 2], [3, 2], [3, 4], [1, 4]]]},
+        },
+        "POLYGON ((1 2, 3 2, 3 4, 1 4, 1 2))",
+        json.dumps({"type": "Polygon", "coordinates": [[[1, 2], [3, 2], [3, 4], [1, 4]]]}),
+        Geometry.BBox(1, 2, 3, 4),
+    ],
+    ids=["shapely", "geojson", "feature", "wkt", "geojson-text", "ee"],
+)
+def test_every_single_geometry_input_reads_the_same(obj):
+    shape, crs = read_geometry(obj)
+    assert shape.equals(shapely.box(1, 2, 3, 4))
+    assert crs == EPSG4326
+
+
+def test_geo_interface_objects_are_read():
+    class Thing:
+        __geo_interface__ = {"type": "Point", "coordinates": (5.0, 6.0)}
+
+    shape, _ = read_geometry(Thing())
+    assert shape.equals(shapely.Point(5, 6))
+
+
+def test_feature_collection_and_list_are_collections_of_parts():
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}},
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 1]}},
+        ],
+    }
+    shape, _ = read_geometry(fc)
+    assert shape.geom_type == "GeometryCollection" and len(shape.geoms) == 2
+    shape, _ = read_geometry([shapely.Point(0, 0), Geometry.Point(1, 1)])
+    assert len(shape.geoms) == 2
+
+
+def test_geoseries_brings_its_crs_and_geometry_crs_overrides():
+    gs = gpd.GeoSeries([shapely.Point(500_000, 4_000_000)], crs="EPSG:32615")
+    _, crs = read_geometry(gs)
+    assert crs == CRS.from_epsg(32615)
+    _, crs = read_geometry(gpd.GeoDataFrame(geometry=gs))
+    assert crs == CRS.from_epsg(32615)
+    _, crs = read_geometry(shapely.Point(0, 0), geometry_crs="EPSG:3857")
+    assert crs == CRS.from_epsg(3857)
+    with pytest.raises(CRSError, match="geometry_crs"):
+        read_geometry(shapely.Point(0, 0), geometry_crs="not a crs")
+
+
+@pytest.mark.parametrize(
+    ("obj", "match"),
+    [
+        (shapely.Polygon(), "empty"),
+        ({"type": "FeatureCollection", "features": []}, "empty"),
+        (shapely.Point(float("nan"), 1), "non-finite"),
+        (shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)]), "invalid: Self-intersection"),
+        (42, "cannot read a geometry from int"),
+        ("POLYGON ((1 2, 3", "neither WKT nor GeoJSON"),
+        ({"type": "Blob"}, "not a GeoJSON geometry"),
+        ({"type": "Feature", "geometry": None}, "no geometry"),
+    ],
+)
+def test_bad_geometries_are_refused_clearly(obj, match):
+    with pytest.raises(GeometryError, match=match):
+        read_geometry(obj)
+
+
+def test_invalid_geometry_error_says_how_to_repair():
+    with pytest.raises(GeometryError, match="make_valid"):
+        read_geometry(shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)]))
