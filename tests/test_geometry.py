@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import geopandas as gpd
 import numpy as np
@@ -116,7 +117,7 @@ def test_every_single_geometry_input_reads_the_same(obj):
 
 def test_geo_interface_objects_are_read():
     class Thing:
-        __geo_interface__ = {"type": "Point", "coordinates": (5.0, 6.0)}
+        __geo_interface__: ClassVar = {"type": "Point", "coordinates": (5.0, 6.0)}
 
     shape, _ = read_geometry(Thing())
     assert shape.equals(shapely.Point(5, 6))

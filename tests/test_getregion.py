@@ -105,7 +105,9 @@ def test_reprojection_to_the_ee_grid_samples_the_nearest_source_pixel(col_numpy)
     rows = np.arange(np.floor(miny / S30), np.floor(maxy / S30) + 1)
     cc, rr = np.meshgrid(cols, rows)
     lon, lat = (cc.ravel() + 0.5) * S30, (rr.ravel() + 0.5) * S30
-    inside = np.array([poly.shape.intersects(shapely.Point(x, y)) for x, y in zip(lon, lat)])
+    inside = np.array(
+        [poly.shape.intersects(shapely.Point(x, y)) for x, y in zip(lon, lat, strict=True)]
+    )
     lon, lat = lon[inside], lat[inside]
     assert len(got) == 5 * inside.sum() > 500
     x, y = Transformer.from_crs("EPSG:4326", "EPSG:32615", always_xy=True).transform(lon, lat)

@@ -7,7 +7,7 @@ import math
 import pytest
 from pyproj import CRS
 
-from xr_getregion import CRSError, GetRegionWarning, GridError, METRES_PER_DEGREE
+from xr_getregion import METRES_PER_DEGREE, CRSError, GetRegionWarning, GridError
 from xr_getregion.grid import Grid, working_grid
 
 NATIVE = Grid((30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0), CRS.from_epsg(32615), (20, 30))
