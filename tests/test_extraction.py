@@ -1,0 +1,99 @@
+"""The gather reads only the chunks holding covered pixels, once, in one dask computation."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import shapely
+from conftest import counting_dask, cube_values, make_cube, raise_if_dask_computes
+
+import xr_getregion
+from xr_getregion.cube import read_cube
+from xr_getregion.extraction import _as_4d, _dask_gather
+from xr_getregion.geometry import read_geometry
+
+UTM = "EPSG:32615"
+
+
+def counted(chunks, ny=100, nx=100, nt=2, nb=2):
+    data, source = counting_dask(cube_values(nt, nb, ny, nx), chunks)
+    return make_cube(ny, nx, nt, [f"b{i}" for i in range(nb)], data=data), source
+
+
+def box(col0, row0, col1, row1):
+    """A polygon covering the pixel centres of cols col0..col1-1, rows row0..row1-1."""
+    return shapely.box(
+        500_000 + 30 * col0 + 1,
+        4_000_000 - 30 * row1 + 1,
+        500_000 + 30 * col1 - 1,
+        4_000_000 - 30 * row0 - 1,
+    )
+
+
+def test_a_polygon_inside_one_chunk_reads_that_chunk_per_image_and_band_only():
+    cube, source = counted((1, 1, 10, 10))  # 2 x 2 x 10 x 10 = 400 chunks
+    table = cube.ee.getRegion(box(21, 33, 25, 36), crs="native", geometry_crs=UTM)
+    assert len(table) - 1 == 4 * 3 * 2
+    assert len(source.reads) == 2 * 2
+    assert {(k[2].start, k[3].start) for k in source.reads} == {(30, 20)}
+
+
+def test_a_polygon_across_chunks_reads_only_those_it_covers():
+    cube, source = counted((1, 1, 10, 10))
+    # An L-shape: covers chunks (0,0), (0,1) and (1,0) of the 10 x 10 block grid, not (1,1).
+    poly = shapely.union(box(5, 5, 15, 9), box(5, 9, 9, 15))
+    cube.ee.get_region(poly, geometry_crs=UTM)
+    blocks = {(k[2].start, k[3].start) for k in source.reads}
+    assert blocks == {(0, 0), (0, 10), (10, 0)}
+    assert len(source.reads) == 3 * 2 * 2
+
+
+def test_bands_in_one_chunk_are_read_once_for_all_bands():
+    cube, source = counted((2, 2, 50, 50))
+    cube.ee.get_region(box(1, 1, 3, 3), geometry_crs=UTM)
+    assert len(source.reads) == 1
+
+
+def test_graph_has_one_task_per_covered_chunk_and_no_full_grid_arrays():
+    cube, _ = counted((1, 1, 10, 10))
+    info = read_cube(cube)
+    iy = np.array([3, 4, 55, 56, 99])
+    ix = np.array([3, 3, 71, 72, 0])
+    data = _as_4d(info.bands[0].array, info, "band")
+    values, order = _dask_gather(data, iy, ix)
+    layer = values.dask.layers[values.name]
+    # 3 covered spatial chunks x 2 images x 2 bands.
+    assert len(layer) == 3 * 2 * 2
+    for task in dict(layer).values():
+        args = [getattr(a, "value", a) for a in getattr(task, "args", task[1:])]
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
+        assert len(arrays) == 2  # the chunk's own row and column indices, nothing else
+        assert all(a.size <= 2 for a in arrays)
+    restored = np.empty((2, 2, 5), np.float32)
+    restored[..., order] = values.compute()
+    assert restored[1, 0, 2] == 1_000_000 + 55 * 300 + 71
+
+
+def test_one_compute_for_all_bands_of_a_dataset():
+    cube, _ = counted((1, 1, 10, 10))
+    ds = cube.to_dataset("band")
+    with raise_if_dask_computes(max_computes=1) as scheduler:
+        df = ds.ee.get_region(box(2, 2, 30, 30), geometry_crs=UTM)
+    assert scheduler.total_computes == 1
+    assert len(df) == 28 * 28 * 2
+
+
+def test_planning_never_computes():
+    cube = xr_getregion.sample_cube()
+    shape, crs = read_geometry(xr_getregion.Geometry.Rectangle([-90.6, 34.75, -90.55, 34.8]))
+    with raise_if_dask_computes():
+        plan = cube.ee.plan(shape, scale=30, geometry_crs=crs)
+    assert plan.n_pixels > 10_000
+
+
+def test_threaded_scheduler_gives_the_same_table():
+    cube, _ = counted((1, 1, 7, 13))
+    poly = box(3, 4, 60, 80)
+    sync = cube.ee.getRegion(poly, crs="native", geometry_crs=UTM)
+    with dask.config.set(scheduler="threads"):
+        assert cube.ee.getRegion(poly, crs="native", geometry_crs=UTM) == sync
