@@ -269,3 +269,14 @@ def test_lazily_loaded_file_cube_is_read_without_dask(tmp_path, cube):
     with xr.open_dataset(path, engine="zarr", chunks=None) as ds:
         assert not ds["a"].chunks  # lazily indexed backend array, no dask
         assert ds.ee.getRegion(poly, crs="native", geometry_crs="EPSG:32615") == expected
+
+
+def test_points_on_ee_grid_lines_follow_ees_floor_of_x_over_scale(col_numpy):
+    # Lon/lat exactly on 30 m grid lines of EE's grid (k * s), negative longitudes included.
+    ks = np.arange(-335_850, -335_800, 7)
+    lats = 129_300 * S30
+    for k in ks:
+        table = col_numpy.ee.getRegion(shapely.Point(k * S30, lats), scale=30)
+        col = np.floor((k * S30) / S30)
+        row = np.floor(lats / S30)
+        assert {(r[1], r[2]) for r in table[1:]} == {((col + 0.5) * S30, (row + 0.5) * S30)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import shapely
 from conftest import counting_dask, cube_values, make_cube, raise_if_dask_computes
