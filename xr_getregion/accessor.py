@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -54,8 +55,11 @@ class EEAccessor:
         *,
         max_values: int | None = MAX_VALUES,
         geometry_crs: Any = None,
+        id_column: str | None = None,
+        properties: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """The getRegion rows as a DataFrame; see :func:`xr_getregion.get_region`."""
+        """The getRegion rows as a DataFrame, for one region or many features; see
+        :func:`xr_getregion.get_region`."""
         return api.get_region(
             self._obj,
             geometry,
@@ -64,6 +68,8 @@ class EEAccessor:
             crs_transform,
             max_values=max_values,
             geometry_crs=geometry_crs,
+            id_column=id_column,
+            properties=properties,
         )
 
     def plan(

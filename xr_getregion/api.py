@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 import xarray as xr
 
 from xr_getregion.cube import read_cube
-from xr_getregion.extraction import MAX_VALUES, Plan, check_limit, gather, plan_region
-from xr_getregion.geometry import read_geometry
+from xr_getregion.errors import ArgumentError
+from xr_getregion.extraction import (
+    MAX_VALUES,
+    Plan,
+    check_limit,
+    gather,
+    plan_features,
+    plan_region,
+)
+from xr_getregion.geometry import is_feature_collection, read_features, read_geometry
 from xr_getregion.grid import working_grid
 from xr_getregion.table import to_dataframe, to_list
 
@@ -112,17 +121,24 @@ def get_region(
     *,
     max_values: int | None = MAX_VALUES,
     geometry_crs: Any = None,
+    id_column: str | None = None,
+    properties: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """The rows of :func:`getRegion` as a tidy ``pandas.DataFrame``.
+    """The rows of :func:`getRegion` as a tidy ``pandas.DataFrame``, for one region or many.
 
     Columns ``id`` (string), ``longitude``, ``latitude`` (float64), ``time`` (UTC datetime),
     then one column per band with the band's dtype: float bands hold NaN where masked,
     integer bands with a declared nodata value become pandas nullable integers.
 
+    Given several features (a ``GeoDataFrame``, ``GeoSeries``, GeoJSON ``FeatureCollection``
+    or a list of geometries), each is extracted on its own, like EE's ``sampleRegions``: a
+    pixel two features cover appears once for each. Rows are grouped by feature, and start
+    with a ``feature`` column and the chosen ``properties``.
+
     Parameters
     ----------
     cube, geometry, scale, max_values, geometry_crs
-        As for :func:`getRegion`.
+        As for :func:`getRegion`; ``max_values`` counts every feature's values.
     crs
         ``"native"`` (default): with no ``scale`` and no ``crs_transform``, the cube's own grid,
         with no resampling. Given ``scale`` or ``crs_transform``, EE's rules apply with no
@@ -130,6 +146,11 @@ def get_region(
         ``getRegion(g, scale=30)``. Any other value is a CRS, as for :func:`getRegion`.
     crs_transform
         As ``crsTransform`` for :func:`getRegion`.
+    id_column
+        For several features: the column whose values fill ``feature``; default the index
+        (a GeoDataFrame's), the GeoJSON feature ``id``, or the position in a list.
+    properties
+        For several features: columns (GeoJSON properties) copied onto each feature's rows.
 
     Examples
     --------
@@ -142,7 +163,22 @@ def get_region(
     (10, 11)
     >>> list(df.columns[:4])
     ['id', 'longitude', 'latitude', 'time']
+    >>> fields = [roi, Geometry.Point(-90.49, 34.85)]
+    >>> col.ee.get_region(fields, scale=30).groupby("feature").size().tolist()
+    [10, 5]
     """
-    p = plan(cube, geometry, scale, crs, crs_transform, geometry_crs=geometry_crs)
+    if not is_feature_collection(geometry):
+        if id_column is not None or properties:
+            raise ArgumentError(
+                "id_column= and properties= apply to several features (a GeoDataFrame, "
+                "GeoSeries, FeatureCollection or list); the geometry given is one region."
+            )
+        p = plan(cube, geometry, scale, crs, crs_transform, geometry_crs=geometry_crs)
+        check_limit(p, max_values)
+        return to_dataframe(p, gather(p))
+    collection = read_cube(cube)
+    features = read_features(geometry, geometry_crs, id_column, properties)
+    grid = working_grid(collection.grid, scale, crs, crs_transform)
+    p = plan_features(collection, features.shapes, features.crs, grid)
     check_limit(p, max_values)
-    return to_dataframe(p, gather(p))
+    return to_dataframe(p, gather(p), features)

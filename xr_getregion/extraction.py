@@ -10,6 +10,7 @@ holding covered pixels are read, each once for all the bands it holds.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from xr_getregion.errors import ArgumentError, TooManyValuesError
 from xr_getregion.geometry import EPSG4326
 from xr_getregion.grid import Grid, transformer
 
-__all__ = ["MAX_VALUES", "Plan", "check_limit", "gather", "plan_region"]
+__all__ = ["MAX_VALUES", "Plan", "check_limit", "gather", "plan_features", "plan_region"]
 
 #: Earth Engine's getRegion limit on ``pixels x bands x images``.
 MAX_VALUES = 1_048_576
@@ -47,6 +48,9 @@ class Plan:
         Their centres in EPSG:4326.
     iy, ix
         The source (cube) pixel each samples: nearest neighbour of the working centre.
+    feature
+        For a many-feature plan, the position of the feature each pixel belongs to (pixels
+        are grouped by feature, each group in raster order); ``None`` for one region.
     """
 
     cube: Cube
@@ -57,6 +61,7 @@ class Plan:
     lat: np.ndarray
     iy: np.ndarray
     ix: np.ndarray
+    feature: np.ndarray | None = None
 
     @property
     def n_pixels(self) -> int:
@@ -70,8 +75,19 @@ class Plan:
 
 def plan_region(cube: Cube, shape: Any, shape_crs: CRS, grid: Grid) -> Plan:
     """Plan the extraction of ``shape`` (a planar shapely geometry in ``shape_crs``)."""
-    pixel_shape = to_pixel_space(shape, shape_crs, grid)
-    cols, rows = covered_pixels(pixel_shape, window_of(cube.grid, grid))
+    return plan_features(cube, [shape], shape_crs, grid, per_feature=False)
+
+
+def plan_features(
+    cube: Cube, shapes: Sequence[Any], shape_crs: CRS, grid: Grid, *, per_feature: bool = True
+) -> Plan:
+    """Plan the extraction of each of ``shapes`` separately: a pixel two features cover is
+    planned once for each, and ``Plan.feature`` says which feature each pixel belongs to."""
+    window = window_of(cube.grid, grid)
+    found = [covered_pixels(to_pixel_space(s, shape_crs, grid), window) for s in shapes]
+    cols = np.concatenate([c for c, _ in found]) if found else np.empty(0, np.int64)
+    rows = np.concatenate([r for _, r in found]) if found else np.empty(0, np.int64)
+    feature = np.repeat(np.arange(len(found)), [len(c) for c, _ in found])
     x, y = grid.centres(cols, rows)
     src = cube.grid
     if grid.same_pixels(src):
@@ -92,7 +108,17 @@ def plan_region(cube: Cube, shape: Any, shape_crs: CRS, grid: Grid) -> Plan:
         lon, lat = x, y
     else:
         lon, lat = transformer(grid.crs, EPSG4326).transform(x, y)
-    return Plan(cube, grid, cols, rows, np.asarray(lon), np.asarray(lat), iy, ix)
+    return Plan(
+        cube,
+        grid,
+        cols,
+        rows,
+        np.asarray(lon),
+        np.asarray(lat),
+        iy,
+        ix,
+        feature[inside] if per_feature else None,
+    )
 
 
 def check_limit(plan: Plan, max_values: int | None) -> None:
@@ -131,6 +157,10 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     xarray's vectorised indexing of just those pixels.
     """
     cube = plan.cube
+    # Each source pixel is read once, however many working pixels or features sample it.
+    width = cube.grid.shape[1]  # type: ignore[index]
+    unique, inverse = np.unique(plan.iy * width + plan.ix, return_inverse=True)
+    iy, ix = np.divmod(unique, width)
     # Bands sharing one array (a DataArray's band dim) are gathered together.
     groups: dict[int, list[Band]] = {}
     for band in cube.bands:
@@ -141,19 +171,19 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
         arr = bands[0].array
         if plan.n_pixels and is_dask_collection(arr.data):
             data = _as_4d(arr, cube, bands[0].band_dim)
-            values, order = _dask_gather(data, plan.iy, plan.ix)
+            values, order = _dask_gather(data, iy, ix)
             lazy.append((bands, values, order))
         else:
-            values = _eager_gather(arr, cube, bands[0].band_dim, plan.iy, plan.ix)
+            values = _eager_gather(arr, cube, bands[0].band_dim, iy, ix)
             for band in bands:
-                out[band.name] = values[:, band.band_index]
+                out[band.name] = values[:, band.band_index][:, inverse]
     if lazy:
         computed = dask.compute(*(v for _, v, _ in lazy))
         for (bands, _, order), values in zip(lazy, computed, strict=True):
             restored = np.empty_like(values)
             restored[..., order] = values
             for band in bands:
-                out[band.name] = restored[:, band.band_index]
+                out[band.name] = restored[:, band.band_index][:, inverse]
     return {band.name: out[band.name] for band in cube.bands}
 
 

@@ -16,13 +16,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyproj
 import shapely
 from pyproj import CRS
 
 from xr_getregion.errors import CRSError, GeometryError
 
-__all__ = ["EPSG4326", "Geometry", "read_crs", "read_geometry"]
+__all__ = [
+    "EPSG4326",
+    "Features",
+    "Geometry",
+    "is_feature_collection",
+    "read_crs",
+    "read_features",
+    "read_geometry",
+]
 
 EPSG4326 = CRS.from_epsg(4326)
 
@@ -399,3 +408,118 @@ def _validate(shape: shapely.Geometry) -> None:
             f"the geometry is invalid: {shapely.is_valid_reason(shape)}. "
             "Repair it first, for example with shapely.make_valid(geometry)."
         )
+
+
+# --- many features ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """Several features, each extracted on its own.
+
+    ``shapes`` are valid planar shapely geometries in ``crs``; ``ids`` the value of the
+    ``feature`` column for each; ``properties`` the columns copied onto their rows.
+    """
+
+    shapes: list[shapely.Geometry]
+    crs: CRS
+    ids: pd.Index
+    properties: pd.DataFrame
+
+
+def is_feature_collection(obj: Any) -> bool:
+    """True for inputs that hold several features: GeoDataFrame, GeoSeries, a GeoJSON
+    FeatureCollection, or a list/tuple of geometries."""
+    if isinstance(obj, str | bytes | Geometry | shapely.Geometry):
+        return False
+    if hasattr(obj, "geometry") and hasattr(obj, "crs") and hasattr(obj, "total_bounds"):
+        return True
+    if isinstance(obj, dict):
+        return obj.get("type") == "FeatureCollection"
+    return isinstance(obj, list | tuple) and not any(isinstance(v, int | float) for v in obj)
+
+
+def read_features(
+    obj: Any,
+    geometry_crs: Any = None,
+    id_column: str | None = None,
+    properties: Sequence[str] | None = None,
+) -> Features:
+    """Read a feature collection (see :func:`is_feature_collection`) feature by feature.
+
+    Parameters
+    ----------
+    obj
+        A ``GeoDataFrame``, ``GeoSeries``, GeoJSON ``FeatureCollection`` or list of geometries.
+    geometry_crs
+        Overrides the collection's CRS (default: its own, else EPSG:4326).
+    id_column
+        The column (or GeoJSON property) whose values identify features; default the index
+        (a GeoDataFrame's), the GeoJSON feature ``id``, or the position.
+    properties
+        Columns (or GeoJSON properties) to copy onto every row of their feature.
+
+    Raises
+    ------
+    GeometryError
+        A feature is empty, invalid or not finite (named by its id), or the ids repeat.
+    ArgumentError
+        ``id_column`` or a property does not exist.
+    """
+    from xr_getregion.errors import ArgumentError
+
+    crs: CRS | None = None
+    if isinstance(obj, dict):
+        feats = obj.get("features", [])
+        shapes = [_read_geojson(f) if f.get("geometry") is not None else None for f in feats]
+        table = pd.DataFrame([dict(f.get("properties") or {}) for f in feats])
+        index = pd.Index([f.get("id", i) for i, f in enumerate(feats)])
+    elif hasattr(obj, "geometry") and hasattr(obj, "crs"):
+        shapes = list(np.asarray(obj.geometry.values, dtype=object))
+        crs = CRS.from_user_input(obj.crs) if obj.crs is not None else None
+        table = (
+            pd.DataFrame(obj.drop(columns=obj.geometry.name))
+            if hasattr(obj, "columns")
+            else pd.DataFrame(index=obj.index)
+        )
+        index = obj.index
+    else:
+        parts = [_read(o) for o in obj]
+        crss = {c for _, c in parts if c is not None}
+        if len(crss) > 1:
+            raise GeometryError(
+                "the geometries in the list have different CRSs "
+                f"({', '.join(sorted(c.to_string() for c in crss))}); reproject them to one CRS."
+            )
+        crs = crss.pop() if crss else None
+        shapes = [g for g, _ in parts]
+        table = pd.DataFrame(index=range(len(shapes)))
+        index = pd.RangeIndex(len(shapes))
+    table = table.reset_index(drop=True)
+    if id_column is not None:
+        if id_column not in table.columns:
+            raise ArgumentError(
+                f"id_column={id_column!r} is not a column of the features; they have "
+                f"{list(table.columns)}."
+            )
+        index = pd.Index(table[id_column])
+    missing = [p for p in properties or [] if p not in table.columns]
+    if missing:
+        raise ArgumentError(
+            f"properties {missing} are not columns of the features; "
+            f"they have {list(table.columns)}."
+        )
+    if not index.is_unique:
+        dup = index[index.duplicated()].unique().tolist()[:5]
+        raise GeometryError(
+            f"feature ids must be unique to tell rows apart; repeated: {dup}. Pass a unique "
+            "id_column= or reset the index."
+        )
+    for feature_id, shape in zip(index, shapes, strict=True):
+        try:
+            _validate(shape)
+        except GeometryError as exc:
+            raise GeometryError(f"feature {feature_id!r}: {exc}") from None
+    if geometry_crs is not None:
+        crs = read_crs(geometry_crs, "geometry_crs")
+    return Features(shapes, crs or EPSG4326, index, table[list(properties or [])])

@@ -15,6 +15,7 @@ import pandas as pd
 
 from xr_getregion.cube import Band
 from xr_getregion.extraction import Plan
+from xr_getregion.geometry import Features
 
 __all__ = ["HEADER", "to_dataframe", "to_list"]
 
@@ -72,21 +73,49 @@ def _band_column(flat: np.ndarray, band: Band) -> Any:
     return flat
 
 
-def to_dataframe(plan: Plan, values: dict[str, np.ndarray]) -> pd.DataFrame:
+def _feature_order(plan: Plan) -> np.ndarray | None:
+    """Row permutation from (image, pixel) order to (feature, image, pixel) order."""
+    if plan.feature is None:
+        return None
+    n_img, n_pix = plan.cube.n_images, plan.n_pixels
+    image = np.repeat(np.arange(n_img), n_pix)
+    pixel = np.tile(np.arange(n_pix), n_img)
+    return np.lexsort((pixel, image, plan.feature[pixel]))
+
+
+def to_dataframe(
+    plan: Plan, values: dict[str, np.ndarray], features: Features | None = None
+) -> pd.DataFrame:
     """The same rows as :func:`to_list` as a DataFrame: ``id, longitude, latitude, time``
-    (timezone-aware UTC) and one column per band, its dtype kept."""
+    (timezone-aware UTC) and one column per band, its dtype kept.
+
+    For a many-feature plan, rows are grouped by feature (then image, then pixel) and start
+    with a ``feature`` column and the chosen ``features.properties``.
+    """
     cube = plan.cube
     n_img = cube.n_images
     times = np.array(
         [np.iinfo(np.int64).min if t is None else t for t in cube.times_ms], dtype=np.int64
     )
     time = pd.to_datetime(np.repeat(times, plan.n_pixels).view("datetime64[ms]"), utc=True)
-    data: dict[str, Any] = {
-        "id": pd.array(_id_column(plan), dtype="string"),
-        "longitude": np.tile(plan.lon, n_img),
-        "latitude": np.tile(plan.lat, n_img),
-        "time": time,
-    }
+    data: dict[str, Any] = {}
+    if features is not None and plan.feature is not None:
+        which = np.tile(plan.feature, n_img)
+        data["feature"] = features.ids.take(which)
+        for name in features.properties.columns:
+            data[name] = features.properties[name].take(which).to_numpy()
+    data.update(
+        {
+            "id": pd.array(_id_column(plan), dtype="string"),
+            "longitude": np.tile(plan.lon, n_img),
+            "latitude": np.tile(plan.lat, n_img),
+            "time": time,
+        }
+    )
     for band in cube.bands:
         data[band.name] = _band_column(values[band.name].reshape(-1), band)
-    return pd.DataFrame(data)
+    frame = pd.DataFrame(data)
+    order = _feature_order(plan)
+    if order is not None:
+        frame = frame.take(order).reset_index(drop=True)
+    return frame
