@@ -168,3 +168,20 @@ def test_nodata_attributes_are_read(cube):
     ints = cube.astype(np.int16).assign_attrs(_FillValue=-9999)
     assert read_cube(ints).bands[0].nodata == -9999
     assert read_cube(cube.assign_attrs(nodata=0)).bands[1].nodata == 0
+
+
+def test_a_cf_grid_mapping_coordinate_named_crs_is_read_from_its_attributes():
+    cube = make_cube(crs=None).rio.write_crs("EPSG:32615", grid_mapping_name="crs")
+    assert int(cube.coords["crs"].values) == 0  # a dummy value, the CRS is in the attributes
+    assert read_cube(cube).grid.crs == CRS.from_epsg(32615)
+
+
+def test_regular_float32_coordinates_are_regular():
+    lon = (np.arange(7200) * 0.05 - 179.975).astype(np.float32)
+    lat = (89.975 - np.arange(40) * 0.05).astype(np.float32)
+    cube = xr.DataArray(
+        np.zeros((40, 7200), np.float32), dims=("lat", "lon"), coords={"lat": lat, "lon": lon}
+    )
+    a, _, _, _, e, _ = read_cube(cube).grid.transform
+    # Within float32 precision of the stored coordinates.
+    assert a == pytest.approx(0.05, rel=1e-5) and e == pytest.approx(-0.05, rel=1e-5)

@@ -170,3 +170,28 @@ def test_bad_geometries_are_refused_clearly(obj, match):
 def test_invalid_geometry_error_says_how_to_repair():
     with pytest.raises(GeometryError, match="make_valid"):
         read_geometry(shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)]))
+
+
+def test_touching_and_overlapping_parts_of_a_multipolygon_are_a_union_not_an_error():
+    touching = shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)])
+    overlapping = shapely.MultiPolygon([shapely.box(0, 0, 2, 1), shapely.box(1, 0, 3, 1)])
+    assert not touching.is_valid and not overlapping.is_valid  # GEOS's view
+    for shape in (touching, overlapping):
+        assert read_geometry(shape)[0] is shape
+    with pytest.raises(GeometryError, match="Self-intersection"):
+        bowtie = shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])
+        read_geometry(shapely.MultiPolygon([shapely.box(5, 5, 6, 6), bowtie]))
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Geometry.Polygon([[0, 0], [1, 0]]), "Polygon needs rings of at least 3"),
+        (lambda: Geometry.LineString([[0, 0]]), "LineString needs at least 2 points"),
+        (lambda: Geometry.MultiLineString([[[0, 0]]]), "MultiLineString needs at least 2"),
+        (lambda: Geometry.Point([1, 2, 3]), r"Point coordinates must be \[x, y\]"),
+    ],
+)
+def test_constructors_refuse_too_few_points_clearly(make, match):
+    with pytest.raises(GeometryError, match=match):
+        make()

@@ -180,8 +180,14 @@ def _read_crs(obj: xr.DataArray | xr.Dataset, spatial: tuple[str, str]) -> CRS:
     if obj.attrs.get("crs") is not None:
         found["attrs['crs']"] = read_crs(obj.attrs["crs"], "the cube's crs attribute")
     if "crs" in obj.coords and obj.coords["crs"].ndim == 0:
-        value = obj.coords["crs"].values.item()
-        if isinstance(value, str | int) and value != "":
+        # A CF grid-mapping coordinate named 'crs' holds a dummy value and the CRS in its
+        # attributes; only a non-empty string value is itself a CRS.
+        holder = obj.coords["crs"]
+        wkt = holder.attrs.get("crs_wkt") or holder.attrs.get("spatial_ref")
+        value = holder.values.item()
+        if wkt:
+            found["coords['crs'] attributes"] = read_crs(wkt, "the cube's crs coordinate")
+        elif isinstance(value, str) and value != "":
             found["coords['crs']"] = read_crs(value, "the cube's crs coordinate")
     for key in _EPSG_COORDS:
         if key in obj.coords:
@@ -239,13 +245,17 @@ def _axis(obj: Any, dim: str) -> tuple[float, float]:
             f"the spatial dim {dim!r} has no coordinate: pixel positions are unknown. "
             "Assign one, e.g. cube.assign_coords(...) or rioxarray's open_rasterio."
         )
-    values = np.asarray(obj[dim].values, dtype=float)
+    raw = np.asarray(obj[dim].values)
+    values = raw.astype(float)
     n = values.size
     if n == 1:
         return float(values[0]), float("nan")
     step = (values[-1] - values[0]) / (n - 1)
     diffs = np.diff(values)
-    if step == 0 or not np.allclose(diffs, step, rtol=1e-6, atol=0):
+    # Coordinates stored in float32 (or float16) are regular to within a few of their ulps.
+    eps = np.finfo(raw.dtype).eps if raw.dtype.kind == "f" else np.finfo(float).eps
+    tolerance = max(1e-6 * abs(step), 4 * eps * float(np.abs(values).max()))
+    if step == 0 or not np.allclose(diffs, step, rtol=0, atol=tolerance):
         worst = diffs[np.argmax(np.abs(diffs - step))]
         raise CubeError(
             f"the {dim!r} coordinate is not regular: steps vary from {step!r} to {worst!r}. "

@@ -129,7 +129,7 @@ class Geometry:
     ) -> Geometry:
         """``ee.Geometry.LineString(coords, proj, geodesic, maxError)``; geodesic by default."""
         pts = _as_array(_pairs(coords), 2, "LineString")
-        return cls._make(shapely.LineString(pts), proj, geodesic)
+        return cls._make(_build(shapely.LineString, "LineString", pts), proj, geodesic)
 
     @classmethod
     def MultiLineString(
@@ -140,7 +140,10 @@ class Geometry:
         maxError: float | None = None,
     ) -> Geometry:
         """``ee.Geometry.MultiLineString(coords, proj, geodesic, maxError)``."""
-        lines = [shapely.LineString(_as_array(c, 2, "MultiLineString")) for c in coords]
+        lines = [
+            _build(shapely.LineString, "MultiLineString", _as_array(c, 2, "MultiLineString"))
+            for c in coords
+        ]
         return cls._make(shapely.MultiLineString(lines), proj, geodesic)
 
     @classmethod
@@ -206,7 +209,7 @@ class Geometry:
         return cls._make(_box(west, south, east, north, "BBox"), None, geodesic=False)
 
     @classmethod
-    def _make(cls, shape: shapely.Geometry, proj: Any, geodesic: bool | None) -> Geometry:
+    def _make(cls, shape: Any, proj: Any, geodesic: bool | None) -> Geometry:
         crs = EPSG4326 if proj is None else read_crs(proj, "proj")
         if geodesic is None:
             geodesic = crs.is_geographic
@@ -266,7 +269,16 @@ def _polygon(coords: Sequence[Any]) -> shapely.Polygon:
     rings = [_as_array(ring, 2, "Polygon") for ring in coords]
     if not rings:
         raise GeometryError("Polygon needs at least one ring of [x, y] coordinates; got none.")
-    return shapely.Polygon(rings[0], rings[1:])
+    return _build(shapely.Polygon, "Polygon", rings[0], rings[1:])
+
+
+def _build(make: Any, what: str, *args: Any) -> shapely.Geometry:
+    """Call a shapely constructor, turning its complaints into a GeometryError."""
+    try:
+        return make(*args)
+    except (ValueError, shapely.errors.ShapelyError) as exc:
+        need = "at least 2 points" if "Line" in what else "rings of at least 3 distinct points"
+        raise GeometryError(f"{what} needs {need}: {exc}") from exc
 
 
 def _box(xmin: float, ymin: float, xmax: float, ymax: float, what: str) -> shapely.Polygon:
@@ -403,11 +415,18 @@ def _validate(shape: shapely.Geometry) -> None:
     if not np.isfinite(coords).all():
         bad = coords[~np.isfinite(coords).all(axis=1)][0]
         raise GeometryError(f"the geometry has a non-finite coordinate {tuple(bad)}.")
-    if not shape.is_valid:
-        raise GeometryError(
-            f"the geometry is invalid: {shapely.is_valid_reason(shape)}. "
-            "Repair it first, for example with shapely.make_valid(geometry)."
-        )
+    # Parts are checked one by one: a multi-part geometry is the union of its parts (as in
+    # EE), so parts that touch or overlap are fine, but each part must be valid on its own.
+    parts = [shape]
+    while parts:
+        part = parts.pop()
+        if shapely.get_type_id(part) in (4, 5, 6, 7):
+            parts.extend(shapely.get_parts(part).tolist())
+        elif not part.is_valid:
+            raise GeometryError(
+                f"the geometry is invalid: {shapely.is_valid_reason(part)}. "
+                "Repair it first, for example with shapely.make_valid(geometry)."
+            )
 
 
 # --- many features ------------------------------------------------------------------------------
