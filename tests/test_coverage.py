@@ -8,7 +8,7 @@ import shapely
 from pyproj import CRS
 
 from xr_getregion import Geometry
-from xr_getregion.coverage import covered_pixels, to_pixel_space, window_of
+from xr_getregion.coverage import covered_pixels, covered_runs, to_pixel_space, window_of
 from xr_getregion.geometry import read_geometry
 from xr_getregion.grid import Grid, working_grid
 
@@ -64,8 +64,35 @@ def test_polygon_holes_are_respected():
     assert got == brute_force_centres(poly, (0, 0, 6, 6))
 
 
-def test_centre_on_the_boundary_counts_as_covered():
-    assert pixels(shapely.box(0.5, 0.5, 1.5, 0.7)) == [(0, 0), (1, 0)]
+def test_centre_on_the_boundary_belongs_to_the_edge_facing_lower_indices():
+    # Centres (0.5, 0.5) and (1.5, 0.5) lie on the left and right edges: only the left counts.
+    assert pixels(shapely.box(0.5, 0.5, 1.5, 0.7)) == [(0, 0)]
+    # Bottom edge through a centre row counts, top edge does not.
+    assert pixels(shapely.box(0.2, 0.5, 0.8, 1.5)) == [(0, 0)]
+
+
+def test_polygons_sharing_an_edge_through_centres_share_no_pixel():
+    left = shapely.box(0, 0, 3.5, 4)
+    right = shapely.box(3.5, 0, 7, 4)
+    a, b = set(pixels(left)), set(pixels(right))
+    assert not a & b
+    assert a | b == set(pixels(shapely.box(0, 0, 7, 4)))
+    tri1 = shapely.Polygon([(0.5, 0.5), (6.5, 0.5), (0.5, 6.5)])
+    tri2 = shapely.Polygon([(6.5, 0.5), (6.5, 6.5), (0.5, 6.5)])
+    assert not set(pixels(tri1)) & set(pixels(tri2))
+    assert set(pixels(tri1)) | set(pixels(tri2)) == set(pixels(shapely.box(0.5, 0.5, 6.5, 6.5)))
+
+
+def test_runs_count_without_listing_pixels():
+    runs = covered_runs(shapely.box(-1e6, -1e6, 1e6, 1e6), (-50_000, -50_000, 50_000, 50_000))
+    assert len(runs.row) == 100_000
+    assert runs.n_pixels == 10**10  # counted from 100,000 runs, no pixel array built
+
+
+def test_overlapping_parts_merge_into_one_run_per_row():
+    shape = shapely.MultiPolygon([shapely.box(0, 0, 5, 1), shapely.box(3, 0, 9, 1)])
+    runs = covered_runs(shape, BIG)
+    assert runs.row.tolist() == [0] and (runs.c0[0], runs.c1[0]) == (0, 9)
 
 
 def test_large_irregular_polygon_matches_brute_force_strip_by_strip():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import shapely
 from conftest import counting_dask, cube_values, make_cube, raise_if_dask_computes
@@ -76,3 +77,24 @@ def test_bad_max_values_is_refused(bad):
         make_cube().ee.getRegion(
             shapely.Point(500_010, 3_999_990), crs="native", geometry_crs=UTM, max_values=bad
         )
+
+
+def test_a_huge_region_is_refused_from_its_runs_in_little_memory():
+    import tracemalloc
+
+    import dask.array as da
+
+    n = 100_000  # a 100,000 x 100,000 pixel cube: 10 billion pixels, never materialised
+    data = da.zeros((1, 1, n, n), chunks=(1, 1, 10_000, 10_000), dtype=np.uint8)
+    cube = make_cube(n, n, 1, ["b"], data=data)
+    tracemalloc.start()
+    with (
+        raise_if_dask_computes(),
+        pytest.raises(TooManyValuesError, match=r"^\S+ Too many values: 10000000000 points"),
+    ):
+        cube.ee.get_region(whole(cube), geometry_crs=UTM)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 64 * 2**20  # runs per row, not pixels
+    plan = cube.ee.plan(whole(cube), crs="native", geometry_crs=UTM, max_values=1000)
+    assert plan.n_pixels == 10**10 and not plan.complete and len(plan.cols) == 0

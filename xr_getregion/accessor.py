@@ -80,6 +80,10 @@ class EEAccessor:
         crs_transform: Any = None,
         *,
         geometry_crs: Any = None,
+        max_values: int | None = None,
     ) -> Plan:
         """What an extraction would read, without reading it; see :func:`xr_getregion.plan`."""
-        return api.plan(self._obj, geometry, scale, crs, crs_transform, geometry_crs=geometry_crs)
+        return api.plan(
+            self._obj, geometry, scale, crs, crs_transform,
+            geometry_crs=geometry_crs, max_values=max_values,
+        )  # fmt: skip

@@ -33,17 +33,19 @@ def plan(
     crs_transform: Any = None,
     *,
     geometry_crs: Any = None,
+    max_values: int | None = None,
 ) -> Plan:
     """Decide which pixels and values an extraction returns, without reading any value.
 
     Takes the arguments of :func:`get_region` (``crs=None`` meaning EE's default grid) and
     returns the :class:`~xr_getregion.extraction.Plan`; ``plan(...).n_values`` is the number
-    the ``max_values`` limit is checked against.
+    the ``max_values`` limit is checked against. With ``max_values``, a region over it is
+    only counted: the plan holds ``n_pixels`` but no pixel arrays.
     """
     collection = read_cube(cube)
     shape, shape_crs = read_geometry(geometry, geometry_crs)
     grid = working_grid(collection.grid, scale, crs, crs_transform)
-    return plan_region(collection, shape, shape_crs, grid)
+    return plan_region(collection, shape, shape_crs, grid, max_values=max_values)
 
 
 def getRegion(
@@ -107,7 +109,9 @@ def getRegion(
     >>> table[1][:4]
     ['LC08_023036_20200709', -90.49614697490799, 34.85198299374928, 1594303347000]
     """
-    p = plan(cube, geometry, scale, crs, crsTransform, geometry_crs=geometry_crs)
+    p = plan(
+        cube, geometry, scale, crs, crsTransform, geometry_crs=geometry_crs, max_values=max_values
+    )
     check_limit(p, max_values)
     return to_list(p, gather(p))
 
@@ -173,12 +177,15 @@ def get_region(
                 "id_column= and properties= apply to several features (a GeoDataFrame, "
                 "GeoSeries, FeatureCollection or list); the geometry given is one region."
             )
-        p = plan(cube, geometry, scale, crs, crs_transform, geometry_crs=geometry_crs)
+        p = plan(
+            cube, geometry, scale, crs, crs_transform,
+            geometry_crs=geometry_crs, max_values=max_values,
+        )  # fmt: skip
         check_limit(p, max_values)
         return to_dataframe(p, gather(p))
     collection = read_cube(cube)
     features = read_features(geometry, geometry_crs, id_column, properties)
     grid = working_grid(collection.grid, scale, crs, crs_transform)
-    p = plan_features(collection, features.shapes, features.crs, grid)
+    p = plan_features(collection, features.shapes, features.crs, grid, max_values=max_values)
     check_limit(p, max_values)
     return to_dataframe(p, gather(p), features)

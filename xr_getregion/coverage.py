@@ -5,18 +5,23 @@ pixel ``(col, row)`` is the unit square ``[col, col+1) x [row, row+1)``. Then
 
 - a point covers the pixel containing it (``floor``, so a point on a grid line belongs to the
   pixel that starts there);
-- a polygon covers every pixel whose centre lies inside it or on its boundary (holes respected);
+- a polygon covers every pixel whose centre lies inside it (holes respected); a centre exactly
+  on the boundary counts on the edges facing lower indices only (GDAL's rule), so polygons
+  that share an edge never share a pixel;
 - a line covers every pixel its open segments pass through, plus the pixels of its vertices;
 - a multi-part geometry or a collection covers the union of its parts' pixels, each once.
 
-Work is bounded by a window (the cube's footprint on the grid): polygons are tested strip by
-strip inside their clipped bounds, lines are walked crossing by crossing, so the cost grows
-with the covered pixels and the geometry's outline, never with the whole grid.
+Work is bounded by a window (the cube's footprint on the grid). Polygons are filled by a
+scanline that yields runs of pixels per row, so covered pixels are *counted* from the runs
+(for the value limit) before any is listed; lines are walked crossing by crossing. The cost
+grows with the geometry's outline and the covered pixels, never with the whole grid.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import shapely
@@ -25,12 +30,10 @@ from pyproj import CRS
 from xr_getregion.errors import GeometryError
 from xr_getregion.grid import Grid, transformer
 
-__all__ = ["Window", "covered_pixels", "to_pixel_space", "window_of"]
+__all__ = ["Runs", "Window", "covered_pixels", "covered_runs", "to_pixel_space", "window_of"]
 
 Window = tuple[int, int, int, int]  # col0, row0, col1, row1, half-open
 
-# Candidate centres tested per strip at most, to bound memory for very large polygons.
-_MAX_CANDIDATES = 1 << 20
 # When a geometry changes CRS, edges are split to at most this fraction of its extent so
 # straight edges stay straight in their own CRS rather than in the grid's.
 _SEGMENTS_PER_EXTENT = 64
@@ -97,8 +100,45 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
     )
 
 
-def covered_pixels(shape: shapely.Geometry, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """The pixels a pixel-space geometry covers inside ``window``, in raster order.
+class Runs(NamedTuple):
+    """Covered pixels as runs: row ``row[i]``, columns ``c0[i] <= col < c1[i]``.
+
+    Runs are disjoint and sorted in raster order (row, then column), so their pixels, listed
+    run by run, are in raster order too.
+    """
+
+    row: np.ndarray
+    c0: np.ndarray
+    c1: np.ndarray
+
+    @property
+    def n_pixels(self) -> int:
+        return int((self.c1 - self.c0).sum())
+
+    def pixels(self) -> tuple[np.ndarray, np.ndarray]:
+        """All pixels ``(cols, rows)``, in raster order."""
+        lengths = self.c1 - self.c0
+        rows = np.repeat(self.row, lengths)
+        offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        cols = np.repeat(self.c0, lengths) + (np.arange(lengths.sum()) - offsets)
+        return cols.astype(np.int64), rows.astype(np.int64)
+
+    def batches(self, max_pixels: int) -> Iterator[Runs]:
+        """Consecutive groups of runs of at most ``max_pixels`` pixels (or one longer run)."""
+        ends = np.cumsum(self.c1 - self.c0)
+        start = 0
+        while start < len(self.row):
+            done = ends[start - 1] if start else 0
+            stop = max(start + 1, int(np.searchsorted(ends, done + max_pixels, side="right")))
+            yield Runs(self.row[start:stop], self.c0[start:stop], self.c1[start:stop])
+            start = stop
+
+
+_NO_RUNS = Runs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
+
+
+def covered_runs(shape: shapely.Geometry, window: Window) -> Runs:
+    """The pixels a pixel-space geometry covers inside ``window``, as merged runs.
 
     Parameters
     ----------
@@ -106,36 +146,58 @@ def covered_pixels(shape: shapely.Geometry, window: Window) -> tuple[np.ndarray,
         A geometry already in pixel space (see :func:`to_pixel_space`).
     window
         ``(col0, row0, col1, row1)``, half-open: only pixels inside it are returned.
-
-    Returns
-    -------
-    cols, rows : numpy.ndarray of int64
-        Unique pixels sorted by row, then column.
     """
-    found: list[np.ndarray] = []
+    found: list[Runs] = []
     for part in _flat_parts(shape):
         kind = shapely.get_type_id(part)
         if kind == 0:  # Point
-            found.append(_point_pixels(part))
+            found.append(_single_pixel_runs(_point_pixels(part)))
         elif kind in (1, 2):  # LineString, LinearRing
-            found.append(_line_pixels(part, window))
+            found.append(_single_pixel_runs(_line_pixels(part, window)))
         elif kind == 3:  # Polygon
-            found.append(_polygon_pixels(part, window))
+            found.append(_polygon_runs(part, window))
     if not found:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    pixels = np.concatenate(found)
+        return _NO_RUNS
+    row = np.concatenate([r.row for r in found])
+    c0 = np.concatenate([r.c0 for r in found])
+    c1 = np.concatenate([r.c1 for r in found])
     col0, row0, col1, row1 = window
-    inside = (
-        (pixels[:, 0] >= col0)
-        & (pixels[:, 0] < col1)
-        & (pixels[:, 1] >= row0)
-        & (pixels[:, 1] < row1)
-    )
-    pixels = pixels[inside]
-    if len(pixels) == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    rows_cols = np.unique(pixels[:, ::-1], axis=0)  # sorts by row, then col
-    return rows_cols[:, 1].copy(), rows_cols[:, 0].copy()
+    keep = (row >= row0) & (row < row1)
+    row, c0, c1 = row[keep], np.maximum(c0[keep], col0), np.minimum(c1[keep], col1)
+    keep = c1 > c0
+    return _merge(Runs(row[keep], c0[keep], c1[keep]))
+
+
+def covered_pixels(shape: shapely.Geometry, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels ``(cols, rows)`` a pixel-space geometry covers in ``window``, raster order."""
+    return covered_runs(shape, window).pixels()
+
+
+def _merge(runs: Runs) -> Runs:
+    """Sort runs in raster order and merge the overlapping or adjacent ones."""
+    if len(runs.row) == 0:
+        return _NO_RUNS
+    row, c0, c1 = (np.asarray(a, np.int64) for a in runs)
+    # One key space for (row, column) keeps the merge vectorised: runs of a row never reach
+    # into the next row's key range.
+    shift = c0.min()
+    span = int(c1.max() - shift) + 1
+    k0 = row * span + (c0 - shift)
+    k1 = row * span + (c1 - shift)
+    order = np.lexsort((k1, k0))
+    k0, k1 = k0[order], k1[order]
+    reach = np.maximum.accumulate(k1)
+    new = np.ones(len(k0), bool)
+    new[1:] = k0[1:] > reach[:-1]
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], len(k0)) - 1
+    m0, m1 = k0[starts], reach[ends]
+    out_row = m0 // span
+    return Runs(out_row, m0 - out_row * span + shift, m1 - out_row * span + shift)
+
+
+def _single_pixel_runs(pixels: np.ndarray) -> Runs:
+    return Runs(pixels[:, 1], pixels[:, 0], pixels[:, 0] + 1)
 
 
 def _flat_parts(shape: shapely.Geometry) -> list[shapely.Geometry]:
@@ -204,42 +266,44 @@ def _segment_pixels(p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     return _pixels(np.floor(pts[:, 0]), np.floor(pts[:, 1]))
 
 
-def _polygon_pixels(poly: shapely.Geometry, window: Window) -> np.ndarray:
-    col0, row0, col1, row1 = window
-    minx, miny, maxx, maxy = poly.bounds
-    # Pixel centres i + 0.5 within the bounds, clamped to the window (inclusive ranges).
-    c0 = max(math.ceil(minx - 0.5), col0)
-    c1 = min(math.floor(maxx - 0.5), col1 - 1)
-    r0 = max(math.ceil(miny - 0.5), row0)
-    r1 = min(math.floor(maxy - 0.5), row1 - 1)
-    if c0 > c1 or r0 > r1:
-        return np.empty((0, 2), np.int64)
-    shapely.prepare(poly)
-    ncols, nrows = c1 - c0 + 1, r1 - r0 + 1
-    strip = max(1, min(math.ceil(nrows / 256), _MAX_CANDIDATES // ncols))
-    out = []
-    for s0 in range(r0, r1 + 1, strip):
-        s1 = min(s0 + strip - 1, r1)
-        if strip == nrows:
-            lo, hi = c0, c1
-        else:
-            # Narrow the columns to where the polygon is within this strip of rows.
-            piece = shapely.clip_by_rect(poly, c0, s0, c1 + 1, s1 + 1)
-            if piece.is_empty:
-                continue
-            bx0, _, bx1, _ = piece.bounds
-            lo = max(c0, math.ceil(bx0 - 0.5) - 1)
-            hi = min(c1, math.floor(bx1 - 0.5) + 1)
-            if lo > hi:
-                continue
-        step = max(1, _MAX_CANDIDATES // (s1 - s0 + 1))
-        for chunk0 in range(lo, hi + 1, step):
-            chunk1 = min(hi, chunk0 + step - 1)
-            cc, rr = np.meshgrid(
-                np.arange(chunk0, chunk1 + 1, dtype=np.int64),
-                np.arange(s0, s1 + 1, dtype=np.int64),
-            )
-            cc, rr = cc.ravel(), rr.ravel()
-            hit = shapely.intersects_xy(poly, cc + 0.5, rr + 0.5)
-            out.append(_pixels(cc[hit], rr[hit]))
-    return np.concatenate(out) if out else np.empty((0, 2), np.int64)
+def _polygon_runs(poly: shapely.Geometry, window: Window) -> Runs:
+    """Scanline fill on pixel centres: the runs of centres inside ``poly`` (holes respected).
+
+    Row ``r``'s centre line ``y = r + 0.5`` crosses an edge when ``ylo <= y < yhi``; between
+    consecutive crossings (even-odd), centres ``x_in <= c + 0.5 < x_out`` are covered. A centre
+    exactly on the boundary is thus covered on the edges facing lower indices only, as GDAL
+    rasterises, so polygons sharing an edge never share a pixel. Cost: the crossings (rows
+    times edges crossing them), never the polygon's pixel count.
+    """
+    _, row0, _, row1 = window
+    rings = [poly.exterior, *poly.interiors]
+    starts, stops = [], []
+    for ring in rings:
+        xy = shapely.get_coordinates(ring)
+        starts.append(xy[:-1])
+        stops.append(xy[1:])
+    p0, p1 = np.concatenate(starts), np.concatenate(stops)
+    sloped = p0[:, 1] != p1[:, 1]
+    p0, p1 = p0[sloped], p1[sloped]
+    ylo = np.minimum(p0[:, 1], p1[:, 1])
+    yhi = np.maximum(p0[:, 1], p1[:, 1])
+    # Rows r with ylo <= r + 0.5 < yhi, within the window.
+    r_first = np.maximum(np.ceil(ylo - 0.5), row0)
+    r_stop = np.minimum(np.ceil(yhi - 0.5), row1)
+    count = np.maximum(r_stop - r_first, 0).astype(np.int64)
+    if count.sum() == 0:
+        return _NO_RUNS
+    edge = np.repeat(np.arange(len(p0)), count)
+    offsets = np.repeat(np.cumsum(count) - count, count)
+    row = r_first[edge] + (np.arange(count.sum()) - offsets)
+    y = row + 0.5
+    a, b = p0[edge], p1[edge]
+    x = a[:, 0] + (y - a[:, 1]) * (b[:, 0] - a[:, 0]) / (b[:, 1] - a[:, 1])
+    order = np.lexsort((x, row))
+    row, x = row[order], x[order]
+    # Each row has an even number of crossings: pair them up as (in, out).
+    x_in, x_out, row = x[0::2], x[1::2], row[0::2]
+    c0 = np.ceil(x_in - 0.5).astype(np.int64)
+    c1 = np.ceil(x_out - 0.5).astype(np.int64)
+    keep = c1 > c0
+    return Runs(row[keep].astype(np.int64), c0[keep], c1[keep])

@@ -22,13 +22,21 @@ from dask.base import is_dask_collection, tokenize
 from dask.highlevelgraph import HighLevelGraph
 from pyproj import CRS
 
-from xr_getregion.coverage import covered_pixels, to_pixel_space, window_of
+from xr_getregion.coverage import covered_runs, to_pixel_space, window_of
 from xr_getregion.cube import Band, Cube
 from xr_getregion.errors import ArgumentError, TooManyValuesError
 from xr_getregion.geometry import EPSG4326
 from xr_getregion.grid import Grid, transformer
 
-__all__ = ["MAX_VALUES", "Plan", "check_limit", "gather", "plan_features", "plan_region"]
+__all__ = [
+    "MAX_VALUES",
+    "Plan",
+    "check_limit",
+    "check_max_values",
+    "gather",
+    "plan_features",
+    "plan_region",
+]
 
 #: Earth Engine's getRegion limit on ``pixels x bands x images``.
 MAX_VALUES = 1_048_576
@@ -62,10 +70,17 @@ class Plan:
     iy: np.ndarray
     ix: np.ndarray
     feature: np.ndarray | None = None
+    count: int | None = None
 
     @property
     def n_pixels(self) -> int:
-        return len(self.cols)
+        """Rows per image: the covered pixels whose centre is inside the cube."""
+        return len(self.cols) if self.count is None else self.count
+
+    @property
+    def complete(self) -> bool:
+        """False for a plan over its limit, which holds the count but no pixels."""
+        return self.count is None
 
     @property
     def n_values(self) -> int:
@@ -73,62 +88,106 @@ class Plan:
         return self.n_pixels * len(self.cube.bands) * self.cube.n_images
 
 
-def plan_region(cube: Cube, shape: Any, shape_crs: CRS, grid: Grid) -> Plan:
+def plan_region(
+    cube: Cube, shape: Any, shape_crs: CRS, grid: Grid, *, max_values: int | None = None
+) -> Plan:
     """Plan the extraction of ``shape`` (a planar shapely geometry in ``shape_crs``)."""
-    return plan_features(cube, [shape], shape_crs, grid, per_feature=False)
+    return plan_features(cube, [shape], shape_crs, grid, per_feature=False, max_values=max_values)
+
+
+# Pixels handled per step when the working grid differs from the cube's: bounds the memory
+# of counting a huge region to a few tens of MB whatever its size.
+_BATCH_PIXELS = 1 << 20
 
 
 def plan_features(
-    cube: Cube, shapes: Sequence[Any], shape_crs: CRS, grid: Grid, *, per_feature: bool = True
+    cube: Cube,
+    shapes: Sequence[Any],
+    shape_crs: CRS,
+    grid: Grid,
+    *,
+    per_feature: bool = True,
+    max_values: int | None = None,
 ) -> Plan:
     """Plan the extraction of each of ``shapes`` separately: a pixel two features cover is
-    planned once for each, and ``Plan.feature`` says which feature each pixel belongs to."""
+    planned once for each, and ``Plan.feature`` says which feature each pixel belongs to.
+
+    With ``max_values``, pixel arrays are only built while the count stays within it: a plan
+    over the limit holds the exact count (``n_pixels``) and no pixels, so refusing a huge
+    region costs no memory. On the cube's own grid the count comes from the coverage runs
+    alone; on another grid each covered pixel's centre is tested against the cube's extent,
+    batch by batch.
+    """
+    check_max_values(max_values)
+    per_pixel = len(cube.bands) * cube.n_images
+    budget = None if max_values is None else max_values // per_pixel
     window = window_of(cube.grid, grid)
-    found = [covered_pixels(to_pixel_space(s, shape_crs, grid), window) for s in shapes]
-    cols = np.concatenate([c for c, _ in found]) if found else np.empty(0, np.int64)
-    rows = np.concatenate([r for _, r in found]) if found else np.empty(0, np.int64)
-    feature = np.repeat(np.arange(len(found)), [len(c) for c, _ in found])
-    x, y = grid.centres(cols, rows)
-    src = cube.grid
-    if grid.same_pixels(src):
-        iy, ix = rows, cols
+    all_runs = [covered_runs(to_pixel_space(s, shape_crs, grid), window) for s in shapes]
+    native = grid.same_pixels(cube.grid)
+    total = sum(r.n_pixels for r in all_runs)
+    keep = budget is None or total <= budget
+    pieces: list[tuple[np.ndarray, ...]] = []
+    if native:
+        # The window is the cube itself: every covered pixel has a row.
+        if keep:
+            for k, runs in enumerate(all_runs):
+                cols, rows = runs.pixels()
+                pieces.append((cols, rows, rows, cols, np.full(len(cols), k)))
     else:
-        sx, sy = (x, y) if grid.crs == src.crs else transformer(grid.crs, src.crs).transform(x, y)
-        fx, fy = src.to_pixel(np.asarray(sx), np.asarray(sy))
-        with np.errstate(invalid="ignore"):
-            ix = np.floor(fx)
-            iy = np.floor(fy)
-    nrows, ncols = src.shape  # type: ignore[misc]
-    # A working pixel whose centre is outside the cube has no image covering it: no row.
-    inside = np.isfinite(ix) & np.isfinite(iy) & (ix >= 0) & (ix < ncols) & (iy >= 0) & (iy < nrows)
-    cols, rows, x, y = cols[inside], rows[inside], x[inside], y[inside]
-    iy = iy[inside].astype(np.int64)
-    ix = ix[inside].astype(np.int64)
+        total = 0
+        for k, runs in enumerate(all_runs):
+            for batch in runs.batches(_BATCH_PIXELS):
+                cols, rows = batch.pixels()
+                iy, ix, inside = _source_pixels(cube.grid, grid, cols, rows)
+                total += int(inside.sum())
+                keep = budget is None or total <= budget
+                if keep:
+                    pieces.append(
+                        (cols[inside], rows[inside], iy[inside], ix[inside],
+                         np.full(int(inside.sum()), k))
+                    )  # fmt: skip
+    if not keep:
+        empty = np.empty(0, np.int64)
+        return Plan(cube, grid, empty, empty, empty.astype(float), empty.astype(float),
+                    empty, empty, None, count=total)  # fmt: skip
+    if pieces:
+        cols, rows, iy, ix, feature = (np.concatenate(p) for p in zip(*pieces, strict=True))
+    else:
+        cols = rows = iy = ix = feature = np.empty(0, np.int64)
+    x, y = grid.centres(cols, rows)
     if grid.crs == EPSG4326:
         lon, lat = x, y
     else:
         lon, lat = transformer(grid.crs, EPSG4326).transform(x, y)
     return Plan(
-        cube,
-        grid,
-        cols,
-        rows,
-        np.asarray(lon),
-        np.asarray(lat),
-        iy,
-        ix,
-        feature[inside] if per_feature else None,
+        cube, grid, cols, rows, np.asarray(lon, float), np.asarray(lat, float),
+        iy.astype(np.int64), ix.astype(np.int64), feature if per_feature else None,
+    )  # fmt: skip
+
+
+def _source_pixels(
+    src: Grid, grid: Grid, cols: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cube pixel containing each working pixel's centre, and whether it is in the cube."""
+    x, y = grid.centres(cols, rows)
+    if grid.crs != src.crs:
+        x, y = transformer(grid.crs, src.crs).transform(x, y)
+    fx, fy = src.to_pixel(np.asarray(x), np.asarray(y))
+    nrows, ncols = src.shape  # type: ignore[misc]
+    with np.errstate(invalid="ignore"):
+        ix, iy = np.floor(fx), np.floor(fy)
+        # A working pixel whose centre is outside the cube has no image covering it: no row.
+        inside = np.isfinite(ix) & np.isfinite(iy)
+        inside &= (ix >= 0) & (ix < ncols) & (iy >= 0) & (iy < nrows)
+    return (
+        np.where(inside, iy, 0).astype(np.int64),
+        np.where(inside, ix, 0).astype(np.int64),
+        inside,
     )
 
 
-def check_limit(plan: Plan, max_values: int | None) -> None:
-    """Refuse a plan over ``max_values`` values, with EE's message and the ways under it.
-
-    Raises
-    ------
-    TooManyValuesError
-        ``pixels x bands x images > max_values``.
-    """
+def check_max_values(max_values: int | None) -> None:
+    """Refuse a ``max_values`` that is neither ``None`` nor a positive integer."""
     if max_values is None:
         return
     if (
@@ -139,13 +198,28 @@ def check_limit(plan: Plan, max_values: int | None) -> None:
         raise ArgumentError(
             f"max_values must be a positive integer, or None for no limit; got {max_values!r}."
         )
-    if plan.n_values > max_values:
+
+
+def check_limit(plan: Plan, max_values: int | None) -> None:
+    """Refuse a plan over ``max_values`` values, with EE's message and the ways under it.
+
+    Raises
+    ------
+    TooManyValuesError
+        ``pixels x bands x images > max_values``.
+    """
+    check_max_values(max_values)
+    if max_values is not None and plan.n_values > max_values:
         p, b, i = plan.n_pixels, len(plan.cube.bands), plan.cube.n_images
         raise TooManyValuesError(
             f"ImageCollection.getRegion: Too many values: {p} points x {b} bands x {i} images "
             f"> {max_values}. To get under it: a smaller geometry or a coarser scale= (fewer "
             "points), fewer bands (cube.sel(band=[...])), fewer images (cube.sel(time=slice(...))"
             "), or raise the limit with max_values= (None lifts it)."
+        )
+    if not plan.complete:
+        raise ArgumentError(
+            f"this plan holds only its count: plan it with max_values={max_values!r}."
         )
 
 
