@@ -32,6 +32,7 @@ from xr_getregion.errors import (
 from xr_getregion.extraction import MAX_VALUES, Plan
 from xr_getregion.geometry import Geometry
 from xr_getregion.grid import METRES_PER_DEGREE, Grid
+from xr_getregion.output import to_parquet, write_table
 from xr_getregion.sample import sample_cube
 
 __version__ = "0.1.0"
@@ -57,4 +58,6 @@ __all__ = [
     "get_region",
     "plan",
     "sample_cube",
+    "to_parquet",
+    "write_table",
 ]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import dask.dataframe as dd
 import pandas as pd
 import xarray as xr
 
@@ -57,7 +60,8 @@ class EEAccessor:
         geometry_crs: Any = None,
         id_column: str | None = None,
         properties: Sequence[str] | None = None,
-    ) -> pd.DataFrame:
+        lazy: bool = False,
+    ) -> pd.DataFrame | dd.DataFrame:
         """The getRegion rows as a DataFrame, for one region or many features; see
         :func:`xr_getregion.get_region`."""
         return api.get_region(
@@ -70,6 +74,7 @@ class EEAccessor:
             geometry_crs=geometry_crs,
             id_column=id_column,
             properties=properties,
+            lazy=lazy,
         )
 
     def plan(
@@ -87,3 +92,17 @@ class EEAccessor:
             self._obj, geometry, scale, crs, crs_transform,
             geometry_crs=geometry_crs, max_values=max_values,
         )  # fmt: skip
+
+    def to_parquet(
+        self,
+        geometry: Any,
+        path: str | os.PathLike[str],
+        scale: float | None = None,
+        crs: Any = "native",
+        crs_transform: Any = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Extract and stream the rows to Parquet (or CSV); see :func:`xr_getregion.to_parquet`."""
+        from xr_getregion.output import to_parquet
+
+        return to_parquet(self._obj, geometry, path, scale, crs, crs_transform, **kwargs)

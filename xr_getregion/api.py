@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import dask.dataframe as dd
 import pandas as pd
 import xarray as xr
 
@@ -20,6 +21,7 @@ from xr_getregion.extraction import (
 )
 from xr_getregion.geometry import is_feature_collection, read_features, read_geometry
 from xr_getregion.grid import working_grid
+from xr_getregion.lazy import lazy_frame
 from xr_getregion.table import to_dataframe, to_list
 
 __all__ = ["getRegion", "get_region", "plan"]
@@ -127,7 +129,8 @@ def get_region(
     geometry_crs: Any = None,
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
-) -> pd.DataFrame:
+    lazy: bool = False,
+) -> pd.DataFrame | dd.DataFrame:
     """The rows of :func:`getRegion` as a tidy ``pandas.DataFrame``, for one region or many.
 
     Columns ``id`` (string), ``longitude``, ``latitude`` (float64), ``time`` (UTC datetime),
@@ -155,6 +158,10 @@ def get_region(
         (a GeoDataFrame's), the GeoJSON feature ``id``, or the position in a list.
     properties
         For several features: columns (GeoJSON properties) copied onto each feature's rows.
+    lazy
+        Return a ``dask.dataframe.DataFrame`` instead, with one partition per covered chunk
+        and its schema known up front; the limit is still checked before anything runs.
+        Rows within a partition are ordered as in the eager table; partitions follow chunks.
 
     Examples
     --------
@@ -177,15 +184,17 @@ def get_region(
                 "id_column= and properties= apply to several features (a GeoDataFrame, "
                 "GeoSeries, FeatureCollection or list); the geometry given is one region."
             )
+        features = None
         p = plan(
             cube, geometry, scale, crs, crs_transform,
             geometry_crs=geometry_crs, max_values=max_values,
         )  # fmt: skip
-        check_limit(p, max_values)
-        return to_dataframe(p, gather(p))
-    collection = read_cube(cube)
-    features = read_features(geometry, geometry_crs, id_column, properties)
-    grid = working_grid(collection.grid, scale, crs, crs_transform)
-    p = plan_features(collection, features.shapes, features.crs, grid, max_values=max_values)
+    else:
+        collection = read_cube(cube)
+        features = read_features(geometry, geometry_crs, id_column, properties)
+        grid = working_grid(collection.grid, scale, crs, crs_transform)
+        p = plan_features(collection, features.shapes, features.crs, grid, max_values=max_values)
     check_limit(p, max_values)
+    if lazy:
+        return lazy_frame(p, features)
     return to_dataframe(p, gather(p), features)

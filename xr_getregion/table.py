@@ -1,86 +1,150 @@
 """Turning gathered values into EE's list of lists or a tidy DataFrame.
 
 Rows are image-major (the collection's order), then the plan's pixels in raster order of the
-working grid. Masked values (NaN, the band's ``_FillValue``/``nodata``) become ``None`` in
-EE's table and NaN / ``pd.NA`` in the DataFrame. Column dtypes depend on the bands' metadata
-only (dtype, whether a nodata value is declared), never on the values read.
+working grid; with several features, grouped by feature first. Masked values (NaN, the band's
+``_FillValue``/``nodata``) become ``None`` in EE's table and NaN / ``pd.NA`` in the DataFrame.
+Column dtypes depend on the bands' metadata only (dtype, whether a nodata value is declared),
+never on the values read, so a lazy table's schema is known before anything runs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from xr_getregion.cube import Band
+from xr_getregion.cube import Cube
 from xr_getregion.extraction import Plan
 from xr_getregion.geometry import Features
 
-__all__ = ["HEADER", "to_dataframe", "to_list"]
+__all__ = ["HEADER", "BandSpec", "TableSpec", "build_frame", "to_dataframe", "to_list"]
 
 HEADER = ["id", "longitude", "latitude", "time"]
 
 
-def _declared_nodata(band: Band) -> Any:
-    nodata = band.nodata
+@dataclass(frozen=True)
+class BandSpec:
+    """A band's name, dtype and declared nodata value (``None`` if none)."""
+
+    name: str
+    dtype: np.dtype
+    nodata: Any
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Everything a table needs besides pixels and values: small and picklable, so each
+    partition task of a lazy table can carry it."""
+
+    ids: tuple[str, ...]
+    times_ms: tuple[int | None, ...]
+    bands: tuple[BandSpec, ...]
+
+    @classmethod
+    def of(cls, cube: Cube) -> TableSpec:
+        bands = tuple(BandSpec(b.name, b.dtype, _declared_nodata(b.nodata)) for b in cube.bands)
+        return cls(cube.ids, cube.times_ms, bands)
+
+
+def _declared_nodata(nodata: Any) -> Any:
     if nodata is None or (isinstance(nodata, float) and np.isnan(nodata)):
         return None
     return nodata
 
 
-def missing_mask(values: np.ndarray, band: Band) -> np.ndarray:
+def missing_mask(values: np.ndarray, band: BandSpec) -> np.ndarray:
     """True where ``values`` of ``band`` are masked: NaN, or equal to its nodata value."""
     mask = np.isnan(values) if values.dtype.kind in "fc" else np.zeros(values.shape, bool)
-    nodata = _declared_nodata(band)
-    if nodata is not None:
-        mask |= values == nodata
+    if band.nodata is not None:
+        mask |= values == band.nodata
     return mask
-
-
-def _id_column(plan: Plan) -> np.ndarray:
-    return np.repeat(np.asarray(plan.cube.ids, dtype=object), plan.n_pixels)
 
 
 def to_list(plan: Plan, values: dict[str, np.ndarray]) -> list[list[Any]]:
     """EE's getRegion output: a header row, then one row per [pixel, image] pair."""
-    cube = plan.cube
-    n_img = cube.n_images
+    spec = TableSpec.of(plan.cube)
+    n_img, n_pix = len(spec.ids), plan.n_pixels
     columns: list[list[Any]] = [
-        _id_column(plan).tolist(),
+        [i for i in spec.ids for _ in range(n_pix)],
         np.tile(plan.lon, n_img).tolist(),
         np.tile(plan.lat, n_img).tolist(),
-        [t for t in cube.times_ms for _ in range(plan.n_pixels)],
+        [t for t in spec.times_ms for _ in range(n_pix)],
     ]
-    for band in cube.bands:
+    for band in spec.bands:
         flat = values[band.name].reshape(-1)
         column = flat.tolist()  # Python int / float by the band's dtype
         for i in np.flatnonzero(missing_mask(flat, band)).tolist():
             column[i] = None
         columns.append(column)
-    return [HEADER + cube.band_names, *(list(row) for row in zip(*columns, strict=True))]
+    return [HEADER + [b.name for b in spec.bands], *(list(r) for r in zip(*columns, strict=True))]
 
 
-def _band_column(flat: np.ndarray, band: Band) -> Any:
+def _band_column(flat: np.ndarray, band: BandSpec) -> Any:
     mask = missing_mask(flat, band)
     kind = flat.dtype.kind
     if kind in "fc":
         return np.where(mask, np.nan, flat).astype(flat.dtype, copy=False)
-    if _declared_nodata(band) is not None and kind in "iu":
+    if band.nodata is not None and kind in "iu":
         return pd.arrays.IntegerArray(flat.copy(), mask)
-    if _declared_nodata(band) is not None and kind == "b":
+    if band.nodata is not None and kind == "b":
         return pd.arrays.BooleanArray(flat.copy(), mask)
     return flat
 
 
-def _feature_order(plan: Plan) -> np.ndarray | None:
-    """Row permutation from (image, pixel) order to (feature, image, pixel) order."""
-    if plan.feature is None:
-        return None
-    n_img, n_pix = plan.cube.n_images, plan.n_pixels
-    image = np.repeat(np.arange(n_img), n_pix)
-    pixel = np.tile(np.arange(n_pix), n_img)
-    return np.lexsort((pixel, image, plan.feature[pixel]))
+def feature_columns(features: Features, positions: np.ndarray) -> pd.DataFrame:
+    """The ``feature`` column and the chosen properties for pixels of features ``positions``."""
+    frame = features.properties.take(positions).reset_index(drop=True)
+    frame.insert(0, "feature", features.ids.take(positions))
+    return frame
+
+
+def build_frame(
+    spec: TableSpec,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    values: dict[str, np.ndarray],
+    feature: pd.DataFrame | None = None,
+    feature_pos: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The rows of ``len(lon)`` pixels in every image, as a DataFrame.
+
+    ``values[band]`` is ``(images, pixels)``. With ``feature`` (one row per pixel: ``feature``
+    and property columns) and ``feature_pos`` (each pixel's feature position), rows are
+    grouped by feature, then image, then pixel; otherwise image, then pixel.
+    """
+    n_img, n_pix = len(spec.ids), len(lon)
+    times = np.array(
+        [np.iinfo(np.int64).min if t is None else t for t in spec.times_ms], dtype=np.int64
+    )
+    time = pd.to_datetime(np.repeat(times, n_pix).view("datetime64[ms]"), utc=True)
+    data: dict[str, Any] = {}
+    if feature is not None:
+        which = np.tile(np.arange(n_pix), n_img)
+        for name in feature.columns:
+            data[name] = feature[name].array.take(which)  # keeps each column's dtype
+    data.update(
+        {
+            "id": pd.array(np.repeat(np.asarray(spec.ids, dtype=object), n_pix), dtype="string"),
+            "longitude": np.tile(np.asarray(lon, float), n_img),
+            "latitude": np.tile(np.asarray(lat, float), n_img),
+            "time": time,
+        }
+    )
+    for band in spec.bands:
+        data[band.name] = _band_column(values[band.name].reshape(-1), band)
+    frame = pd.DataFrame(data)
+    if feature_pos is not None:
+        image = np.repeat(np.arange(n_img), n_pix)
+        pixel = np.tile(np.arange(n_pix), n_img)
+        frame = frame.take(np.lexsort((pixel, image, feature_pos[pixel]))).reset_index(drop=True)
+    return frame
+
+
+def empty_values(spec: TableSpec) -> dict[str, np.ndarray]:
+    """Zero-pixel values of each band's dtype: what a table's schema is built from."""
+    return {b.name: np.empty((len(spec.ids), 0), b.dtype) for b in spec.bands}
 
 
 def to_dataframe(
@@ -92,30 +156,8 @@ def to_dataframe(
     For a many-feature plan, rows are grouped by feature (then image, then pixel) and start
     with a ``feature`` column and the chosen ``features.properties``.
     """
-    cube = plan.cube
-    n_img = cube.n_images
-    times = np.array(
-        [np.iinfo(np.int64).min if t is None else t for t in cube.times_ms], dtype=np.int64
-    )
-    time = pd.to_datetime(np.repeat(times, plan.n_pixels).view("datetime64[ms]"), utc=True)
-    data: dict[str, Any] = {}
-    if features is not None and plan.feature is not None:
-        which = np.tile(plan.feature, n_img)
-        data["feature"] = features.ids.take(which)
-        for name in features.properties.columns:
-            data[name] = features.properties[name].take(which).to_numpy()
-    data.update(
-        {
-            "id": pd.array(_id_column(plan), dtype="string"),
-            "longitude": np.tile(plan.lon, n_img),
-            "latitude": np.tile(plan.lat, n_img),
-            "time": time,
-        }
-    )
-    for band in cube.bands:
-        data[band.name] = _band_column(values[band.name].reshape(-1), band)
-    frame = pd.DataFrame(data)
-    order = _feature_order(plan)
-    if order is not None:
-        frame = frame.take(order).reset_index(drop=True)
-    return frame
+    spec = TableSpec.of(plan.cube)
+    if features is None or plan.feature is None:
+        return build_frame(spec, plan.lon, plan.lat, values)
+    extra = feature_columns(features, plan.feature)
+    return build_frame(spec, plan.lon, plan.lat, values, extra, plan.feature)
