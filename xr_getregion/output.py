@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.dataframe as dd
 import xarray as xr
 
@@ -21,12 +22,18 @@ SUFFIXES = (".parquet", ".csv")
 
 
 def write_table(
-    table: dd.DataFrame, path: str | os.PathLike[str], *, overwrite: bool = False
+    table: dd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Write a lazy table to ``path`` (``.parquet``: a dataset directory; ``.csv``: one file).
 
     The table is written under a temporary name beside ``path`` and renamed into place only
-    when every partition is written, so a failed or interrupted job leaves no ``path``.
+    when every partition is written, so a failed or interrupted job leaves no ``path``. It
+    runs on the current scheduler; with ``progress`` and a ``distributed.Client`` active,
+    distributed's progress bar shows.
 
     Raises
     ------
@@ -44,9 +51,10 @@ def write_table(
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
     try:
         if target.suffix.lower() == ".parquet":
-            table.to_parquet(tmp, engine="pyarrow", write_index=False)
+            pending = table.to_parquet(tmp, engine="pyarrow", write_index=False, compute=False)
         else:
-            table.to_csv(tmp, single_file=True, index=False)
+            pending = table.to_csv(tmp, single_file=True, index=False, compute=False)
+        _run(pending, progress)
         if target.exists():
             old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
             target.rename(old)
@@ -58,6 +66,27 @@ def write_table(
         _remove(tmp)
         raise
     return target
+
+
+def _run(pending: Any, progress: bool) -> None:
+    client = _active_client()
+    if client is not None and progress:
+        import distributed
+
+        futures = client.compute(pending)
+        distributed.progress(futures)
+        client.gather(futures)
+    else:
+        dask.compute(pending)
+
+
+def _active_client() -> Any:
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
 
 
 def _remove(path: Path) -> None:
