@@ -20,7 +20,6 @@ grows with the geometry's outline and the covered pixels, never with the whole g
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +29,16 @@ from pyproj import CRS
 from xr_getregion.errors import GeometryError
 from xr_getregion.grid import Grid, transformer
 
-__all__ = ["Runs", "Window", "covered_pixels", "covered_runs", "to_pixel_space", "window_of"]
+__all__ = [
+    "Runs",
+    "Window",
+    "covered_pixels",
+    "covered_runs",
+    "covered_runs_many",
+    "to_pixel_space",
+    "to_pixel_space_many",
+    "window_of",
+]
 
 Window = tuple[int, int, int, int]  # col0, row0, col1, row1, half-open
 
@@ -48,22 +56,29 @@ def _project(xy: np.ndarray, src: CRS, grid: Grid) -> np.ndarray:
 
 
 def to_pixel_space(shape: shapely.Geometry, crs: CRS, grid: Grid) -> shapely.Geometry:
-    """Transform ``shape`` (in ``crs``) into ``grid``'s pixel space.
+    """Transform one geometry into ``grid``'s pixel space; see :func:`to_pixel_space_many`."""
+    return to_pixel_space_many(np.array([shape], dtype=object), crs, grid)[0]
+
+
+def to_pixel_space_many(shapes: np.ndarray, crs: CRS, grid: Grid) -> np.ndarray:
+    """Transform an array of geometries (in ``crs``) into ``grid``'s pixel space at once.
 
     Edges are densified first when the CRS changes, so an edge straight in ``crs`` is followed
     as such in the grid's CRS. Points that cannot be projected (outside the CRS's domain)
     become NaN and cover nothing; lines and polygons that cannot are an error.
     """
-    if src_differs := (crs != grid.crs):
-        has_edges = shapely.get_dimensions(shape) > 0
-        if has_edges:
-            minx, miny, maxx, maxy = shape.bounds
-            extent = math.hypot(maxx - minx, maxy - miny)
-            if extent > 0:
-                shape = shapely.segmentize(shape, extent / _SEGMENTS_PER_EXTENT)
-    out = shapely.transform(shape, lambda xy: _project(xy, crs, grid))
-    if src_differs and shapely.get_dimensions(out) > 0:
-        coords = shapely.get_coordinates(out)
+    shapes = np.asarray(shapes, dtype=object)
+    differs = crs != grid.crs
+    has_edges = shapely.get_dimensions(shapes) > 0
+    if differs and has_edges.any():
+        bounds = shapely.bounds(shapes[has_edges])
+        extent = np.hypot(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
+        step = np.where(extent > 0, extent / _SEGMENTS_PER_EXTENT, np.inf)
+        shapes = shapes.copy()
+        shapes[has_edges] = shapely.segmentize(shapes[has_edges], step)
+    out = shapely.transform(shapes, lambda xy: _project(xy, crs, grid))
+    if differs and has_edges.any():
+        coords = shapely.get_coordinates(out[has_edges])
         if not np.isfinite(coords).all():
             raise GeometryError(
                 f"the geometry cannot be projected from {crs.to_string()} to the working grid's "
@@ -123,16 +138,6 @@ class Runs(NamedTuple):
         cols = np.repeat(self.c0, lengths) + (np.arange(lengths.sum()) - offsets)
         return cols.astype(np.int64), rows.astype(np.int64)
 
-    def batches(self, max_pixels: int) -> Iterator[Runs]:
-        """Consecutive groups of runs of at most ``max_pixels`` pixels (or one longer run)."""
-        ends = np.cumsum(self.c1 - self.c0)
-        start = 0
-        while start < len(self.row):
-            done = ends[start - 1] if start else 0
-            stop = max(start + 1, int(np.searchsorted(ends, done + max_pixels, side="right")))
-            yield Runs(self.row[start:stop], self.c0[start:stop], self.c1[start:stop])
-            start = stop
-
 
 _NO_RUNS = Runs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
 
@@ -171,6 +176,34 @@ def covered_runs(shape: shapely.Geometry, window: Window) -> Runs:
 def covered_pixels(shape: shapely.Geometry, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """The pixels ``(cols, rows)`` a pixel-space geometry covers in ``window``, raster order."""
     return covered_runs(shape, window).pixels()
+
+
+def covered_runs_many(
+    shapes: np.ndarray, window: Window
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of each pixel-space geometry in ``shapes``, tagged with its position.
+
+    Returns ``row, c0, c1, feature``: grouped by feature (in order), each feature's runs in
+    raster order. Point features are handled in bulk, so 100,000 points cost a few arrays.
+    """
+    shapes = np.asarray(shapes, dtype=object)
+    is_point = shapely.get_type_id(shapes) == 0
+    xy = shapely.get_coordinates(shapes[is_point])  # one coordinate per point
+    cols = np.floor(xy[:, 0])
+    rows = np.floor(xy[:, 1])
+    col0, row0, col1, row1 = window
+    with np.errstate(invalid="ignore"):
+        ok = (cols >= col0) & (cols < col1) & (rows >= row0) & (rows < row1)
+    parts = [
+        (rows[ok].astype(np.int64), cols[ok].astype(np.int64), cols[ok].astype(np.int64) + 1,
+         np.flatnonzero(is_point)[ok])
+    ]  # fmt: skip
+    for k in np.flatnonzero(~is_point):
+        runs = covered_runs(shapes[k], window)
+        parts.append((runs.row, runs.c0, runs.c1, np.full(len(runs.row), k)))
+    row, c0, c1, feature = (np.concatenate(a) for a in zip(*parts, strict=True))
+    order = np.argsort(feature, kind="stable")
+    return row[order], c0[order], c1[order], feature[order]
 
 
 def _merge(runs: Runs) -> Runs:

@@ -22,7 +22,7 @@ from dask.base import is_dask_collection, tokenize
 from dask.highlevelgraph import HighLevelGraph
 from pyproj import CRS
 
-from xr_getregion.coverage import covered_runs, to_pixel_space, window_of
+from xr_getregion.coverage import covered_runs_many, to_pixel_space_many, window_of
 from xr_getregion.cube import Band, Cube
 from xr_getregion.errors import ArgumentError, TooManyValuesError
 from xr_getregion.geometry import EPSG4326
@@ -122,38 +122,39 @@ def plan_features(
     per_pixel = len(cube.bands) * cube.n_images
     budget = None if max_values is None else max_values // per_pixel
     window = window_of(cube.grid, grid)
-    all_runs = [covered_runs(to_pixel_space(s, shape_crs, grid), window) for s in shapes]
-    native = grid.same_pixels(cube.grid)
-    total = sum(r.n_pixels for r in all_runs)
-    keep = budget is None or total <= budget
-    pieces: list[tuple[np.ndarray, ...]] = []
-    if native:
-        # The window is the cube itself: every covered pixel has a row.
+    pixel_shapes = to_pixel_space_many(np.asarray(list(shapes), dtype=object), shape_crs, grid)
+    runs = covered_runs_many(pixel_shapes, window)
+    if grid.same_pixels(cube.grid):
+        # The window is the cube itself: every covered pixel has a row, counted from runs.
+        total = int((runs[2] - runs[1]).sum())
+        keep = budget is None or total <= budget
         if keep:
-            for k, runs in enumerate(all_runs):
-                cols, rows = runs.pixels()
-                pieces.append((cols, rows, rows, cols, np.full(len(cols), k)))
+            cols, rows, feature = _enumerate(*runs)
+            iy, ix = rows, cols
     else:
-        total = 0
-        for k, runs in enumerate(all_runs):
-            for batch in runs.batches(_BATCH_PIXELS):
-                cols, rows = batch.pixels()
-                iy, ix, inside = _source_pixels(cube.grid, grid, cols, rows)
-                total += int(inside.sum())
-                keep = budget is None or total <= budget
-                if keep:
-                    pieces.append(
-                        (cols[inside], rows[inside], iy[inside], ix[inside],
-                         np.full(int(inside.sum()), k))
-                    )  # fmt: skip
+        total, kept = 0, []
+        lengths = np.cumsum(runs[2] - runs[1])
+        start = 0
+        while start < len(lengths):
+            # Batches of about _BATCH_PIXELS pixels bound the memory of counting.
+            done = lengths[start - 1] if start else 0
+            stop = max(start + 1, int(np.searchsorted(lengths, done + _BATCH_PIXELS, "right")))
+            cols, rows, feature = _enumerate(*(a[start:stop] for a in runs))
+            start = stop
+            iy, ix, inside = _source_pixels(cube.grid, grid, cols, rows)
+            total += int(inside.sum())
+            keep = budget is None or total <= budget
+            if keep:
+                kept.append((cols[inside], rows[inside], iy[inside], ix[inside], feature[inside]))
+        keep = budget is None or total <= budget
+        if keep and kept:
+            cols, rows, iy, ix, feature = (np.concatenate(a) for a in zip(*kept, strict=True))
+        elif keep:
+            cols = rows = iy = ix = feature = np.empty(0, np.int64)
     if not keep:
         empty = np.empty(0, np.int64)
         return Plan(cube, grid, empty, empty, empty.astype(float), empty.astype(float),
                     empty, empty, None, count=total)  # fmt: skip
-    if pieces:
-        cols, rows, iy, ix, feature = (np.concatenate(p) for p in zip(*pieces, strict=True))
-    else:
-        cols = rows = iy = ix = feature = np.empty(0, np.int64)
     x, y = grid.centres(cols, rows)
     if grid.crs == EPSG4326:
         lon, lat = x, y
@@ -163,6 +164,16 @@ def plan_features(
         cube, grid, cols, rows, np.asarray(lon, float), np.asarray(lat, float),
         iy.astype(np.int64), ix.astype(np.int64), feature if per_feature else None,
     )  # fmt: skip
+
+
+def _enumerate(
+    row: np.ndarray, c0: np.ndarray, c1: np.ndarray, feature: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels ``(cols, rows)`` of runs, with each pixel's feature."""
+    lengths = c1 - c0
+    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols = np.repeat(c0, lengths) + (np.arange(lengths.sum()) - offsets)
+    return cols.astype(np.int64), np.repeat(row, lengths), np.repeat(feature, lengths)
 
 
 def _source_pixels(

@@ -406,7 +406,7 @@ def _read_geojson(obj: dict[str, Any]) -> shapely.Geometry:
         raise GeometryError(f"not a GeoJSON geometry: {str(obj)[:80]} ({exc!r}).") from exc
 
 
-def _validate(shape: shapely.Geometry) -> None:
+def _validate(shape: shapely.Geometry | None) -> None:
     if shape is None or shape.is_empty:
         raise GeometryError(
             "the geometry is empty: it covers no pixel. Pass a geometry with coordinates."
@@ -534,10 +534,16 @@ def read_features(
             f"feature ids must be unique to tell rows apart; repeated: {dup}. Pass a unique "
             "id_column= or reset the index."
         )
-    for feature_id, shape in zip(index, shapes, strict=True):
+    # Vectorised checks; the per-feature check runs only where they flag one, to word the error.
+    geoms = np.array([g if isinstance(g, shapely.Geometry) else None for g in shapes], dtype=object)
+    coords, where = shapely.get_coordinates(geoms, return_index=True)
+    suspect = shapely.is_missing(geoms) | shapely.is_empty(geoms) | ~shapely.is_valid(geoms)
+    suspect[where[~np.isfinite(coords).all(axis=1)]] = True
+    for k in np.flatnonzero(suspect):
         try:
-            _validate(shape)
+            _validate(geoms[k])
         except GeometryError as exc:
+            feature_id = index[k].item() if hasattr(index[k], "item") else index[k]
             raise GeometryError(f"feature {feature_id!r}: {exc}") from None
     if geometry_crs is not None:
         crs = read_crs(geometry_crs, "geometry_crs")

@@ -1,0 +1,162 @@
+"""Scale-out benchmark: 100,000 points and a 100 km2 polygon from an on-disk Zarr cube.
+
+Generates a synthetic UTM cube (30 m, ``(time, band, y, x)``, stackstac-like chunks of one
+image, one band and 1024 x 1024 pixels) once under ``benchmarks/_data/`` and reuses it. Each
+case runs in a fresh subprocess, so the peak RSS reported is that case's own.
+
+Usage::
+
+    python benchmarks/scale_out.py                 # 8 GB cube (generated on first run)
+    python benchmarks/scale_out.py --gigabytes 0.5 # a smaller cube, for a quick look
+
+Prints a Markdown table and writes ``benchmarks/results/scale_out.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "_data"
+RESULTS = HERE / "results"
+X0, Y0, RES = 600_000.0, 4_000_000.0, 30.0
+BANDS = 7
+CHUNK = 1024
+
+
+def cube_shape(gigabytes: float) -> tuple[int, int, int, int]:
+    """(time, band, y, x) of a float32 cube of about ``gigabytes`` (10^9 bytes), 24 images."""
+    side = int(math.sqrt(gigabytes * 1e9 / (24 * BANDS * 4)))
+    return 24, BANDS, side, side
+
+
+def generate(path: Path, shape: tuple[int, int, int, int]) -> None:
+    import dask.array as da
+    import numpy as np
+    import pandas as pd
+    import rioxarray  # noqa: F401  (registers .rio)
+    import xarray as xr
+
+    def block(block_info=None):
+        (t0, t1), (b0, b1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        rng = np.random.default_rng([t0, b0, r0, c0])
+        rows = np.arange(r0, r1)[:, None]
+        cols = np.arange(c0, c1)[None, :]
+        smooth = 0.15 + 0.1 * np.sin(rows / 97.0) * np.cos(cols / 131.0)
+        noise = rng.normal(0, 0.01, (t1 - t0, b1 - b0, r1 - r0, c1 - c0))
+        return np.round(smooth + 0.02 * b0 + noise, 4).astype(np.float32)
+
+    nt, nb, ny, nx = shape
+    data = da.map_blocks(
+        block, chunks=da.core.normalize_chunks((1, 1, CHUNK, CHUNK), shape), dtype=np.float32,
+        meta=np.empty((0, 0, 0, 0), np.float32),
+    )  # fmt: skip
+    cube = xr.DataArray(
+        data,
+        dims=("time", "band", "y", "x"),
+        coords={
+            "time": pd.date_range("2023-01-01", periods=nt, freq="16D"),
+            "band": [f"B{i + 1}" for i in range(nb)],
+            "y": Y0 - (np.arange(ny) + 0.5) * RES,
+            "x": X0 + (np.arange(nx) + 0.5) * RES,
+        },
+        name="reflectance",
+    ).rio.write_crs("EPSG:32615")
+    tmp = path.with_name(path.name + ".partial")
+    cube.to_dataset().to_zarr(tmp, mode="w")
+    tmp.rename(path)
+
+
+CASE = r"""
+import json, resource, sys, time
+import numpy as np, shapely, geopandas as gpd, xarray as xr
+import xr_getregion
+path, case, mode = sys.argv[1:4]
+cube = xr.open_zarr(path, decode_coords="all")["reflectance"]
+x0, y1 = float(cube.x[0]) - 15, float(cube.y[0]) + 15
+width = cube.sizes["x"] * 30.0
+height = cube.sizes["y"] * 30.0
+if case == "points":
+    rng = np.random.default_rng(0)
+    xs = rng.uniform(x0, x0 + width, 100_000)
+    ys = rng.uniform(y1 - height, y1, 100_000)
+    geometry = gpd.GeoSeries(gpd.points_from_xy(xs, ys), crs="EPSG:32615")
+else:  # a 10 km x 10 km (100 km2) irregular polygon in the middle of the cube
+    cx, cy = x0 + width / 2, y1 - height / 2
+    angles = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    radius = 5_642 * (1 + 0.15 * np.sin(5 * angles))  # area ~ 100 km2
+    ring = np.column_stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)])
+    geometry = gpd.GeoSeries([shapely.Polygon(ring)], crs="EPSG:32615")
+start = time.perf_counter()
+if mode == "eager":
+    table = cube.ee.get_region(geometry, max_values=None)
+    rows = len(table)
+else:
+    out = sys.argv[4]
+    xr_getregion.to_parquet(cube, geometry, out, max_values=None, overwrite=True)
+    import pyarrow.parquet as pq
+    rows = pq.ParquetDataset(out).read(columns=["id"]).num_rows
+wall = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"case": case, "mode": mode, "rows": rows, "wall_s": wall, "peak_rss": peak}))
+"""
+
+
+def run_case(path: Path, case: str, mode: str) -> dict:
+    out = DATA / f"{case}.parquet"
+    done = subprocess.run(
+        [sys.executable, "-c", CASE, str(path), case, mode, str(out)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gigabytes", type=float, default=8.0, help="uncompressed cube size")
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    shape = cube_shape(args.gigabytes)
+    path = DATA / f"cube_{shape[2]}x{shape[3]}.zarr"
+    DATA.mkdir(exist_ok=True)
+    if not path.exists():
+        start = time.perf_counter()
+        print(f"generating {path.name}: {shape}, {math.prod(shape) * 4 / 1e9:.1f} GB", flush=True)
+        generate(path, shape)
+        print(f"  generated in {time.perf_counter() - start:.0f} s", flush=True)
+    size_gb = math.prod(shape) * 4 / 1e9
+    results = []
+    for case in ("points", "polygon"):
+        for mode in ("eager", "parquet"):
+            runs = [run_case(path, case, mode) for _ in range(args.repeats)]
+            best = min(runs, key=lambda r: r["wall_s"])
+            best["wall_s_all"] = [r["wall_s"] for r in runs]
+            results.append(best)
+            print(f"  {case} {mode}: {best['wall_s']:.1f} s, "
+                  f"{best['peak_rss'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scale_out.json").write_text(
+        json.dumps({"cube_shape": shape, "cube_gb": size_gb, "machine": machine,
+                    "results": results}, indent=2)  # fmt: skip
+    )
+    print(f"\nCube {shape} float32 = {size_gb:.1f} GB uncompressed, chunks (1, 1, {CHUNK}, "
+          f"{CHUNK}); {machine}\n")  # fmt: skip
+    print("| case | output | rows | wall (s) | peak RSS (GiB) |")
+    print("|---|---|---:|---:|---:|")
+    labels = {"points": "100,000 points", "polygon": "100 km2 polygon"}
+    for r in results:
+        print(f"| {labels[r['case']]} | {r['mode']} | {r['rows']:,} | {r['wall_s']:.1f} | "
+              f"{r['peak_rss'] / 2**30:.2f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
