@@ -145,8 +145,10 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scale_out.json").write_text(
-        json.dumps({"cube_shape": shape, "cube_gb": size_gb, "machine": machine,
-                    "results": results}, indent=2)  # fmt: skip
+        json.dumps(
+            {"cube_shape": shape, "cube_gb": size_gb, "machine": machine, "results": results},
+            indent=2,
+        )
     )
     print(f"\nCube {shape} float32 = {size_gb:.1f} GB uncompressed, chunks (1, 1, {CHUNK}, "
           f"{CHUNK}); {machine}\n")  # fmt: skip
