@@ -170,3 +170,17 @@ def test_unreadable_zarr_is_one_line(files, capsys, tmp_path):
     root, _, _ = files
     assert run(bad, "--geometry", root / "fields.geojson", "--out", tmp_path / "o.csv") == 2
     assert "cannot read CUBE" in capsys.readouterr().err
+
+
+def test_output_problems_are_one_line(files, capsys, tmp_path):
+    root, _, _ = files
+    out = tmp_path / "o.csv"
+    args = [root / "cube.zarr", "--geometry", root / "fields.geojson"]
+    assert run(*args, "--out", out) == 0
+    capsys.readouterr()
+    assert run(*args, "--out", out) == 2
+    assert "exists; remove it or pass --overwrite" in capsys.readouterr().err
+    assert run(*args, "--out", out, "--overwrite") == 0
+    assert run(*args, "--out", root / "fields.geojson" / "o.csv") == 2
+    err = capsys.readouterr().err
+    assert "is not a directory" in err and "Traceback" not in err

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+import xarray as xr
 from conftest import chunked, counting_dask, cube_values, make_cube, raise_if_dask_computes
 from dask.optimization import cull
 
@@ -164,3 +165,87 @@ def test_threaded_scheduler_lazy_table_is_identical(cube):
     with dask.config.set(scheduler="threads"):
         threaded = lazy.compute()
     pd.testing.assert_frame_equal(sync, threaded)
+
+
+# --- regressions from review ------------------------------------------------------------------
+
+
+def test_two_lazy_tables_over_the_same_pixels_keep_their_own_rows(cube):
+    pts = [shapely.Point(500_000 + 30 * i + 5, 3_999_990 - 30 * i) for i in range(5)]
+    a = gpd.GeoDataFrame({"name": list("abcde")}, geometry=pts, crs=UTM)
+    b = gpd.GeoDataFrame({"name": list("VWXYZ")}, geometry=pts, crs=UTM, index=range(10, 15))
+    ta = cube.ee.get_region(a, properties=["name"], lazy=True)
+    tb = cube.ee.get_region(b, properties=["name"], lazy=True)
+    ra, rb = dask.compute(ta, tb)
+    assert set(ra["name"]) == set("abcde") and set(rb["name"]) == set("VWXYZ")
+    assert sorted(dd.concat([ta, tb]).compute()["feature"].unique()) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        *range(10, 15),
+    ]
+
+
+def test_a_numpy_cube_puts_only_each_partitions_values_in_the_graph():
+    import pickle
+
+    cube = make_cube(400, 500, 4)  # 6.4 MB in memory
+    lazy = cube.ee.get_region(field(3, 3, 6, 6), geometry_crs=UTM, lazy=True)
+    sizes = [len(pickle.dumps(task)) for task in dict(lazy.__dask_graph__()).values()]
+    assert max(sizes) < 20_000
+    pd.testing.assert_frame_equal(
+        ordered(lazy.compute()), ordered(cube.ee.get_region(field(3, 3, 6, 6), geometry_crs=UTM))
+    )
+
+
+def test_dataset_variables_chunked_differently_read_only_their_covered_chunks():
+    data_a, reads_a = counting_dask(cube_values(1, 1, 40, 40), (1, 1, 10, 10))
+    data_b, reads_b = counting_dask(cube_values(1, 1, 40, 40), (1, 1, 7, 13))
+    a = make_cube(40, 40, 1, ["a"], data=data_a).isel(band=0, drop=True)
+    b = make_cube(40, 40, 1, ["b"], data=data_b).isel(band=0, drop=True)
+    cube = xr.Dataset({"a": a, "b": b})
+    poly = field(0, 0, 1, 2)  # pixels (row 0, col 0) and (row 1, col 0): chunk (0, 0) of both
+    df = cube.ee.get_region(poly, geometry_crs=UTM, lazy=True).compute()
+    assert len(df) == 2
+    assert {(k[2].start, k[3].start) for k in reads_b.reads} == {(0, 0)}
+    assert {(k[2].start, k[3].start) for k in reads_a.reads} == {(0, 0)}
+    assert (df["b"].to_numpy() == [0, 300]).all()
+
+
+def test_properties_clashing_with_table_columns_are_refused(cube):
+    g = gpd.GeoDataFrame(
+        {"id": ["p1"], "a": [7], "feature": [1]}, geometry=[field(1, 1, 2, 2)], crs=UTM
+    )
+    for name in ("id", "a", "feature"):
+        with pytest.raises(ArgumentError, match=f"properties \\['{name}'\\] clash"):
+            cube.ee.get_region(g, properties=[name])
+
+
+def test_object_properties_and_mixed_ids_get_concrete_dtypes_and_write_to_parquet(tmp_path, cube):
+    g = gpd.GeoDataFrame(
+        {"irrigated": [True, None], "note": ["x", 3]},
+        geometry=[field(1, 1, 2, 2), field(4, 4, 5, 5)],
+        index=pd.Index(["field-A", 1], dtype=object),
+        crs=UTM,
+    )
+    eager = cube.ee.get_region(g, properties=["irrigated", "note"])
+    assert eager["irrigated"].dtype == "boolean" and eager["note"].dtype == "string"
+    assert eager["feature"].dtype == "string"
+    path = cube.ee.to_parquet(g, tmp_path / "o.parquet", properties=["irrigated", "note"])
+    back = pd.read_parquet(path)
+    assert sorted(back["feature"].unique()) == ["1", "field-A"]
+
+
+def test_an_empty_lazy_table_has_the_same_schema_as_a_full_one(cube):
+    g_in = gpd.GeoDataFrame({"flag": [True]}, geometry=[field(1, 1, 2, 2)], index=["f1"], crs=UTM)
+    g_out = gpd.GeoDataFrame(
+        {"flag": [True]}, geometry=[shapely.Point(0, 0)], index=["f1"], crs=UTM
+    )
+    full = cube.ee.get_region(g_in, properties=["flag"], lazy=True)
+    empty = cube.ee.get_region(g_out, properties=["flag"], lazy=True)
+    pd.testing.assert_series_equal(full.dtypes, empty.dtypes)
+    pd.testing.assert_series_equal(
+        empty.dtypes, cube.ee.get_region(g_in, properties=["flag"]).dtypes
+    )

@@ -22,7 +22,7 @@ from xr_getregion.extraction import (
 from xr_getregion.geometry import is_feature_collection, read_features, read_geometry
 from xr_getregion.grid import working_grid
 from xr_getregion.lazy import lazy_frame
-from xr_getregion.table import to_dataframe, to_list
+from xr_getregion.table import HEADER, to_dataframe, to_list
 
 __all__ = ["getRegion", "get_region", "plan"]
 
@@ -192,6 +192,14 @@ def get_region(
     else:
         collection = read_cube(cube)
         features = read_features(geometry, geometry_crs, id_column, properties)
+        reserved = {"feature", *HEADER, *collection.band_names}
+        clash = [p for p in properties or [] if p in reserved]
+        if clash:
+            raise ArgumentError(
+                f"properties {clash} clash with the table's own columns (feature, id, longitude, "
+                "latitude, time and the bands); rename them first, e.g. "
+                f"features.rename(columns={{{clash[0]!r}: {clash[0] + '_feature'!r}}})."
+            )
         grid = working_grid(collection.grid, scale, crs, crs_transform)
         p = plan_features(collection, features.shapes, features.crs, grid, max_values=max_values)
     check_limit(p, max_values)

@@ -208,6 +208,10 @@ def extract(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"--out {args.out!r} must end in .parquet or .csv.")
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"--out {args.out!r} exists; remove it or pass --overwrite.")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UsageError(f"--out {args.out!r}: {str(out.parent)!r} is not a directory.")
     crs_transform = _crs_transform(args.crs_transform)
     max_values = _max_values(args.max_values)
     if args.workers is not None and args.workers < 1:
@@ -230,7 +234,10 @@ def extract(args: argparse.Namespace) -> int:
         else:
             progress = contextlib.nullcontext()
         with progress, dask.config.set(scheduler=client or "threads"):
-            written = write_table(table, out, overwrite=args.overwrite, progress=args.progress)
+            try:
+                written = write_table(table, out, overwrite=args.overwrite, progress=args.progress)
+            except (GetRegionError, OSError) as exc:
+                raise UsageError(f"cannot write --out {args.out!r}: {_first_line(exc)}") from exc
     elapsed = time.perf_counter() - start
     print(
         f"wrote {written} ({table.npartitions} partitions) from {len(features)} features "

@@ -547,4 +547,30 @@ def read_features(
             raise GeometryError(f"feature {feature_id!r}: {exc}") from None
     if geometry_crs is not None:
         crs = read_crs(geometry_crs, "geometry_crs")
-    return Features(shapes, crs or EPSG4326, index, table[list(properties or [])])
+    chosen = table[list(properties or [])].apply(_concrete)
+    return Features(shapes, crs or EPSG4326, pd.Index(_concrete(index)), chosen)
+
+
+_OBJECT_TARGETS = {
+    "string": "string",
+    "empty": "string",
+    "boolean": "boolean",
+    "integer": "Int64",
+    "floating": "Float64",
+    "mixed-integer-float": "Float64",
+    "decimal": "Float64",
+}
+
+
+def _concrete(values: pd.Series | pd.Index) -> pd.Series | pd.Index:
+    """Give an object column a concrete dtype (mixed values become strings), so a lazy
+    table's schema and its partitions agree and Parquet can store it."""
+    if values.dtype != object:
+        return values
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("datetime", "datetime64"):
+        return pd.to_datetime(values)
+    target = _OBJECT_TARGETS.get(kind, "string")
+    if target == "string":
+        values = values.map(lambda v: v if v is None or pd.isna(v) else str(v))
+    return values.astype(target)

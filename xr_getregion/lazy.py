@@ -10,14 +10,16 @@ it holds and all the features that touch it.
 
 from __future__ import annotations
 
+import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from dask.base import is_dask_collection, tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from xr_getregion.cube import Band
-from xr_getregion.extraction import Plan, _as_4d, _take
+from xr_getregion.extraction import Plan, _as_4d, _eager_gather, _take
 from xr_getregion.geometry import Features
 from xr_getregion.table import TableSpec, build_frame, empty_values, feature_columns
 
@@ -31,12 +33,27 @@ def _band_groups(plan: Plan) -> list[list[Band]]:
     return list(groups.values())
 
 
-def _dask_4d(bands: list[Band], plan: Plan) -> da.Array:
-    arr = bands[0].array
-    if not is_dask_collection(arr.data):
-        # numpy or a lazily opened file: let xarray make dask chunks that read slices.
-        arr = arr.chunk("auto")
-    return _as_4d(arr, plan.cube, bands[0].band_dim)
+def _chunk_groups(
+    chunks: tuple[tuple[int, ...], ...], iy: np.ndarray, ix: np.ndarray
+) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+    """Group pixels by the spatial chunk holding them.
+
+    Returns ``order`` and, for each chunk holding pixels, ``(by, bx, positions)`` where
+    ``positions`` index into ``iy``/``ix``; ``order`` is all positions, chunk after chunk.
+    """
+    ybounds = np.cumsum((0, *chunks[2]))
+    xbounds = np.cumsum((0, *chunks[3]))
+    nxb = len(chunks[3])
+    key = (np.searchsorted(ybounds, iy, side="right") - 1) * nxb + (
+        np.searchsorted(xbounds, ix, side="right") - 1
+    )
+    order = np.argsort(key, kind="stable")
+    blocks, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+    groups = [
+        (int(b) // nxb, int(b) % nxb, order[s : s + c])
+        for b, s, c in zip(blocks, starts, counts, strict=True)
+    ]
+    return order, groups
 
 
 def _partition(
@@ -47,22 +64,49 @@ def _partition(
     inverse: np.ndarray,
     feature: pd.DataFrame | None,
     feature_pos: np.ndarray | None,
-    pieces: list[list[list[np.ndarray]]],
+    direct: list[np.ndarray | None],
+    gathered: list[list[list[list[np.ndarray]]] | None],
+    positions: list[np.ndarray | None],
 ) -> pd.DataFrame:
-    """Rows of one partition from its gathered pieces ``pieces[array][time_chunk][band_chunk]``."""
+    """Rows of one partition.
+
+    For each band array: either ``direct[a]``, its values ``(images, bands, rows)`` read up
+    front (arrays not backed by dask), or ``gathered[a][time_chunk][band_chunk][piece]``, the
+    values of the partition's distinct pixels taken chunk by chunk, in ``positions[a]`` order.
+    """
     values: dict[str, np.ndarray] = {}
-    for bands, grid in zip(layout, pieces, strict=True):
-        block = np.concatenate([np.concatenate(row, axis=1) for row in grid], axis=0)
+    for a, bands in enumerate(layout):
+        if direct[a] is not None:
+            block = direct[a]
+        else:
+            taken = np.concatenate(
+                [
+                    np.concatenate([np.concatenate(pieces, axis=2) for pieces in row], axis=1)
+                    for row in gathered[a]
+                ],
+                axis=0,
+            )
+            distinct = np.empty_like(taken)
+            distinct[..., positions[a]] = taken
+            block = distinct[..., inverse]
         for name, index in bands:
-            values[name] = block[:, index][:, inverse]
+            values[name] = block[:, index]
     return build_frame(spec, lon, lat, values, feature, feature_pos)
+
+
+# Partition size when no band is backed by dask (the values are read up front).
+_DIRECT_PARTITION = 1 << 16
 
 
 def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
     """The plan's table as a dask DataFrame, one partition per covered spatial chunk.
 
     Within a partition rows are grouped as in the eager table (feature, image, pixel);
-    partitions follow the chunks. The schema (``meta``) comes from the bands' metadata.
+    partitions follow the chunks of the first dask-backed band array. Each other band array
+    is taken along its own chunk grid, so only chunks holding covered pixels are read. Band
+    arrays not backed by dask (numpy, lazily opened files) are read for the covered pixels
+    when the table is built, and each partition carries only its own slice. The schema
+    (``meta``) comes from the bands' metadata.
     """
     spec = TableSpec.of(plan.cube)
     per_feature = features is not None and plan.feature is not None
@@ -74,56 +118,75 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
         feature_columns(features, np.empty(0, np.int64)) if per_feature else None,
     )
     if plan.n_pixels == 0:
-        return dd.from_pandas(meta, npartitions=1)
+        with dask.config.set({"dataframe.convert-string": False}):
+            return dd.from_pandas(meta, npartitions=1)
     groups = _band_groups(plan)
-    arrays = [_dask_4d(bands, plan) for bands in groups]
-    ref = arrays[0]
-    # Band arrays chunked differently in space are aligned to the first one's chunks.
-    arrays = [
-        a if a.chunks[2:] == ref.chunks[2:] else a.rechunk({2: ref.chunks[2], 3: ref.chunks[3]})
-        for a in arrays
-    ]
     layout = [[(b.name, b.band_index) for b in bands] for bands in groups]
-    ybounds = np.cumsum((0, *ref.chunks[2]))
-    xbounds = np.cumsum((0, *ref.chunks[3]))
-    nxb = len(ref.chunks[3])
-    block_of = (np.searchsorted(ybounds, plan.iy, side="right") - 1) * nxb + (
-        np.searchsorted(xbounds, plan.ix, side="right") - 1
-    )
-    order = np.argsort(block_of, kind="stable")
-    blocks, starts, counts = np.unique(block_of[order], return_index=True, return_counts=True)
-    token = tokenize(plan.iy, plan.ix, plan.feature, [a.name for a in arrays], spec)
+    arrays: list[da.Array | None] = []
+    direct_values: list[np.ndarray | None] = []
+    for bands in groups:
+        arr = bands[0].array
+        if is_dask_collection(arr.data):
+            arrays.append(_as_4d(arr, plan.cube, bands[0].band_dim))
+            direct_values.append(None)
+        else:
+            arrays.append(None)
+            direct_values.append(_eager_gather(arr, plan.cube, bands[0].band_dim, plan.iy, plan.ix))
+    lazy_arrays = [a for a in arrays if a is not None]
+    if lazy_arrays:
+        _, partitions = _chunk_groups(lazy_arrays[0].chunks, plan.iy, plan.ix)
+        partition_rows = [rows for _, _, rows in partitions]
+    else:
+        partition_rows = np.array_split(
+            np.arange(plan.n_pixels), -(-plan.n_pixels // _DIRECT_PARTITION)
+        )
+    feature_token = (features.ids, features.properties) if per_feature else None
+    token = tokenize(
+        plan.iy, plan.ix, plan.feature, plan.lon, plan.lat, plan.grid, spec, feature_token,
+        [a.name if a is not None else v for a, v in zip(arrays, direct_values, strict=True)],
+    )  # fmt: skip
     gather_name, part_name = f"getregion-take-{token}", f"getregion-table-{token}"
     width = plan.cube.grid.shape[1]  # type: ignore[index]
     dsk: dict = {}
     keys = []
-    for g, (block, start, count) in enumerate(zip(blocks, starts, counts, strict=True)):
-        by, bx = divmod(int(block), nxb)
-        rows = order[start : start + count]  # plan pixels in this chunk, in plan order
+    for g, rows in enumerate(partition_rows):
         unique, inverse = np.unique(plan.iy[rows] * width + plan.ix[rows], return_inverse=True)
         uy, ux = np.divmod(unique, width)
-        liy = (uy - ybounds[by]).astype(np.int32)
-        lix = (ux - xbounds[bx]).astype(np.int32)
-        pieces = []
+        direct: list[np.ndarray | None] = []
+        gathered: list[list | None] = []
+        positions: list[np.ndarray | None] = []
         for a, arr in enumerate(arrays):
+            if arr is None:
+                direct.append(direct_values[a][:, :, rows])
+                gathered.append(None)
+                positions.append(None)
+                continue
+            order, pieces = _chunk_groups(arr.chunks, uy, ux)
+            y0s = np.cumsum((0, *arr.chunks[2]))
+            x0s = np.cumsum((0, *arr.chunks[3]))
             grid = []
             for ti in range(len(arr.chunks[0])):
                 row = []
                 for bi in range(len(arr.chunks[1])):
-                    key = (gather_name, a, ti, bi, g)
-                    dsk[key] = (_take, (arr.name, ti, bi, by, bx), liy, lix)
-                    row.append(key)
+                    cell = []
+                    for j, (by, bx, sel) in enumerate(pieces):
+                        key = (gather_name, a, ti, bi, g, j)
+                        liy = (uy[sel] - y0s[by]).astype(np.int32)
+                        lix = (ux[sel] - x0s[bx]).astype(np.int32)
+                        dsk[key] = (_take, (arr.name, ti, bi, by, bx), liy, lix)
+                        cell.append(key)
+                    row.append(cell)
                 grid.append(row)
-            pieces.append(grid)
+            direct.append(None)
+            gathered.append(grid)
+            positions.append(order)
         feature = feature_columns(features, plan.feature[rows]) if per_feature else None
         feature_pos = plan.feature[rows] if per_feature else None
         key = (part_name, g)
         dsk[key] = (
-            _partition, spec, layout, plan.lon[rows], plan.lat[rows],
-            inverse, feature, feature_pos, pieces,
+            _partition, spec, layout, plan.lon[rows], plan.lat[rows], inverse,
+            feature, feature_pos, direct, gathered, positions,
         )  # fmt: skip
         keys.append(key)
-    from dask.highlevelgraph import HighLevelGraph
-
-    graph = HighLevelGraph.from_collections(part_name, dsk, dependencies=arrays)
+    graph = HighLevelGraph.from_collections(part_name, dsk, dependencies=lazy_arrays)
     return dd.from_graph(graph, meta, (None,) * (len(keys) + 1), keys, "getregion")
