@@ -29,7 +29,7 @@ from benchmarks._cube import RESULTS, ensure_cube
 OURS = ["xr_getregion", "reference"]
 POINT_PEERS = ["sel nearest (lazy)", "sel nearest (computed)", "xvec (lazy)", "xvec (computed)"]
 CLIP = ["rioxarray clip (lazy)", "rioxarray clip (computed)"]
-POLYGON_PEERS = [*CLIP, "exactextract", "where + stack"]
+POLYGON_PEERS = [*CLIP, "exactextract", "rasterstats (per layer)", "where + stack"]
 PARQUET = "xr_getregion parquet"
 CASES = {
     "point": ("1 point", [*OURS, *POINT_PEERS]),

@@ -261,14 +261,16 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
         else:
             values = _eager_gather(arr, cube, bands[0].band_dim, iy, ix)
             for band in bands:
-                out[band.name] = values[:, band.band_index][:, inverse]
+                out[band.name] = values[:, band.band_index, inverse]
     if lazy:
         computed = dask.compute(*(v for _, v, _ in lazy))
         for (bands, _, order), values in zip(lazy, computed, strict=True):
-            restored = np.empty_like(values)
-            restored[..., order] = values
+            # One fancy index per band: gathered position of each plan pixel.
+            position = np.empty_like(order)
+            position[order] = np.arange(len(order))
+            take = position[inverse]
             for band in bands:
-                out[band.name] = restored[:, band.band_index][:, inverse]
+                out[band.name] = values[:, band.band_index, take]
     return {band.name: out[band.name] for band in cube.bands}
 
 

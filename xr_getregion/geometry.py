@@ -378,18 +378,24 @@ def _read(obj: Any) -> tuple[shapely.Geometry, CRS | None]:
     if isinstance(obj, dict):
         return _read_geojson(obj), None
     if isinstance(obj, Iterable):
-        parts = [_read(o) for o in obj]
-        crss = {c for _, c in parts if c is not None}
-        if len(crss) > 1:
-            raise GeometryError(
-                "the geometries in the list have different CRSs "
-                f"({', '.join(sorted(c.to_string() for c in crss))}); reproject them to one CRS."
-            )
-        return shapely.GeometryCollection([g for g, _ in parts]), crss.pop() if crss else None
+        shapes, crs = _read_list(obj)
+        return shapely.GeometryCollection(shapes), crs
     raise GeometryError(
         f"cannot read a geometry from {type(obj).__name__}. Pass a shapely geometry, GeoJSON, "
         "WKT, a GeoSeries/GeoDataFrame or an xr_getregion.Geometry."
     )
+
+
+def _read_list(objs: Iterable[Any]) -> tuple[list[shapely.Geometry], CRS | None]:
+    """Read each geometry of a list; they must agree on their CRS (or bring none)."""
+    parts = [_read(o) for o in objs]
+    crss = {c for _, c in parts if c is not None}
+    if len(crss) > 1:
+        raise GeometryError(
+            "the geometries in the list have different CRSs "
+            f"({', '.join(sorted(c.to_string() for c in crss))}); reproject them to one CRS."
+        )
+    return [g for g, _ in parts], crss.pop() if crss else None
 
 
 def _read_geojson(obj: dict[str, Any]) -> shapely.Geometry:
@@ -503,15 +509,7 @@ def read_features(
         )
         index = obj.index
     else:
-        parts = [_read(o) for o in obj]
-        crss = {c for _, c in parts if c is not None}
-        if len(crss) > 1:
-            raise GeometryError(
-                "the geometries in the list have different CRSs "
-                f"({', '.join(sorted(c.to_string() for c in crss))}); reproject them to one CRS."
-            )
-        crs = crss.pop() if crss else None
-        shapes = [g for g, _ in parts]
+        shapes, crs = _read_list(obj)
         table = pd.DataFrame(index=range(len(shapes)))
         index = pd.RangeIndex(len(shapes))
     table = table.reset_index(drop=True)

@@ -82,8 +82,10 @@ def to_list(plan: Plan, values: dict[str, np.ndarray]) -> list[list[Any]]:
 
 
 def _band_column(flat: np.ndarray, band: BandSpec) -> Any:
-    mask = missing_mask(flat, band)
     kind = flat.dtype.kind
+    if kind in "fc" and band.nodata is None:
+        return flat  # NaN already marks what is masked
+    mask = missing_mask(flat, band)
     if kind in "fc":
         return np.where(mask, np.nan, flat).astype(flat.dtype, copy=False)
     if band.nodata is not None and kind in "iu":
@@ -134,7 +136,8 @@ def build_frame(
     )
     for band in spec.bands:
         data[band.name] = _band_column(values[band.name].reshape(-1), band)
-    frame = pd.DataFrame(data)
+    # Every column is a fresh array of ours: no copy, and no consolidation into 2-D blocks.
+    frame = pd.DataFrame(data, copy=False)
     if feature_pos is not None:
         image = np.repeat(np.arange(n_img), n_pix)
         pixel = np.tile(np.arange(n_pix), n_img)
