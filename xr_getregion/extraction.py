@@ -246,13 +246,9 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     width = cube.grid.shape[1]  # type: ignore[index]
     unique, inverse = np.unique(plan.iy * width + plan.ix, return_inverse=True)
     iy, ix = np.divmod(unique, width)
-    # Bands sharing one array (a DataArray's band dim) are gathered together.
-    groups: dict[int, list[Band]] = {}
-    for band in cube.bands:
-        groups.setdefault(id(band.array), []).append(band)
     lazy: list[tuple[list[Band], da.Array, np.ndarray]] = []
     out: dict[str, np.ndarray] = {}
-    for bands in groups.values():
+    for bands in band_groups(cube):
         arr = bands[0].array
         if plan.n_pixels and is_dask_collection(arr.data):
             data = _as_4d(arr, cube, bands[0].band_dim)
@@ -272,6 +268,15 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
             for band in bands:
                 out[band.name] = values[:, band.band_index, take]
     return {band.name: out[band.name] for band in cube.bands}
+
+
+def band_groups(cube: Cube) -> list[list[Band]]:
+    """Bands grouped by the array holding them (a DataArray's band dim is one array), so each
+    array is read once for all its bands."""
+    groups: dict[int, list[Band]] = {}
+    for band in cube.bands:
+        groups.setdefault(id(band.array), []).append(band)
+    return list(groups.values())
 
 
 def _dims(arr: xr.DataArray, cube: Cube, band_dim: str | None) -> list[str]:

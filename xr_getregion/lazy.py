@@ -18,19 +18,11 @@ import pandas as pd
 from dask.base import is_dask_collection, tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from xr_getregion.cube import Band
-from xr_getregion.extraction import Plan, _as_4d, _eager_gather, _take
+from xr_getregion.extraction import Plan, _as_4d, _eager_gather, _take, band_groups
 from xr_getregion.geometry import Features
 from xr_getregion.table import TableSpec, build_frame, empty_values, feature_columns
 
 __all__ = ["lazy_frame"]
-
-
-def _band_groups(plan: Plan) -> list[list[Band]]:
-    groups: dict[int, list[Band]] = {}
-    for band in plan.cube.bands:
-        groups.setdefault(id(band.array), []).append(band)
-    return list(groups.values())
 
 
 def _chunk_groups(
@@ -120,7 +112,7 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
     if plan.n_pixels == 0:
         with dask.config.set({"dataframe.convert-string": False}):
             return dd.from_pandas(meta, npartitions=1)
-    groups = _band_groups(plan)
+    groups = band_groups(plan.cube)
     layout = [[(b.name, b.band_index) for b in bands] for bands in groups]
     arrays: list[da.Array | None] = []
     direct_values: list[np.ndarray | None] = []
