@@ -35,6 +35,7 @@ __all__ = [
     "covered_pixels",
     "covered_runs",
     "covered_runs_many",
+    "expand_runs",
     "to_pixel_space",
     "to_pixel_space_many",
     "window_of",
@@ -132,11 +133,18 @@ class Runs(NamedTuple):
 
     def pixels(self) -> tuple[np.ndarray, np.ndarray]:
         """All pixels ``(cols, rows)``, in raster order."""
-        lengths = self.c1 - self.c0
-        rows = np.repeat(self.row, lengths)
-        offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        cols = np.repeat(self.c0, lengths) + (np.arange(lengths.sum()) - offsets)
-        return cols.astype(np.int64), rows.astype(np.int64)
+        return expand_runs(self.row, self.c0, self.c1)
+
+
+def expand_runs(
+    row: np.ndarray, c0: np.ndarray, c1: np.ndarray, *tags: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The pixels ``(cols, rows)`` of runs, then each per-run tag (a feature) per pixel."""
+    lengths = c1 - c0
+    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols = np.repeat(c0, lengths) + (np.arange(lengths.sum()) - offsets)
+    rows = np.repeat(row, lengths)
+    return (cols.astype(np.int64), rows.astype(np.int64), *(np.repeat(t, lengths) for t in tags))
 
 
 _NO_RUNS = Runs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))

@@ -22,7 +22,7 @@ from dask.base import is_dask_collection, tokenize
 from dask.highlevelgraph import HighLevelGraph
 from pyproj import CRS
 
-from xr_getregion.coverage import covered_runs_many, to_pixel_space_many, window_of
+from xr_getregion.coverage import covered_runs_many, expand_runs, to_pixel_space_many, window_of
 from xr_getregion.cube import Band, Cube
 from xr_getregion.errors import ArgumentError, TooManyValuesError
 from xr_getregion.geometry import EPSG4326
@@ -129,7 +129,7 @@ def plan_features(
         total = int((runs[2] - runs[1]).sum())
         keep = budget is None or total <= budget
         if keep:
-            cols, rows, feature = _enumerate(*runs)
+            cols, rows, feature = expand_runs(*runs)
             iy, ix = rows, cols
     else:
         total, kept = 0, []
@@ -139,7 +139,7 @@ def plan_features(
             # Batches of about _BATCH_PIXELS pixels bound the memory of counting.
             done = lengths[start - 1] if start else 0
             stop = max(start + 1, int(np.searchsorted(lengths, done + _BATCH_PIXELS, "right")))
-            cols, rows, feature = _enumerate(*(a[start:stop] for a in runs))
+            cols, rows, feature = expand_runs(*(a[start:stop] for a in runs))
             start = stop
             iy, ix, inside = _source_pixels(cube.grid, grid, cols, rows)
             total += int(inside.sum())
@@ -164,16 +164,6 @@ def plan_features(
         cube, grid, cols, rows, np.asarray(lon, float), np.asarray(lat, float),
         iy.astype(np.int64), ix.astype(np.int64), feature if per_feature else None,
     )  # fmt: skip
-
-
-def _enumerate(
-    row: np.ndarray, c0: np.ndarray, c1: np.ndarray, feature: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pixels ``(cols, rows)`` of runs, with each pixel's feature."""
-    lengths = c1 - c0
-    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    cols = np.repeat(c0, lengths) + (np.arange(lengths.sum()) - offsets)
-    return cols.astype(np.int64), np.repeat(row, lengths), np.repeat(feature, lengths)
 
 
 def _source_pixels(
