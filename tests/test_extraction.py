@@ -60,18 +60,23 @@ def test_graph_has_one_task_per_covered_chunk_and_no_full_grid_arrays():
     iy = np.array([3, 4, 55, 56, 99])
     ix = np.array([3, 3, 71, 72, 0])
     data = _as_4d(info.bands[0].array, info, "band")
-    values, order = _dask_gather(data, iy, ix)
-    layer = values.dask.layers[values.name]
-    # 3 covered spatial chunks x 2 images x 2 bands.
-    assert len(layer) == 3 * 2 * 2
-    for task in dict(layer).values():
+    values = _dask_gather(data, iy, ix)
+    layer = dict(values.dask.layers[values.name])
+    reads = {k: t for k, t in layer.items() if k[0].startswith("getregion-read-")}
+    # 3 covered spatial chunks x 2 images x 2 bands, then one ordering task per image and band.
+    assert len(reads) == 3 * 2 * 2
+    assert sum(k[0] == values.name for k in layer) == 2 * 2
+    for task in reads.values():
         args = [getattr(a, "value", a) for a in getattr(task, "args", task[1:])]
         arrays = [a for a in args if isinstance(a, np.ndarray)]
         assert len(arrays) == 2  # the chunk's own row and column indices, nothing else
         assert all(a.size <= 2 for a in arrays)
-    restored = np.empty((2, 2, 5), np.float32)
-    restored[..., order] = values.compute()
-    assert restored[1, 0, 2] == 1_000_000 + 55 * 300 + 71
+    result = values.compute()  # (band, image, pixel), pixels in the order asked
+    assert result.shape == (2, 2, 5)
+    assert result[0, 1, 2] == 1_000_000 + 55 * 300 + 71
+    # A plan that samples a source pixel twice, out of raster order, gets it in its own order.
+    repeated = _dask_gather(data, iy, ix, np.array([2, 0, 2])).compute()
+    np.testing.assert_array_equal(repeated, result[:, :, [2, 0, 2]])
 
 
 def test_one_compute_for_all_bands_of_a_dataset():

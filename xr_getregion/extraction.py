@@ -236,27 +236,24 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     width = cube.grid.shape[1]  # type: ignore[index]
     unique, inverse = np.unique(plan.iy * width + plan.ix, return_inverse=True)
     iy, ix = np.divmod(unique, width)
-    lazy: list[tuple[list[Band], da.Array, np.ndarray]] = []
+    # Raster-ordered plans without repeats (one region on the cube's grid) need no reorder.
+    in_order = bool(np.array_equal(inverse, np.arange(len(inverse))))
+    lazy: list[tuple[list[Band], da.Array]] = []
     out: dict[str, np.ndarray] = {}
     for bands in band_groups(cube):
         arr = bands[0].array
         if plan.n_pixels and is_dask_collection(arr.data):
             data = _as_4d(arr, cube, bands[0].band_dim)
-            values, order = _dask_gather(data, iy, ix)
-            lazy.append((bands, values, order))
+            lazy.append((bands, _dask_gather(data, iy, ix, None if in_order else inverse)))
         else:
             values = _eager_gather(arr, cube, bands[0].band_dim, iy, ix)
             for band in bands:
-                out[band.name] = values[:, band.band_index, inverse]
+                out[band.name] = np.take(values[:, band.band_index], inverse, axis=1)
     if lazy:
-        computed = dask.compute(*(v for _, v, _ in lazy))
-        for (bands, _, order), values in zip(lazy, computed, strict=True):
-            # One fancy index per band: gathered position of each plan pixel.
-            position = np.empty_like(order)
-            position[order] = np.arange(len(order))
-            take = position[inverse]
+        computed = dask.compute(*(v for _, v in lazy))
+        for (bands, _), values in zip(lazy, computed, strict=True):
             for band in bands:
-                out[band.name] = values[:, band.band_index, take]
+                out[band.name] = values[band.band_index]  # C-ordered (image, pixel)
     return {band.name: out[band.name] for band in cube.bands}
 
 
@@ -302,12 +299,16 @@ def _take(block: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
     return np.asarray(block[:, :, iy, ix])
 
 
-def _dask_gather(data: da.Array, iy: np.ndarray, ix: np.ndarray) -> tuple[da.Array, np.ndarray]:
-    """A dask array ``(image, band, pixel)`` of ``data[:, :, iy, ix]``, pixels grouped by chunk.
+def _dask_gather(
+    data: da.Array, iy: np.ndarray, ix: np.ndarray, take: np.ndarray | None = None
+) -> da.Array:
+    """A dask array ``(band, image, pixel)`` whose pixel ``j`` is ``data[:, :, iy[k], ix[k]]``
+    with ``k = take[j]`` (``k = j`` without ``take``).
 
-    Returns the array and ``order``: its pixel ``j`` is the input pixel ``order[j]``. Each task
-    takes one source block and the local indices of the pixels inside it; blocks without a
-    covered pixel are not in the graph, so they are never read.
+    Each read task takes one source block and the local indices of the pixels inside it;
+    blocks without a covered pixel are not in the graph, so they are never read. One task per
+    (image chunk, band chunk) then puts its blocks' pixels in order, in the workers, so the
+    result needs no reordering and each band is one contiguous ``(image, pixel)`` array.
     """
     ybounds = np.cumsum((0, *data.chunks[2]))
     xbounds = np.cumsum((0, *data.chunks[3]))
@@ -317,9 +318,18 @@ def _dask_gather(data: da.Array, iy: np.ndarray, ix: np.ndarray) -> tuple[da.Arr
     key = yb * nxb + xb
     order = np.argsort(key, kind="stable")
     blocks, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
-    name = "getregion-gather-" + tokenize(data.name, iy, ix)
+    token = tokenize(data.name, iy, ix, take)
+    name, read, index = (f"getregion-{step}-{token}" for step in ("gather", "read", "index"))
     index_dtype = np.int32 if max(data.chunks[2] + data.chunks[3]) < 2**31 else np.int64
-    dsk: dict[tuple, tuple] = {}
+    # The order and ``take`` are graph data, sent once, not copied into every task.
+    dsk: dict[tuple, Any] = {(index, 0): order, (index, 1): take}
+    n_pix = len(iy) if take is None else len(take)
+    for ti in range(len(data.chunks[0])):
+        for bi in range(len(data.chunks[1])):
+            dsk[(name, bi, ti, 0)] = (
+                _assemble, [(read, ti, bi, g) for g in range(len(blocks))],
+                (index, 0), starts, (index, 1),
+            )  # fmt: skip
     for g, (block, start, count) in enumerate(zip(blocks, starts, counts, strict=True)):
         by, bx = divmod(int(block), nxb)
         sel = order[start : start + count]
@@ -327,8 +337,20 @@ def _dask_gather(data: da.Array, iy: np.ndarray, ix: np.ndarray) -> tuple[da.Arr
         lix = (ix[sel] - xbounds[bx]).astype(index_dtype)
         for ti in range(len(data.chunks[0])):
             for bi in range(len(data.chunks[1])):
-                dsk[(name, ti, bi, g)] = (_take, (data.name, ti, bi, by, bx), liy, lix)
+                dsk[(read, ti, bi, g)] = (_take, (data.name, ti, bi, by, bx), liy, lix)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
-    chunks = (data.chunks[0], data.chunks[1], tuple(int(c) for c in counts))
+    chunks = (data.chunks[1], data.chunks[0], (n_pix,))
     meta = np.empty((0, 0, 0), dtype=data.dtype)
-    return da.Array(graph, name, chunks, meta=meta), order
+    return da.Array(graph, name, chunks, meta=meta)
+
+
+def _assemble(
+    blocks: list[np.ndarray], order: np.ndarray, starts: np.ndarray, take: np.ndarray | None
+) -> np.ndarray:
+    """Blocks of ``(image, band, pixels)`` read in chunk order, as ``(band, image, pixel)`` in
+    the requested order (see :func:`_dask_gather`)."""
+    n_img, n_band = blocks[0].shape[:2]
+    out = np.empty((n_band, n_img, len(order)), dtype=blocks[0].dtype)
+    for block, start in zip(blocks, starts, strict=True):
+        out[:, :, order[start : start + block.shape[2]]] = block.transpose(1, 0, 2)
+    return out if take is None else np.take(out, take, axis=2)

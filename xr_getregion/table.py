@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from xr_getregion.cube import Cube
 from xr_getregion.extraction import Plan
@@ -95,6 +96,26 @@ def _band_column(flat: np.ndarray, band: BandSpec) -> Any:
     return flat
 
 
+def image_columns(spec: TableSpec, n_pix: int) -> dict[str, Any]:
+    """The ``id`` and ``time`` columns of ``n_pix`` pixels in each image, image-major.
+
+    Both are built from integer image codes (an Arrow dictionary cast for ``id``, a take for
+    ``time``): about ten times faster than from Python strings and timestamps on tables of
+    millions of rows.
+    """
+    codes = np.repeat(np.arange(len(spec.ids), dtype=np.int32), n_pix)
+    null = np.iinfo(np.int64).min  # NaT
+    times_ms = np.array([null if t is None else t for t in spec.times_ms], dtype=np.int64)
+    times = pd.array(pd.to_datetime(times_ms.view("datetime64[ms]"), utc=True))
+    dtype = pd.StringDtype()
+    if dtype.storage == "pyarrow":
+        dictionary = pa.array(spec.ids, type=pa.large_string())
+        ids = pa.DictionaryArray.from_arrays(pa.array(codes), dictionary).cast(pa.large_string())
+    else:
+        ids = np.asarray(spec.ids, dtype=object)[codes]
+    return {"id": pd.array(ids, dtype=dtype), "time": times.take(codes)}
+
+
 def feature_columns(features: Features, positions: np.ndarray) -> pd.DataFrame:
     """The ``feature`` column and the chosen properties for pixels of features ``positions``."""
     frame = features.properties.take(positions).reset_index(drop=True)
@@ -117,23 +138,16 @@ def build_frame(
     grouped by feature, then image, then pixel; otherwise image, then pixel.
     """
     n_img, n_pix = len(spec.ids), len(lon)
-    times = np.array(
-        [np.iinfo(np.int64).min if t is None else t for t in spec.times_ms], dtype=np.int64
-    )
-    time = pd.to_datetime(np.repeat(times, n_pix).view("datetime64[ms]"), utc=True)
     data: dict[str, Any] = {}
     if feature is not None:
         which = np.tile(np.arange(n_pix), n_img)
         for name in feature.columns:
             data[name] = feature[name].array.take(which)  # keeps each column's dtype
-    data.update(
-        {
-            "id": pd.array(np.repeat(np.asarray(spec.ids, dtype=object), n_pix), dtype="string"),
-            "longitude": np.tile(np.asarray(lon, float), n_img),
-            "latitude": np.tile(np.asarray(lat, float), n_img),
-            "time": time,
-        }
-    )
+    image = image_columns(spec, n_pix)
+    data["id"] = image["id"]
+    data["longitude"] = np.tile(np.asarray(lon, float), n_img)
+    data["latitude"] = np.tile(np.asarray(lat, float), n_img)
+    data["time"] = image["time"]
     for band in spec.bands:
         data[band.name] = _band_column(values[band.name].reshape(-1), band)
     # Every column is a fresh array of ours: no copy, and no consolidation into 2-D blocks.
