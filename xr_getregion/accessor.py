@@ -11,7 +11,7 @@ import dask.dataframe as dd
 import pandas as pd
 import xarray as xr
 
-from xr_getregion import api
+from xr_getregion import api, collection
 from xr_getregion.extraction import MAX_VALUES, Plan
 
 __all__ = ["EEAccessor"]
@@ -27,6 +27,40 @@ class EEAccessor:
 
     def __init__(self, obj: xr.DataArray | xr.Dataset) -> None:
         self._obj = obj
+
+    # --- collection methods: each returns an xarray object, so calls chain with ``.ee`` ---
+
+    def filterDate(self, start: Any, end: Any = None) -> Any:
+        """Images in ``[start, end)``; see :func:`xr_getregion.collection.filter_date`."""
+        return collection.filter_date(self._obj, start, end)
+
+    def filterBounds(self, geometry: Any, *, geometry_crs: Any = None) -> Any:
+        """Images whose footprint meets ``geometry``; see
+        :func:`xr_getregion.collection.filter_bounds`."""
+        return collection.filter_bounds(self._obj, geometry, geometry_crs=geometry_crs)
+
+    def select(self, *selectors: Any, names: Sequence[str] | None = None) -> Any:
+        """Bands by whole-name regex or position, optionally renamed; see
+        :func:`xr_getregion.collection.select`."""
+        return collection.select(self._obj, *selectors, names=names)
+
+    def sort(self, prop: str, ascending: bool = True) -> Any:
+        """Images ordered by a property; see :func:`xr_getregion.collection.sort`."""
+        return collection.sort(self._obj, prop, ascending)
+
+    def first(self) -> Any:
+        """The first image; see :func:`xr_getregion.collection.first`."""
+        return collection.first(self._obj)
+
+    def size(self) -> int:
+        """The number of images."""
+        return collection.size(self._obj)
+
+    def bandNames(self) -> list[str]:
+        """The band names."""
+        return collection.band_names(self._obj)
+
+    # --- getRegion and friends ---
 
     def getRegion(
         self,
