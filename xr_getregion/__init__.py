@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import rioxarray  # noqa: F401  (registers .rio, used to read CRSs)
 
-from xr_getregion import accessor  # noqa: F401  (registers .ee)
+from xr_getregion import (
+    accessor,  # noqa: F401  (registers .ee)
+    plot,
+)
 from xr_getregion.api import get_region, getRegion, plan
 from xr_getregion.errors import (
     ArgumentError,
@@ -34,6 +37,7 @@ from xr_getregion.geometry import Geometry
 from xr_getregion.grid import METRES_PER_DEGREE, Grid
 from xr_getregion.output import to_parquet, write_table
 from xr_getregion.sample import sample_cube
+from xr_getregion.table import to_geodataframe
 
 __version__ = "0.1.0"
 
@@ -57,7 +61,9 @@ __all__ = [
     "getRegion",
     "get_region",
     "plan",
+    "plot",
     "sample_cube",
+    "to_geodataframe",
     "to_parquet",
     "write_table",
 ]

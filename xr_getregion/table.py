@@ -17,10 +17,20 @@ import pandas as pd
 import pyarrow as pa
 
 from xr_getregion.cube import Cube
+from xr_getregion.errors import ArgumentError
 from xr_getregion.extraction import Plan
 from xr_getregion.geometry import Features
 
-__all__ = ["HEADER", "BandSpec", "TableSpec", "build_frame", "to_dataframe", "to_list"]
+__all__ = [
+    "HEADER",
+    "BandSpec",
+    "TableSpec",
+    "as_frame",
+    "build_frame",
+    "to_dataframe",
+    "to_geodataframe",
+    "to_list",
+]
 
 HEADER = ["id", "longitude", "latitude", "time"]
 
@@ -178,3 +188,50 @@ def to_dataframe(
         return build_frame(spec, plan.lon, plan.lat, values)
     extra = feature_columns(features, plan.feature)
     return build_frame(spec, plan.lon, plan.lat, values, extra, plan.feature)
+
+
+def as_frame(table: pd.DataFrame | list[list[Any]]) -> pd.DataFrame:
+    """A ``get_region`` DataFrame as it is, or ``getRegion``'s list of lists as one.
+
+    The list's ``time`` (milliseconds) becomes timezone-aware UTC and ``None`` values NaN,
+    as in :func:`to_dataframe`. A lazy (dask) table must be computed first.
+    """
+    if isinstance(table, pd.DataFrame):
+        return table
+    if hasattr(table, "dask"):
+        raise ArgumentError(
+            "this is a lazy (dask) table; compute it first (table.compute()), or write it "
+            "with xr_getregion.to_parquet and read it back."
+        )
+    if not isinstance(table, list) or not table or list(table[0][:4]) != HEADER:
+        raise ArgumentError(
+            "expected a get_region DataFrame or getRegion's list of lists (a header row "
+            f"starting {HEADER}); got {type(table).__name__}."
+        )
+    frame = pd.DataFrame(table[1:], columns=table[0])
+    frame["time"] = pd.to_datetime(frame["time"].astype("Int64"), unit="ms", utc=True)
+    frame["id"] = frame["id"].astype("string")
+    for name in frame.columns[4:]:
+        if frame[name].dtype == object:  # a band with None (masked) among its numbers
+            frame[name] = pd.to_numeric(frame[name])
+    return frame
+
+
+def to_geodataframe(table: pd.DataFrame | list[list[Any]]) -> Any:
+    """The table as a ``geopandas.GeoDataFrame`` of pixel-centre points in EPSG:4326.
+
+    Every column is kept; ``.explore()`` on the result draws an interactive map of the
+    pixels (it needs folium).
+
+    >>> import xr_getregion
+    >>> col = xr_getregion.sample_cube()
+    >>> roi = xr_getregion.Geometry.BBox(-90.496353, 34.851971, -90.495749, 34.852197)
+    >>> gdf = xr_getregion.to_geodataframe(col.ee.getRegion(roi, scale=30))
+    >>> len(gdf), gdf.crs.to_epsg(), gdf.geometry.iloc[0].geom_type
+    (10, 4326, 'Point')
+    """
+    import geopandas as gpd
+
+    frame = as_frame(table)
+    points = gpd.points_from_xy(frame["longitude"], frame["latitude"], crs="EPSG:4326")
+    return gpd.GeoDataFrame(frame, geometry=points)

@@ -1,0 +1,287 @@
+"""Pictures: why these pixels (:func:`region_map`) and what they hold over time
+(:func:`time_series`). matplotlib only, each function returns its ``Axes``.
+
+Install with ``pip install "xr_getregion[plot]"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import shapely
+import xarray as xr
+
+from xr_getregion import api
+from xr_getregion.cube import read_cube
+from xr_getregion.errors import ArgumentError
+from xr_getregion.geometry import read_geometry
+from xr_getregion.grid import transformer
+from xr_getregion.table import as_frame
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["MAX_OUTLINES", "region_map", "time_series"]
+
+#: :func:`region_map` draws every selected pixel; past this many it refuses.
+MAX_OUTLINES = 20_000
+PIXELS_GID = "getregion-pixels"
+# time_series draws one line per pixel up to this many pixels, then a median and a band.
+_MAX_LINES = 20
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            'xr_getregion.plot needs matplotlib: pip install "xr_getregion[plot]".'
+        ) from exc
+    return plt
+
+
+def region_map(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: Any,
+    scale: float | None = None,
+    crs: Any = None,
+    crs_transform: Any = None,
+    *,
+    image: int | str = 0,
+    bands: Sequence[str] | None = None,
+    min: float | Sequence[float] | None = None,
+    max: float | Sequence[float] | None = None,
+    geometry_crs: Any = None,
+    pad: int = 3,
+    ax: Axes | None = None,
+) -> Axes:
+    """Draw one image as RGB, the geometry, and the outline of every working pixel it selects.
+
+    The picture of the EE reference page's ``Map.addLayer`` calls: it shows *why*
+    ``getRegion`` returns the pixels it does. Everything is drawn in the cube's CRS, in a
+    window around the geometry and the selected pixels.
+
+    Parameters
+    ----------
+    cube, geometry, scale, crs, crs_transform, geometry_crs
+        As for :func:`xr_getregion.getRegion` (``crs=None`` with a ``scale`` is EE's
+        EPSG:4326 grid; ``crs="native"`` is the cube's own).
+    image
+        The image to draw: its position, or its id.
+    bands
+        Three bands for red, green, blue (or one, drawn in grey). Default: ``B4, B3, B2``
+        when the cube has them (Landsat 8's true colour), else the first three bands.
+    min, max
+        The values drawn black and white, one number or one per band, as EE's visParams.
+        Default: the 2nd and 98th percentiles of the window.
+    pad
+        Cube pixels of margin around the geometry and the selected pixels.
+    ax
+        The Axes to draw on; a new figure's by default.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The pixel outlines are one ``PolyCollection`` with gid ``"getregion-pixels"``.
+    """
+    plt = _pyplot()
+    from matplotlib.collections import PolyCollection
+
+    info = read_cube(cube)
+    plan = api.plan(cube, geometry, scale, crs, crs_transform, geometry_crs=geometry_crs)
+    if plan.n_pixels > MAX_OUTLINES:
+        raise ArgumentError(
+            f"region_map draws each selected pixel, and this geometry selects "
+            f"{plan.n_pixels:,} (> {MAX_OUTLINES:,}). Draw a smaller geometry or a coarser scale."
+        )
+    outlines = _pixel_outlines(plan)
+    shape, shape_crs = read_geometry(geometry, geometry_crs)
+    shape = _to_cube_crs(shape, shape_crs, info.grid.crs)
+
+    names = list(bands) if bands is not None else _default_bands(info.band_names)
+    index = _image_index(info, image)
+    window = _window(info.grid, outlines, shape, pad)
+    rgb, extent = _rgb(cube, info, names, index, window, min, max)
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(rgb, extent=extent, interpolation="nearest")
+    import geopandas as gpd
+
+    gpd.GeoSeries([shape]).plot(ax=ax, facecolor="none", edgecolor="white", linewidth=1.5)
+    ax.add_collection(
+        PolyCollection(outlines, facecolors="none", edgecolors="yellow", linewidths=1.2,
+                       gid=PIXELS_GID)
+    )  # fmt: skip
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect("equal")
+    ax.ticklabel_format(useOffset=False, style="plain")
+    ax.set_xlabel(f"x ({info.grid.crs.to_string()})")
+    ax.set_ylabel("y")
+    what = "pixel" if plan.n_pixels == 1 else "pixels"
+    ax.set_title(f"{info.ids[index]}: {plan.n_pixels} {what} selected")
+    return ax
+
+
+def time_series(
+    table: pd.DataFrame | list[list[Any]],
+    bands: Sequence[str] | None = None,
+    *,
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot band values over time from a :func:`xr_getregion.get_region` table.
+
+    Up to 20 pixels, each pixel is one line per band; beyond, each band is drawn as its
+    median over the pixels with the 25-75 % range shaded, so a polygon's table stays
+    readable. Masked values are gaps.
+
+    Parameters
+    ----------
+    table
+        A ``get_region`` DataFrame, or ``getRegion``'s list of lists.
+    bands
+        The bands to draw; default all.
+    ax
+        The Axes to draw on; a new figure's by default.
+    """
+    plt = _pyplot()
+    frame = as_frame(table)
+    names = list(bands) if bands is not None else list(frame.columns[4:])
+    if "feature" in frame.columns:
+        names = [n for n in names if n in frame.columns and n != "feature"]
+    unknown = [n for n in names if n not in frame.columns]
+    if unknown or not names:
+        raise ArgumentError(
+            f"time_series: no column {unknown or names} in the table; its columns are "
+            f"{list(frame.columns)}."
+        )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4))
+    keys = [c for c in ("feature", "longitude", "latitude") if c in frame.columns]
+    pixels = frame.groupby(keys, sort=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, name in enumerate(names):
+        colour = colours[k % len(colours)]
+        values = frame[name].astype("float64")
+        if pixels.ngroups <= _MAX_LINES:
+            for j, (_, rows) in enumerate(pixels):
+                ax.plot(rows["time"], values.loc[rows.index], marker="o", color=colour,
+                        label=name if j == 0 else None)  # fmt: skip
+        else:
+            by_time = values.groupby(frame["time"])
+            q = by_time.quantile([0.25, 0.5, 0.75]).unstack()
+            ax.fill_between(q.index, q[0.25], q[0.75], color=colour, alpha=0.25)
+            ax.plot(q.index, q[0.5], marker="o", color=colour,
+                    label=f"{name} (median of {pixels.ngroups} pixels)")  # fmt: skip
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("time (UTC)")
+    ax.set_ylabel("value")
+    ax.legend()
+    return ax
+
+
+def _default_bands(names: list[str]) -> list[str]:
+    if {"B4", "B3", "B2"} <= set(names):
+        return ["B4", "B3", "B2"]
+    return names[:3] if len(names) >= 3 else names[:1]
+
+
+def _image_index(info: Any, image: int | str) -> int:
+    if isinstance(image, str):
+        if image not in info.ids:
+            raise ArgumentError(f"region_map: no image {image!r}; the ids are {list(info.ids)}.")
+        return info.ids.index(image)
+    if not -info.n_images <= image < info.n_images:
+        raise ArgumentError(
+            f"region_map: image={image} but the collection has {info.n_images} images."
+        )
+    return image % info.n_images
+
+
+def _pixel_outlines(plan: Any) -> np.ndarray:
+    """The selected working pixels as ``(n, 4, 2)`` corner arrays in the cube's CRS."""
+    a, b, c, d, e, f = plan.grid.transform
+    corners = np.array([(0, 0), (1, 0), (1, 1), (0, 1)], dtype=float)
+    u = plan.cols[:, None] + corners[None, :, 0]
+    v = plan.rows[:, None] + corners[None, :, 1]
+    x, y = a * u + b * v + c, d * u + e * v + f
+    if plan.grid.crs != plan.cube.grid.crs:
+        x, y = transformer(plan.grid.crs, plan.cube.grid.crs).transform(x, y)
+    return np.stack([np.asarray(x), np.asarray(y)], axis=-1).reshape(-1, 4, 2)
+
+
+def _to_cube_crs(shape: shapely.Geometry, crs: Any, cube_crs: Any) -> shapely.Geometry:
+    if crs == cube_crs:
+        return shape
+    xmin, ymin, xmax, ymax = shape.bounds
+    step = max(xmax - xmin, ymax - ymin) / 64 or np.inf
+    shape = shapely.segmentize(shape, step) if shapely.get_dimensions(shape) > 0 else shape
+    to_cube = transformer(crs, cube_crs)
+    return shapely.transform(shape, lambda xy: np.column_stack(to_cube.transform(*xy.T)))
+
+
+def _window(grid: Any, outlines: np.ndarray, shape: shapely.Geometry, pad: int) -> tuple:
+    """The cube-pixel window (row0, row1, col0, col1) around the pixels and the geometry."""
+    xs = [outlines[..., 0].ravel()] if len(outlines) else []
+    ys = [outlines[..., 1].ravel()] if len(outlines) else []
+    xmin, ymin, xmax, ymax = shape.bounds
+    xs.append(np.array([xmin, xmax]))
+    ys.append(np.array([ymin, ymax]))
+    col, row = grid.to_pixel(np.concatenate(xs), np.concatenate(ys))
+    rows, cols = grid.shape
+    r0 = int(np.clip(np.floor(row.min()) - pad, 0, rows))
+    r1 = int(np.clip(np.ceil(row.max()) + pad, 0, rows))
+    c0 = int(np.clip(np.floor(col.min()) - pad, 0, cols))
+    c1 = int(np.clip(np.ceil(col.max()) + pad, 0, cols))
+    if r1 <= r0 or c1 <= c0:
+        raise ArgumentError("region_map: the geometry is outside the cube; nothing to draw.")
+    return r0, r1, c0, c1
+
+
+def _rgb(
+    cube: Any, info: Any, names: list[str], index: int, window: tuple, lo: Any, hi: Any
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    if len(names) not in (1, 3):
+        raise ArgumentError(f"region_map: bands must be 1 or 3 names; got {names}.")
+    missing = [n for n in names if n not in info.band_names]
+    if missing:
+        raise ArgumentError(f"region_map: no band {missing}; the bands are {info.band_names}.")
+    r0, r1, c0, c1 = window
+    layers = []
+    for name in names:
+        band = next(b for b in info.bands if b.name == name)
+        arr = band.array
+        sel = {info.ydim: slice(r0, r1), info.xdim: slice(c0, c1)}
+        if info.image_dim is not None:
+            sel[info.image_dim] = index
+        if band.band_dim is not None:
+            sel[band.band_dim] = band.band_index
+        values = np.asarray(arr.isel(sel).transpose(info.ydim, info.xdim).values, float)
+        if band.nodata is not None:
+            values[values == band.nodata] = np.nan
+        layers.append(values)
+    stack = np.stack(layers, axis=-1)
+    finite = stack[np.isfinite(stack)]
+    lo = np.broadcast_to(np.nanpercentile(finite, 2) if lo is None and finite.size else
+                         (0.0 if lo is None else lo), (len(names),))  # fmt: skip
+    hi = np.broadcast_to(np.nanpercentile(finite, 98) if hi is None and finite.size else
+                         (1.0 if hi is None else hi), (len(names),))  # fmt: skip
+    scaled = np.clip((stack - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
+    if len(names) == 1:
+        scaled = np.repeat(scaled, 3, axis=-1)
+    alpha = np.isfinite(stack).all(axis=-1, keepdims=True).astype(float)
+    rgba = np.concatenate([np.nan_to_num(scaled), alpha], axis=-1)
+    a, _, c, _, e, f = info.grid.transform
+    x0, x1 = c + a * c0, c + a * c1
+    y0, y1 = f + e * r0, f + e * r1
+    if e > 0:  # south-up: row 0 is the bottom; imshow draws row 0 at the top
+        rgba, (y0, y1) = rgba[::-1], (y1, y0)
+    return rgba, (x0, x1, y1, y0)
