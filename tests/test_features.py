@@ -140,3 +140,14 @@ def test_many_points_match_one_at_a_time():
         alone = cube.ee.get_region(points.iloc[k], geometry_crs=UTM)
         part = df[df["feature"] == k].drop(columns="feature").reset_index(drop=True)
         pd.testing.assert_frame_equal(part, alone)
+
+
+def test_plan_counts_features_apart_and_getregion_takes_their_union(cube, fields):
+    with raise_if_dask_computes():
+        apart = cube.ee.plan(fields, crs="native")
+    rows = len(cube.ee.get_region(fields))
+    assert apart.n_pixels * cube.sizes["time"] == rows
+    # EE's getRegion takes a FeatureCollection as one region: overlapping pixels once.
+    union = cube.ee.plan(shapely.union_all(fields.geometry), crs="native", geometry_crs=UTM)
+    assert len(cube.ee.getRegion(fields, crs="native")) - 1 == union.n_pixels * 3
+    assert union.n_pixels < apart.n_pixels

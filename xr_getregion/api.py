@@ -19,7 +19,7 @@ from xr_getregion.extraction import (
     plan_features,
     plan_region,
 )
-from xr_getregion.geometry import is_feature_collection, read_features, read_geometry
+from xr_getregion.geometry import Features, is_feature_collection, read_features, read_geometry
 from xr_getregion.grid import working_grid
 from xr_getregion.lazy import lazy_frame
 from xr_getregion.table import HEADER, to_dataframe, to_list
@@ -41,13 +41,51 @@ def plan(
 
     Takes the arguments of :func:`get_region` (``crs=None`` meaning EE's default grid) and
     returns the :class:`~xr_getregion.extraction.Plan`; ``plan(...).n_values`` is the number
-    the ``max_values`` limit is checked against. With ``max_values``, a region over it is
-    only counted: the plan holds ``n_pixels`` but no pixel arrays.
+    the ``max_values`` limit is checked against. Several features (a ``GeoDataFrame``, ...)
+    are planned each on its own, as :func:`get_region` extracts them, so ``n_pixels`` counts
+    a pixel once per feature covering it. With ``max_values``, a plan over it is only
+    counted: it holds ``n_pixels`` but no pixel arrays.
     """
+    return _plan(cube, geometry, scale, crs, crs_transform, geometry_crs, max_values)[0]
+
+
+def _plan(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: Any,
+    scale: float | None,
+    crs: Any,
+    crs_transform: Any,
+    geometry_crs: Any,
+    max_values: int | None,
+    id_column: str | None = None,
+    properties: Sequence[str] | None = None,
+    apart: bool = True,
+) -> tuple[Plan, Features | None]:
+    """The plan, and the features it was made of (``None`` for one region). With ``apart``
+    false, several features are one region, their union."""
     collection = read_cube(cube)
-    shape, shape_crs = read_geometry(geometry, geometry_crs)
+    if not (apart and is_feature_collection(geometry)):
+        if id_column is not None or properties:
+            raise ArgumentError(
+                "id_column= and properties= apply to several features (a GeoDataFrame, "
+                "GeoSeries, FeatureCollection or list); the geometry given is one region."
+            )
+        shape, shape_crs = read_geometry(geometry, geometry_crs)
+        grid = working_grid(collection.grid, scale, crs, crs_transform)
+        return plan_region(collection, shape, shape_crs, grid, max_values=max_values), None
+    features = read_features(geometry, geometry_crs, id_column, properties)
+    reserved = {"feature", *HEADER, *collection.band_names}
+    clash = [p for p in properties or [] if p in reserved]
+    if clash:
+        raise ArgumentError(
+            f"properties {clash} clash with the table's own columns (feature, id, longitude, "
+            "latitude, time and the bands); rename them first, e.g. "
+            f"features.rename(columns={{{clash[0]!r}: {clash[0] + '_feature'!r}}})."
+        )
     grid = working_grid(collection.grid, scale, crs, crs_transform)
-    return plan_region(collection, shape, shape_crs, grid, max_values=max_values)
+    return plan_features(
+        collection, features.shapes, features.crs, grid, max_values=max_values
+    ), features
 
 
 def getRegion(
@@ -111,9 +149,8 @@ def getRegion(
     >>> table[1][:4]
     ['LC08_023036_20200709', -90.49614697490799, 34.85198299374928, 1594303347000]
     """
-    p = plan(
-        cube, geometry, scale, crs, crsTransform, geometry_crs=geometry_crs, max_values=max_values
-    )
+    # EE's getRegion takes a FeatureCollection as one region (the union of its features).
+    p = _plan(cube, geometry, scale, crs, crsTransform, geometry_crs, max_values, apart=False)[0]
     check_limit(p, max_values)
     return to_list(p, gather(p))
 
@@ -178,30 +215,9 @@ def get_region(
     >>> col.ee.get_region(fields, scale=30).groupby("feature").size().tolist()
     [10, 5]
     """
-    if not is_feature_collection(geometry):
-        if id_column is not None or properties:
-            raise ArgumentError(
-                "id_column= and properties= apply to several features (a GeoDataFrame, "
-                "GeoSeries, FeatureCollection or list); the geometry given is one region."
-            )
-        features = None
-        p = plan(
-            cube, geometry, scale, crs, crs_transform,
-            geometry_crs=geometry_crs, max_values=max_values,
-        )  # fmt: skip
-    else:
-        collection = read_cube(cube)
-        features = read_features(geometry, geometry_crs, id_column, properties)
-        reserved = {"feature", *HEADER, *collection.band_names}
-        clash = [p for p in properties or [] if p in reserved]
-        if clash:
-            raise ArgumentError(
-                f"properties {clash} clash with the table's own columns (feature, id, longitude, "
-                "latitude, time and the bands); rename them first, e.g. "
-                f"features.rename(columns={{{clash[0]!r}: {clash[0] + '_feature'!r}}})."
-            )
-        grid = working_grid(collection.grid, scale, crs, crs_transform)
-        p = plan_features(collection, features.shapes, features.crs, grid, max_values=max_values)
+    p, features = _plan(
+        cube, geometry, scale, crs, crs_transform, geometry_crs, max_values, id_column, properties
+    )
     check_limit(p, max_values)
     if lazy:
         return lazy_frame(p, features)
