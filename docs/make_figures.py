@@ -1,0 +1,26 @@
+"""Regenerate the README's pictures: ``python docs/make_figures.py`` (needs the plot extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import xr_getregion  # noqa: E402
+from xr_getregion import Geometry  # noqa: E402
+from xr_getregion.plot import region_map  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    col = xr_getregion.sample_cube().ee.select("B[2-4]")
+    roi = Geometry.BBox(-90.496353, 34.851971, -90.495749, 34.852197)
+    ax = region_map(col, roi, scale=30, bands=["B4", "B3", "B2"], min=0.128, max=0.163)
+    ax.figure.savefig(HERE / "region_map.png", dpi=90, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    main()
