@@ -30,10 +30,12 @@ def write_table(
 ) -> Path:
     """Write a lazy table to ``path`` (``.parquet``: a dataset directory; ``.csv``: one file).
 
-    The table is written under a temporary name beside ``path`` and renamed into place only
-    when every partition is written, so a failed or interrupted job leaves no ``path``. It
-    runs on the current scheduler; with ``progress`` and a ``distributed.Client`` active,
-    distributed's progress bar shows.
+    The table is written inside a temporary directory beside ``path`` (``.NAME.tmp-XXXX``)
+    and renamed into place only when every partition is written. If the job fails or is
+    interrupted (an exception in a task, a worker lost too often, Ctrl-C), ``path`` is as it
+    was before the call (absent, or the previous table when ``overwrite``) and the temporary
+    directory is removed. It runs on the current scheduler; with ``progress`` and a
+    ``distributed.Client`` active, distributed's progress bar shows.
 
     Raises
     ------
@@ -48,24 +50,67 @@ def write_table(
     if target.exists() and not overwrite:
         raise ArgumentError(f"{str(target)!r} exists; remove it or pass overwrite=True.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
+    # Absolute, so worker processes with another working directory write to the same place.
+    work = target.absolute().with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
+    work.mkdir()
+    staged = work / target.name
+    # No directory may be created by a write task: after a failure the temporary directory
+    # is removed while tasks of the job may still be running, and one that recreated it would
+    # leave a partial table behind (fsspec's local filesystem makes parents when asked).
+    no_mkdir = {"auto_mkdir": False}
     try:
         if target.suffix.lower() == ".parquet":
-            pending = table.to_parquet(tmp, engine="pyarrow", write_index=False, compute=False)
+            pending = table.to_parquet(
+                staged, engine="pyarrow", write_index=False, compute=False,
+                storage_options=no_mkdir,
+            )  # fmt: skip
         else:
-            pending = table.to_csv(tmp, single_file=True, index=False, compute=False)
+            pending = table.to_csv(
+                staged, single_file=True, index=False, compute=False, storage_options=no_mkdir
+            )
         _run(pending, progress)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
-            target.rename(old)
-            tmp.rename(target)
-            _remove(old)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        _remove(tmp)
-        raise
+        if target.exists() and not overwrite:
+            raise ArgumentError(f"{str(target)!r} appeared while writing; it is left alone.")
+        _replace(staged, target, work / "previous")
+    finally:
+        _discard(work)
     return target
+
+
+def _replace(staged: Path, target: Path, aside: Path) -> None:
+    """Move ``staged`` to ``target``; the previous ``target`` is moved to ``aside`` first.
+
+    A file replaces a file in one atomic rename. A directory cannot replace a directory that
+    way, so the old one is moved aside first and moved back if the second rename fails: once
+    this returns or raises, ``target`` holds the new table or the old one.
+    """
+    if not target.exists() or (staged.is_file() and target.is_file()):
+        os.replace(staged, target)
+        return
+    os.rename(target, aside)
+    try:
+        os.rename(staged, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
+
+
+def _discard(work: Path) -> None:
+    """Remove the temporary directory, even while tasks of a failed job still write to it.
+
+    When one task fails, the scheduler raises at once but tasks already running elsewhere
+    (other threads, other workers) go on. The directory is renamed before it is removed: a
+    task that opens its file after that finds no parent directory and fails (write_table asks
+    the writers not to create directories), so nothing can reappear under the temporary name.
+    """
+    if not work.exists():
+        return
+    trash = work.with_name(work.name + ".discard")
+    try:
+        os.rename(work, trash)
+    except OSError:
+        trash = work
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _run(pending: Any, progress: bool) -> None:
@@ -87,13 +132,6 @@ def _active_client() -> Any:
         return default_client()
     except (ImportError, ValueError):
         return None
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
 
 
 def to_parquet(
