@@ -2,15 +2,25 @@
 
 ``demo`` runs Earth Engine's reference example on the sample cube; ``extract`` is the batch
 job: a cube file, a features file, a table file, on this machine or a dask cluster. Bad input
-gives one line on stderr and exit status 2, never a traceback.
+gives one line on stderr and exit status 2, never a traceback; a job that fails while it runs
+(a chunk that cannot be decoded, a worker lost too often) gives one line and exit status 1 and
+leaves TABLE as it was.
+
+Input files are read only by the libraries' own format readers (Zarr, h5netcdf, GDAL through
+rasterio and pyogrio, pyarrow), never by pickle or ``eval``. Each file's first bytes must be what
+its extension says before a reader sees it: GDAL picks its driver from the content, so without
+that check a ``.tif`` or ``.geojson`` holding a VRT could make it open other files or URLs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from pprint import pformat
@@ -23,7 +33,11 @@ __all__ = ["main"]
 
 
 class UsageError(Exception):
-    """A problem with the command's input, reported as one line."""
+    """A problem with the command's input, reported as one line (exit status 2)."""
+
+
+class JobFailed(Exception):
+    """The job started and failed; reported as one line (exit status 1)."""
 
 
 def _summary(cube: xr.DataArray) -> str:
@@ -71,36 +85,193 @@ def demo(args: argparse.Namespace) -> int:
 # --- extract -------------------------------------------------------------------------------
 
 
+CUBE_FORMATS = (
+    "a Zarr store (a directory, usually .zarr), a NetCDF-4 file (.nc, .nc4, .netcdf, .h5) "
+    "or a GeoTIFF (.tif, .tiff)"
+)
+FEATURE_FORMATS = (
+    "GeoJSON (.geojson, .json), GeoPackage (.gpkg), a Shapefile (.shp) "
+    "or GeoParquet (.parquet, .geoparquet)"
+)
+_NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_FEATURE_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".parquet", ".geoparquet")
+
+# The first bytes of each format (classic TIFF and BigTIFF, both byte orders).
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SHAPEFILE_MAGIC = b"\x00\x00\x27\x0a"  # file code 9994, big-endian
+_PARQUET_MAGIC = b"PAR1"
+_ZARR_ROOT = ("zarr.json", ".zgroup", ".zmetadata")
+
+
+def _head(p: Path, n: int = 8, offset: int = 0) -> bytes:
+    with p.open("rb") as f:
+        f.seek(offset)
+        return f.read(n)
+
+
+def _starts(head: bytes) -> str:
+    return "it is empty" if not head else f"it starts with {head[:8]!r}"
+
+
+def _check_cube_content(p: Path, label: str, kind: str) -> None:
+    """Refuse a cube file whose first bytes are not ``kind``, before any reader opens it."""
+    if kind == "Zarr":
+        if not p.is_dir():
+            raise UsageError(
+                f"{label} is not a Zarr store: a Zarr store is a directory, this is a file."
+            )
+        if not any((p / name).is_file() for name in _ZARR_ROOT):
+            raise UsageError(
+                f"{label} is not a Zarr store: the directory holds none of {', '.join(_ZARR_ROOT)}."
+            )
+        _refuse_pickle_codecs(p, label)
+    elif kind == "NetCDF":
+        head = _head(p)
+        if head[:4] in _NETCDF3_MAGIC:
+            raise UsageError(
+                f"{label} is a NetCDF-3 (classic) file; extract reads NetCDF-4 (HDF5) files: "
+                "convert it with `nccopy -k nc4 IN OUT` or xarray's to_netcdf(engine='h5netcdf')."
+            )
+        # HDF5 allows a user block before the signature, at a power of two from 512 bytes.
+        if not any(_head(p, 8, off) == _HDF5_MAGIC for off in (0, 512, 1024, 2048, 4096)):
+            raise UsageError(
+                f"{label} is not a NetCDF-4 file: there is no HDF5 signature; {_starts(head)}."
+            )
+    elif kind == "GeoTIFF":
+        head = _head(p)
+        if head[:4] not in _TIFF_MAGIC:
+            raise UsageError(f"{label} is not a GeoTIFF: no TIFF header; {_starts(head)}.")
+
+
+def _codec_names(meta: Any) -> Iterator[str]:
+    """The codec names in one array's metadata (Zarr v2 ``.zarray`` or v3 ``zarr.json``)."""
+    if not isinstance(meta, dict):
+        return
+    codecs = [meta.get("compressor")]
+    for key in ("filters", "codecs", "compressors", "index_codecs"):
+        value = meta.get(key)
+        codecs.extend(value if isinstance(value, list) else [])
+    for codec in codecs:
+        if isinstance(codec, dict):
+            name = codec.get("id", codec.get("name"))
+            if isinstance(name, str):
+                yield name
+            # Sharding nests its own codec chains in its configuration.
+            yield from _codec_names(codec.get("configuration"))
+
+
+def _refuse_pickle_codecs(p: Path, label: str) -> None:
+    """Refuse a Zarr store whose arrays use numcodecs' pickle codec.
+
+    Decoding such a chunk unpickles bytes from the file, which can run any code; zarr 2 does it
+    for object arrays. Only the metadata of the root and of its direct children (the variables
+    xarray opens) is read, never a listing of the chunks.
+    """
+    files = [p / name for name in (*_ZARR_ROOT, ".zarray")]
+    with os.scandir(p) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                files += [Path(entry.path) / "zarr.json", Path(entry.path) / ".zarray"]
+    arrays: list[tuple[str, Any]] = []
+    for file in files:
+        if not file.is_file():
+            continue
+        try:
+            meta = json.loads(file.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"cannot read {label} as Zarr: {file.relative_to(p)} is not JSON "
+                f"({_first_line(exc)})."
+            ) from exc
+        if not isinstance(meta, dict):
+            continue
+        name = file.parent.name if file.parent != p else "/"
+        arrays.append((name, meta))
+        consolidated = meta.get("metadata")  # v2 .zmetadata: {"metadata": {"v/.zarray": ...}}
+        if file.name == "zarr.json":  # v3: {"consolidated_metadata": {"metadata": {"v": ...}}}
+            inner = meta.get("consolidated_metadata")
+            consolidated = inner.get("metadata") if isinstance(inner, dict) else None
+        if isinstance(consolidated, dict):
+            arrays += [(key.split("/")[0], value) for key, value in consolidated.items()]
+    for name, meta in arrays:
+        for codec in _codec_names(meta):
+            if codec.lower().rsplit(".", 1)[-1] == "pickle":
+                raise UsageError(
+                    f"{label}: array {name!r} is stored with the {codec!r} codec, which runs "
+                    "code from the file when it is read; extract refuses pickled data."
+                )
+
+
+@contextlib.contextmanager
+def _warnings_only_on_success() -> Iterator[None]:
+    """Hold back the readers' warnings; show them only if the block succeeds.
+
+    A refused input must give exactly one line on stderr, not a reader's warning before it.
+    Zarr's note that a store has no consolidated metadata is dropped: xarray reads the store
+    either way and the user can do nothing about it here.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if "consolidated metadata" in str(w.message):
+            continue
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def cube_kind(path: str) -> str:
+    """The format of CUBE from its name ("Zarr", "NetCDF" or "GeoTIFF"), or UsageError."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if p.is_dir() or suffix == ".zarr":
+        return "Zarr"
+    if suffix in _NETCDF_SUFFIXES:
+        return "NetCDF"
+    if suffix in _TIFF_SUFFIXES:
+        return "GeoTIFF"
+    raise UsageError(f"CUBE {path!r}: unknown format {suffix!r}; give {CUBE_FORMATS}.")
+
+
 def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Dataset:
-    """Open a Zarr store, NetCDF file or GeoTIFF lazily (dask-backed)."""
+    """Open a Zarr store, NetCDF-4 file or GeoTIFF lazily (dask-backed)."""
     p = Path(path)
     if not p.exists():
         raise UsageError(f"CUBE {path!r} does not exist.")
-    suffix = p.suffix.lower()
+    kind = cube_kind(path)
+    label = f"CUBE {path!r}"
     try:
-        if p.is_dir() or suffix == ".zarr":
-            kind = "Zarr"
-            obj: Any = xr.open_zarr(p, decode_coords="all")
-        elif suffix in (".nc", ".nc4", ".netcdf", ".h5"):
-            kind = "NetCDF"
-            obj = xr.open_dataset(p, engine="h5netcdf", chunks={}, decode_coords="all")
-        elif suffix in (".tif", ".tiff"):
-            import rioxarray
+        _check_cube_content(p, label, kind)
+    except OSError as exc:
+        raise UsageError(f"cannot read {label} as {kind}: {_first_line(exc)}") from exc
+    try:
+        with _warnings_only_on_success():
+            if kind == "Zarr":
+                obj: Any = xr.open_zarr(p, decode_coords="all")
+            elif kind == "NetCDF":
+                obj = xr.open_dataset(p, engine="h5netcdf", chunks={}, decode_coords="all")
+            else:
+                import rasterio
+                import rioxarray
 
-            kind = "GeoTIFF"
-            obj = rioxarray.open_rasterio(p, chunks={"band": -1, "y": 1024, "x": 1024})
-            descriptions = obj.attrs.get("long_name")
-            if isinstance(descriptions, tuple | list) and len(descriptions) == obj.sizes["band"]:
-                obj = obj.assign_coords(band=list(descriptions))
-        else:
-            raise UsageError(
-                f"CUBE {path!r}: unknown format {suffix!r}; give a Zarr store (directory or "
-                ".zarr), a NetCDF file (.nc) or a GeoTIFF (.tif)."
-            )
-    except UsageError:
-        raise
+                # driver="GTiff": GDAL may use no other driver, whatever the content says.
+                # Inside an Env, GDAL's messages go to rasterio's logger, not straight to
+                # stderr, so a damaged header gives our one line and not libtiff's too.
+                with rasterio.Env():
+                    obj = rioxarray.open_rasterio(
+                        p, chunks={"band": -1, "y": 1024, "x": 1024}, driver="GTiff"
+                    )
+                descriptions = obj.attrs.get("long_name")
+                if (
+                    isinstance(descriptions, tuple | list)
+                    and len(descriptions) == obj.sizes["band"]
+                ):
+                    obj = obj.assign_coords(band=list(descriptions))
     except Exception as exc:
-        raise UsageError(f"cannot read CUBE {path!r} as {kind}: {_first_line(exc)}") from exc
+        raise UsageError(f"cannot read {label} as {kind}: {_first_line(exc)}") from exc
     if variable is not None:
         if not isinstance(obj, xr.Dataset) or variable not in obj.data_vars:
             names = list(obj.data_vars) if isinstance(obj, xr.Dataset) else [obj.name]
@@ -119,6 +290,38 @@ def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Datas
     return obj
 
 
+def _feature_kind(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in _FEATURE_SUFFIXES:
+        raise UsageError(f"FEATURES {path!r}: unknown format {suffix!r}; give {FEATURE_FORMATS}.")
+    return {".gpkg": "GeoPackage", ".shp": "a Shapefile"}.get(
+        suffix, "GeoParquet" if "parquet" in suffix else "GeoJSON"
+    )
+
+
+def _check_feature_content(p: Path, label: str, kind: str) -> None:
+    """Refuse a features file whose first bytes are not ``kind``, before GDAL or pyarrow."""
+    if kind == "GeoParquet" and p.is_dir():
+        return  # a Parquet dataset directory: pyarrow checks each of its files
+    if p.is_dir():
+        raise UsageError(f"{label} is a directory, not {kind}.")
+    # GeoJSON may start with a byte-order mark and any amount of white space.
+    head = _head(p, 1 << 16 if kind == "GeoJSON" else 16)
+    if kind == "GeoJSON":
+        if not head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
+            raise UsageError(
+                f"{label} is not GeoJSON: a JSON object starts with '{{'; {_starts(head)}."
+            )
+    elif kind == "GeoPackage" and not head.startswith(_SQLITE_MAGIC):
+        raise UsageError(f"{label} is not a GeoPackage (SQLite) file; {_starts(head)}.")
+    elif kind == "a Shapefile" and not head.startswith(_SHAPEFILE_MAGIC):
+        raise UsageError(f"{label} is not a Shapefile: no .shp header; {_starts(head)}.")
+    elif kind == "GeoParquet":
+        size = p.stat().st_size
+        if size < 12 or not head.startswith(_PARQUET_MAGIC) or _head(p, 4, size - 4) != b"PAR1":
+            raise UsageError(f"{label} is not a Parquet file: no PAR1 marks; {_starts(head)}.")
+
+
 def read_feature_file(path: str) -> Any:
     """Read GeoJSON, GeoPackage, Shapefile or GeoParquet features with geopandas."""
     import geopandas as gpd
@@ -126,16 +329,16 @@ def read_feature_file(path: str) -> Any:
     p = Path(path)
     if not p.exists():
         raise UsageError(f"FEATURES {path!r} does not exist.")
-    suffix = p.suffix.lower()
-    if suffix not in (".geojson", ".json", ".gpkg", ".shp", ".parquet", ".geoparquet"):
-        raise UsageError(
-            f"FEATURES {path!r}: unknown format {suffix!r}; give GeoJSON, GeoPackage (.gpkg), "
-            "a Shapefile (.shp) or GeoParquet (.parquet)."
-        )
+    kind = _feature_kind(path)
+    label = f"FEATURES {path!r}"
     try:
-        gdf = gpd.read_parquet(p) if suffix in (".parquet", ".geoparquet") else gpd.read_file(p)
+        _check_feature_content(p, label, kind)
+        with _warnings_only_on_success():
+            gdf = gpd.read_parquet(p) if kind == "GeoParquet" else gpd.read_file(p)
+    except UsageError:
+        raise
     except Exception as exc:
-        raise UsageError(f"cannot read FEATURES {path!r}: {_first_line(exc)}") from exc
+        raise UsageError(f"cannot read {label} as {kind}: {_first_line(exc)}") from exc
     if gdf.crs is None:
         raise UsageError(
             f"FEATURES {path!r} have no CRS: set one in the file (for a Shapefile, its .prj), "
@@ -149,6 +352,15 @@ def read_feature_file(path: str) -> Any:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: first line``, and the cause's when there is one (GDAL's reads chain the detail)."""
+    text = f"{type(exc).__name__}: {_first_line(exc)}"
+    cause = exc.__cause__
+    if cause is not None and _first_line(cause) not in text:
+        text += f" ({type(cause).__name__}: {_first_line(cause)})"
+    return text
 
 
 def _crs_transform(text: str | None) -> list[float] | None:
@@ -202,7 +414,7 @@ def extract(args: argparse.Namespace) -> int:
     import dask
 
     from xr_getregion.api import get_region
-    from xr_getregion.errors import GetRegionError
+    from xr_getregion.errors import ArgumentError, GetRegionError
     from xr_getregion.output import write_table
 
     out = Path(args.out)
@@ -216,16 +428,25 @@ def extract(args: argparse.Namespace) -> int:
     max_values = _max_values(args.max_values)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1; got {args.workers}.")
-    cube = open_cube(args.cube, args.variable)
-    features = read_feature_file(args.geometry)
+    # Both paths are checked before either file is opened, so a typo costs no read.
+    for label, path in (("CUBE", args.cube), ("FEATURES", args.geometry)):
+        if not Path(path).exists():
+            raise UsageError(f"{label} {path!r} does not exist.")
+    cube_kind(args.cube)
+    _feature_kind(args.geometry)
     start = time.perf_counter()
-    try:
-        table = get_region(
-            cube, features, args.scale, args.crs, crs_transform,
-            max_values=max_values, id_column=args.id_column, lazy=True,
-        )  # fmt: skip
-    except GetRegionError as exc:
-        raise UsageError(str(exc)) from exc
+    # A reader's warning (a GeoTIFF without georeferencing, say) would be a second line before
+    # the error it leads to; it is shown only if the inputs pass.
+    with _warnings_only_on_success():
+        cube = open_cube(args.cube, args.variable)
+        features = read_feature_file(args.geometry)
+        try:
+            table = get_region(
+                cube, features, args.scale, args.crs, crs_transform,
+                max_values=max_values, id_column=args.id_column, lazy=True,
+            )  # fmt: skip
+        except GetRegionError as exc:
+            raise UsageError(str(exc)) from exc
     with _scheduler(args.scheduler, args.workers) as client:
         if args.progress and client is None:
             from dask.diagnostics import ProgressBar
@@ -234,10 +455,21 @@ def extract(args: argparse.Namespace) -> int:
         else:
             progress = contextlib.nullcontext()
         with progress, dask.config.set(scheduler=client or "threads"):
+            existed = out.exists()
             try:
                 written = write_table(table, out, overwrite=args.overwrite, progress=args.progress)
-            except (GetRegionError, OSError) as exc:
+            except ArgumentError as exc:
                 raise UsageError(f"cannot write --out {args.out!r}: {_first_line(exc)}") from exc
+            except GetRegionError as exc:
+                raise UsageError(str(exc)) from exc
+            except Exception as exc:
+                # A chunk that cannot be decoded, a worker lost too often, a full disk: the
+                # input passed every check, so this is the job failing, not a usage error.
+                # write_table has removed its temporary; say what is (not) on disk.
+                kept = "the old table is kept" if existed else "nothing was written"
+                raise JobFailed(
+                    f"extract failed and {kept} at --out {args.out!r}: {_describe(exc)}"
+                ) from exc
     elapsed = time.perf_counter() - start
     print(
         f"wrote {written} ({table.npartitions} partitions) from {len(features)} features "
@@ -288,6 +520,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"xr-getregion: error: {exc}", file=sys.stderr)
         return 2
+    except JobFailed as exc:
+        print(f"xr-getregion: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        # write_table removes its temporary on any exit, so there is nothing half-written.
+        print("xr-getregion: interrupted; no table was written.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
