@@ -126,3 +126,26 @@ def chunked(cube: xr.DataArray, chunks: Any) -> xr.DataArray:
     if chunks is None:
         return cube
     return cube.chunk(dict(zip(cube.dims, chunks, strict=True)))
+
+
+# Hypothesis profiles. "ci" (the default) is reproducible and quick: the same examples on
+# every run (derandomize), no example database, no deadline (first calls pay pyproj and dask
+# warm-up). "thorough" explores ten times as many fresh random examples, failures saved in
+# .hypothesis/: HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_brute_force.py
+def _register_hypothesis_profiles() -> None:
+    import os
+
+    from hypothesis import HealthCheck, settings
+
+    slow = [HealthCheck.too_slow]
+    settings.register_profile(
+        "ci", settings.get_profile("ci"), max_examples=200, derandomize=True, deadline=None,
+        suppress_health_check=slow,
+    )  # fmt: skip
+    settings.register_profile(
+        "thorough", max_examples=2000, deadline=None, suppress_health_check=slow
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_register_hypothesis_profiles()

@@ -148,6 +148,22 @@ def test_line_matches_dense_sampling():
     assert pixels(line) == expected
 
 
+def test_line_through_a_corner_past_the_window_keeps_its_exact_pixels():
+    # The line runs along (-1, 3) through the corners (-1, 3) and (-2, 6) and far past the
+    # window. Cutting it to the window used to round a new end vertex (x = -5/3), tilting it
+    # by an ulp: it then crossed pixel (-1, 3) for a tiny length at the corner.
+    line = shapely.LineString([(0, 0), (-3.5, 10.5)])
+    window = (-3, 0, 1, 4)
+    expected = [(-1, 0), (0, 0), (-1, 1), (-1, 2), (-2, 3)]
+    assert pixels(line, window) == expected
+    assert [p for p in pixels(line) if -3 <= p[0] < 1 and 0 <= p[1] < 4] == expected
+
+
+def test_line_ending_on_the_window_edge_keeps_its_vertex_pixel():
+    line = shapely.LineString([(0, 0.5), (-7.25, 0.5)])
+    assert pixels(line, (0, 0, 3, 3)) == [(0, 0)]
+
+
 def test_multipart_and_collections_are_the_union_each_pixel_once():
     shape = shapely.GeometryCollection(
         [
@@ -184,6 +200,19 @@ def test_window_of_a_utm_cube_on_the_ee_grid_contains_its_footprint():
     assert (px >= col0).all() and (px < col1).all() and (py >= row0).all() and (py < row1).all()
     # And the window is not much bigger than the footprint.
     assert (col1 - col0) < 250 and (row1 - row0) < 130
+
+
+@pytest.mark.parametrize(("epsg", "lat"), [(3413, 90.0), (3031, -90.0)])
+def test_window_of_a_polar_cube_on_a_lon_lat_grid_reaches_its_pole(epsg, lat):
+    # The pole is inside the cube but on none of its edges; on a lon/lat grid it is a whole
+    # row. The window once stopped at the edges' highest latitude, 5 km short of the pole.
+    cube_grid = Grid((1000.0, 0, -5000.0, 0, -1000.0, 5000.0), CRS.from_epsg(epsg), (10, 10))
+    step = 2.0**-7
+    grid = Grid((step, 0, 0, 0, step, 0), CRS.from_epsg(4326))
+    col0, row0, col1, row1 = window_of(cube_grid, grid)
+    pole_row = lat / step  # the row starting (north) or ending (south) at the pole
+    assert row0 <= pole_row - 1 and pole_row <= row1
+    assert col0 <= -180 / step and 180 / step <= col1
 
 
 @pytest.mark.parametrize("geodesic", [True, False])

@@ -280,3 +280,15 @@ def test_points_on_ee_grid_lines_follow_ees_floor_of_x_over_scale(col_numpy):
         col = np.floor((k * S30) / S30)
         row = np.floor(lats / S30)
         assert {(r[1], r[2]) for r in table[1:]} == {((col + 0.5) * S30, (row + 0.5) * S30)}
+
+
+def test_a_polar_cube_on_a_lon_lat_grid_gives_the_rows_up_to_its_pole():
+    # A 10 x 10 km polar stereographic cube around the north pole, on 2**-7 degree pixels:
+    # the rows between its edges' highest latitude (89.955) and the pole were missing.
+    cube = make_cube(10, 10, 1, ["a"], crs="EPSG:3413", x0=-5000.0, y0=5000.0, res=1000.0)
+    scale = xr_getregion.METRES_PER_DEGREE * 2.0**-7  # exactly 2**-7 degree pixels
+    table = cube.ee.getRegion(shapely.box(-60, 89.9, -50, 90), scale)
+    latitudes = sorted({row[2] for row in table[1:]})
+    assert latitudes[-1] == 90 - 2.0**-8  # the centre of the row at the pole
+    assert latitudes == [90 - 2.0**-8 * (2 * k + 1) for k in range(len(latitudes))][::-1]
+    assert len(latitudes) == 6  # 89.957 .. 89.996: all rows of the box inside the cube

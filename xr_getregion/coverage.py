@@ -27,6 +27,7 @@ import shapely
 from pyproj import CRS
 
 from xr_getregion.errors import GeometryError
+from xr_getregion.geometry import EPSG4326
 from xr_getregion.grid import Grid, transformer
 
 __all__ = [
@@ -103,17 +104,47 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
     y = d * edge_cols + e * edge_rows + f
     if cube_grid.crs != grid.crs:
         x, y = transformer(cube_grid.crs, grid.crs).transform(x, y)
-    px, py = grid.to_pixel(np.asarray(x), np.asarray(y))
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    # A pole inside the footprint is no point of its outline, and on a geographic grid it is
+    # a whole line (latitude +-90 at every longitude): without it, the rows between the
+    # outline's highest latitude and the pole, and the longitudes between the outline's
+    # samples and the antimeridian, would be missed.
+    for lat in _poles_inside(cube_grid):
+        if grid.crs.is_geographic:
+            x, y = np.append(x, [-180.0, 180.0]), np.append(y, [lat, lat])
+        else:
+            px, py = transformer(EPSG4326, grid.crs).transform(0.0, lat)
+            x, y = np.append(x, px), np.append(y, py)
+    px, py = grid.to_pixel(x, y)
     ok = np.isfinite(px) & np.isfinite(py)
     if not ok.any():
         return 0, 0, 0, 0
     # A pixel of margin: the footprint's edges are densified chords of curves.
-    return (
-        math.floor(px[ok].min()) - 1,
-        math.floor(py[ok].min()) - 1,
-        math.floor(px[ok].max()) + 2,
-        math.floor(py[ok].max()) + 2,
-    )
+    col0, col1 = math.floor(px[ok].min()) - 1, math.floor(px[ok].max()) + 2
+    if grid.crs.is_geographic and grid.axis_aligned:
+        # At most one turn of longitude: in a wider window a place would have two pixels,
+        # hence two rows (a cube around the world, or around a pole).
+        turn = math.ceil(360.0 / abs(grid.transform[0]) - 0.5)
+        if col1 - col0 > turn:
+            col0 = math.floor(px[ok].min())
+            col1 = col0 + turn
+    return col0, math.floor(py[ok].min()) - 1, col1, math.floor(py[ok].max()) + 2
+
+
+def _poles_inside(cube_grid: Grid) -> list[float]:
+    """The latitudes (90, -90) of the poles inside a projected cube grid's extent.
+
+    A geographic grid's outline already reaches the pole it holds (as its edge), so only
+    projected grids (a polar stereographic cube) can hold one inside.
+    """
+    if cube_grid.crs.is_geographic or cube_grid.shape is None:
+        return []
+    rows, cols = cube_grid.shape
+    x, y = transformer(EPSG4326, cube_grid.crs).transform([0.0, 0.0], [90.0, -90.0])
+    px, py = cube_grid.to_pixel(np.asarray(x), np.asarray(y))
+    with np.errstate(invalid="ignore"):
+        inside = (px >= 0) & (px <= cols) & (py >= 0) & (py <= rows)
+    return [lat for lat, hit in zip((90.0, -90.0), inside.tolist(), strict=True) if hit]
 
 
 class Runs(NamedTuple):
@@ -265,37 +296,70 @@ def _point_pixels(point: shapely.Geometry) -> np.ndarray:
 
 def _line_pixels(line: shapely.Geometry, window: Window) -> np.ndarray:
     col0, row0, col1, row1 = window
-    # Only the part inside the window (plus a pixel) can yield pixels we keep.
-    line = shapely.clip_by_rect(line, col0 - 1, row0 - 1, col1 + 1, row1 + 1)
-    cells = []
-    for piece in _flat_parts(line):
-        if shapely.get_type_id(piece) == 0:
-            cells.append(_point_pixels(piece))
-            continue
-        xy = shapely.get_coordinates(piece)
-        cells.append(_segment_pixels(xy[:-1], xy[1:]))
-    return np.concatenate(cells) if cells else np.empty((0, 2), np.int64)
+    xy = shapely.get_coordinates(line)
+    # Only the part inside the window (plus a pixel) can yield pixels we keep. The segments
+    # are cut there by parameter, not by clipping the line: a clipped line gets rounded new
+    # vertices, which tilt it by an ulp, so that a line through a pixel corner no longer is.
+    return _segment_pixels(xy[:-1], xy[1:], (col0 - 1, row0 - 1, col1 + 1, row1 + 1))
 
 
-def _crossings(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For segments from ``a`` to ``b`` (one axis), the parameters t where they cross an
-    integer grid line, with the index of the segment each belongs to."""
-    lo = np.ceil(np.minimum(a, b))
-    hi = np.floor(np.maximum(a, b))
+def _clip_parameters(
+    p0: np.ndarray, p1: np.ndarray, rect: tuple[float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """For segments ``p0[i] -> p1[i]``, the parameters ``t0 <= t <= t1`` of their part inside
+    ``rect`` (Liang-Barsky; ``t0 > t1`` for a segment that misses it)."""
+    t0, t1 = np.zeros(len(p0)), np.ones(len(p0))
+    for axis, (lo, hi) in enumerate(((rect[0], rect[2]), (rect[1], rect[3]))):
+        a, d = p0[:, axis], p1[:, axis] - p0[:, axis]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_lo, t_hi = (lo - a) / d, (hi - a) / d
+        enter = np.where(d > 0, t_lo, np.where(d < 0, t_hi, -np.inf))
+        leave = np.where(d > 0, t_hi, np.where(d < 0, t_lo, np.inf))
+        # A segment along this axis's lines is inside only if its coordinate is.
+        leave = np.where((d == 0) & ((a < lo) | (a > hi)), -np.inf, leave)
+        t0, t1 = np.maximum(t0, enter), np.minimum(t1, leave)
+    return t0, t1
+
+
+def _at(p0: np.ndarray, p1: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Points at parameters ``t`` of segments ``p0 -> p1``; the endpoints themselves, exactly,
+    at ``t == 0`` and ``t == 1``."""
+    pts = p0 + t[:, None] * (p1 - p0)
+    pts = np.where((t == 0)[:, None], p0, pts)
+    return np.where((t == 1)[:, None], p1, pts)
+
+
+def _crossings(
+    a: np.ndarray, b: np.ndarray, t0: np.ndarray, t1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For segments from ``a`` to ``b`` (one axis), the parameters t in ``[t0, t1]`` where
+    they cross an integer grid line, with the index of the segment each belongs to."""
+    ends = np.column_stack([a + t0 * (b - a), a + t1 * (b - a)])
+    ends = np.where(np.column_stack([t0 == 0, t1 == 1]), np.column_stack([a, b]), ends)
+    lo = np.ceil(ends.min(axis=1))
+    hi = np.floor(ends.max(axis=1))
     count = np.where(a != b, np.maximum(hi - lo + 1, 0), 0).astype(np.int64)
     seg = np.repeat(np.arange(len(a)), count)
     offsets = np.cumsum(count) - count
     k = lo[seg] + (np.arange(count.sum()) - offsets[seg])
-    return (k - a[seg]) / (b[seg] - a[seg]), seg
+    t = (k - a[seg]) / (b[seg] - a[seg])
+    keep = (t >= t0[seg]) & (t <= t1[seg])  # the cut ends are rounded: no crossing beyond
+    return t[keep], seg[keep]
 
 
-def _segment_pixels(p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
-    """Pixels crossed by the segments ``p0[i] -> p1[i]``: the cell of the midpoint of every
-    piece between consecutive grid-line crossings, and the cells of the endpoints."""
+def _segment_pixels(
+    p0: np.ndarray, p1: np.ndarray, rect: tuple[float, float, float, float]
+) -> np.ndarray:
+    """Pixels crossed by the segments ``p0[i] -> p1[i]`` inside ``rect``: the cell of the
+    midpoint of every piece between consecutive grid-line crossings, and the cells of the
+    endpoints (of the cut ends too, which lie on ``rect``'s edge, outside the window)."""
+    t0, t1 = _clip_parameters(p0, p1, rect)
+    hit = t0 <= t1
+    p0, p1, t0, t1 = p0[hit], p1[hit], t0[hit], t1[hit]
     n = len(p0)
-    tx, sx = _crossings(p0[:, 0], p1[:, 0])
-    ty, sy = _crossings(p0[:, 1], p1[:, 1])
-    t = np.concatenate([np.zeros(n), np.ones(n), tx, ty])
+    tx, sx = _crossings(p0[:, 0], p1[:, 0], t0, t1)
+    ty, sy = _crossings(p0[:, 1], p1[:, 1], t0, t1)
+    t = np.concatenate([t0, t1, tx, ty])
     seg = np.concatenate([np.arange(n), np.arange(n), sx, sy])
     order = np.lexsort((t, seg))
     t, seg = t[order], seg[order]
@@ -303,7 +367,7 @@ def _segment_pixels(p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     tm = (t[1:][same] + t[:-1][same]) / 2
     sm = seg[1:][same]
     mid = p0[sm] + tm[:, None] * (p1[sm] - p0[sm])
-    pts = np.concatenate([mid, p0, p1])
+    pts = np.concatenate([mid, _at(p0, p1, t0), _at(p0, p1, t1)])
     return _pixels(np.floor(pts[:, 0]), np.floor(pts[:, 1]))
 
 
