@@ -62,15 +62,26 @@ def to_pixel_space(shape: shapely.Geometry, crs: CRS, grid: Grid) -> shapely.Geo
     return to_pixel_space_many(np.array([shape], dtype=object), crs, grid)[0]
 
 
-def to_pixel_space_many(shapes: np.ndarray, crs: CRS, grid: Grid) -> np.ndarray:
+def to_pixel_space_many(
+    shapes: np.ndarray, crs: CRS, grid: Grid, window: Window | None = None
+) -> np.ndarray:
     """Transform an array of geometries (in ``crs``) into ``grid``'s pixel space at once.
 
     Edges are densified first when the CRS changes, so an edge straight in ``crs`` is followed
     as such in the grid's CRS. Points that cannot be projected (outside the CRS's domain)
     become NaN and cover nothing; lines and polygons that cannot are an error.
+
+    Given the ``window`` the pixels will be looked for in, lines and polygons are first
+    clipped (in their own CRS, so exactly) to the window's area: a part far away, where the
+    grid's projection tears (the back of a transverse Mercator), cannot fold onto the cube.
+    On a geographic grid, geometries are also moved by whole turns of 360 degrees to where
+    the window is, so a cube labelled 0..360 (or 179..181) and a geometry labelled -180..180
+    meet.
     """
     shapes = np.asarray(shapes, dtype=object)
     differs = crs != grid.crs
+    if differs and window is not None:
+        shapes = _clip_to_window(shapes, crs, grid, window)
     has_edges = shapely.get_dimensions(shapes) > 0
     if differs and has_edges.any():
         bounds = shapely.bounds(shapes[has_edges])
@@ -87,6 +98,104 @@ def to_pixel_space_many(shapes: np.ndarray, crs: CRS, grid: Grid) -> np.ndarray:
                 f"CRS {grid.crs.to_string()}: part of it lies outside that CRS's domain. "
                 "Clip it to the area of the cube or choose another crs=."
             )
+    if window is not None and grid.crs.is_geographic and grid.axis_aligned:
+        out = _wrap_longitudes(out, grid, window)
+    return out
+
+
+def _window_bounds(grid: Grid, window: Window, crs: CRS) -> list[tuple[float, ...]] | None:
+    """Boxes in ``crs`` that together hold the window's area (a margin added), or None when
+    its outline cannot be mapped there faithfully (outside the CRS's domain, around a pole).
+
+    In a geographic ``crs`` the box is repeated a turn east and west: a geometry may label
+    the same place with longitudes 360 degrees apart.
+    """
+    col0, row0, col1, row1 = window
+    t = np.linspace(0.0, 1.0, 65)
+    cols = np.concatenate(
+        [
+            col0 + t * (col1 - col0),
+            np.full_like(t, col1),
+            col1 - t * (col1 - col0),
+            np.full_like(t, col0),
+        ]
+    )
+    rows = np.concatenate([np.full_like(t, row0), row0 + t * (row1 - row0),
+                           np.full_like(t, row1), row1 - t * (row1 - row0)])  # fmt: skip
+    a, b, c, d, e, f = grid.transform
+    x, y = transformer(grid.crs, crs).transform(a * cols + b * rows + c, d * cols + e * rows + f)
+    x, y = np.asarray(x), np.asarray(y)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return None
+    if crs.is_geographic:
+        x = np.unwrap(x, period=360.0)
+        if np.ptp(x) > 180:  # around a pole, or most of the world: no faithful box
+            return None
+    # The outline is a chain of chords of curves: a margin keeps the whole area inside.
+    mx, my = 0.02 * np.ptp(x) + 1e-9 * np.abs(x).max(), 0.02 * np.ptp(y) + 1e-9 * np.abs(y).max()
+    box = (x.min() - mx, y.min() - my, x.max() + mx, y.max() + my)
+    if not crs.is_geographic:
+        return [box]
+    return [(box[0] + k, box[1], box[2] + k, box[3]) for k in (-360.0, 0.0, 360.0)]
+
+
+def _clip_to_window(shapes: np.ndarray, crs: CRS, grid: Grid, window: Window) -> np.ndarray:
+    """Lines and polygons clipped to the window's area in their own CRS (see
+    :func:`to_pixel_space_many`); points, which cannot tear, and shapes inside it are kept."""
+    boxes = _window_bounds(grid, window, crs)
+    if boxes is None:
+        return shapes
+    edged = np.flatnonzero(shapely.get_dimensions(shapes) > 0)
+    if len(edged) == 0:
+        return shapes
+    bounds = shapely.bounds(shapes[edged])
+    inside = np.zeros(len(edged), bool)
+    for b in boxes:
+        inside |= (
+            (b[0] <= bounds[:, 0]) & (b[1] <= bounds[:, 1])
+            & (bounds[:, 2] <= b[2]) & (bounds[:, 3] <= b[3])
+        )  # fmt: skip
+    out = shapes.copy()
+    for k, (x0, y0, x1, y1) in zip(edged[~inside], bounds[~inside], strict=True):
+        near = [b for b in boxes if x0 <= b[2] and b[0] <= x1 and y0 <= b[3] and b[1] <= y1]
+        parts = [shapely.clip_by_rect(shapes[k], *b) for b in near]
+        # Centres inside the window are inside a part exactly when inside the shape.
+        out[k] = parts[0] if len(parts) == 1 else shapely.GeometryCollection(parts)
+    return out
+
+
+def _wrap_longitudes(shapes: np.ndarray, grid: Grid, window: Window) -> np.ndarray:
+    """Move pixel-space geometries of a geographic grid by whole turns into one turn starting
+    at the window's west edge, so each place on Earth is covered once, at the window's
+    longitudes. Points move vertex by vertex; lines and polygons are copied a whole number
+    of turns east or west, each copy that meets the window kept whole. Cutting them at the
+    turn's edge would round the cut's new vertices and move a line through a pixel corner
+    (coverage is limited to the window, and :func:`window_of` keeps that within one turn)."""
+    col0, _, col1, _ = window
+    turn = 360.0 / abs(grid.transform[0])
+    bounds = shapely.bounds(shapes)
+    with np.errstate(invalid="ignore"):
+        outside = (bounds[:, 0] < col0) | (bounds[:, 2] >= col0 + turn)
+    if not outside.any():
+        return shapes
+    out = shapes.copy()
+    points = outside & (shapely.get_dimensions(shapes) == 0)
+    if points.any():  # all at once: 100,000 point features are one array operation
+        out[points] = shapely.transform(
+            shapes[points],
+            lambda xy: np.column_stack([col0 + np.mod(xy[:, 0] - col0, turn), xy[:, 1]]),
+        )
+    for k in np.flatnonzero(outside & ~points):
+        g = shapes[k]
+        x0, x1 = bounds[k, 0], bounds[k, 2]
+        first = math.floor((col0 - x1) / turn)
+        last = math.ceil((min(col1, col0 + turn) - x0) / turn)
+        pieces = []
+        for n in range(first, last + 1):
+            shift = n * turn
+            if x0 + shift <= col1 and col0 <= x1 + shift:
+                pieces.append(shapely.transform(g, lambda xy, s=shift: xy + np.array([s, 0.0])))
+        out[k] = shapely.GeometryCollection(pieces)
     return out
 
 

@@ -102,7 +102,11 @@ def read_cube(obj: xr.DataArray | xr.Dataset) -> Cube:
     names = [b.name for b in bands]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise CubeError(f"band names must be unique, as in Earth Engine; repeated: {dup}.")
+        raise CubeError(
+            f"band names must be unique, as in Earth Engine; repeated: {dup} (names are the "
+            f"band labels as strings: {names}). Rename the bands, e.g. "
+            "cube.assign_coords(band=['B1', 'B2', ...]), or select one of each."
+        )
     crs = _read_crs(obj, (ydim, xdim))
     grid = _native_grid(obj, ydim, xdim, crs)
     ids, times = _ids_and_times(obj, image_dim, n_images)
@@ -120,17 +124,28 @@ def _spatial_dims(dims: tuple[str, ...], obj: Any) -> tuple[str, str]:
 
 
 def _nodata(arr: xr.DataArray) -> Any:
-    for key in _NODATA_ATTRS:
-        value = arr.attrs.get(key)
-        if value is not None:
-            return np.asarray(value).item() if np.ndim(value) == 0 else np.asarray(value)[0]
+    sources = [arr.attrs]
+    # rio.write_nodata(encoded=True) and CF encoding keep the fill value in .encoding. For
+    # float bands xarray has already turned it into NaN (and a scaled band's raw fill value
+    # is not a decoded value), so it counts only for integer and boolean bands.
+    if arr.dtype.kind in "iub":
+        sources.append(arr.encoding)
+    for source in sources:
+        for key in _NODATA_ATTRS:
+            value = source.get(key)
+            if value is not None:
+                return np.asarray(value).item() if np.ndim(value) == 0 else np.asarray(value)[0]
     return None
 
 
 def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[str, ...]]:
     if BAND_DIM in arr.dims:
         if BAND_DIM in arr.coords:
-            names = [str(v) for v in np.asarray(arr[BAND_DIM].values).tolist()]
+            # Band labels of any type are names as strings (1 -> '1', b'B4' -> 'B4').
+            names = [
+                v.decode() if isinstance(v, bytes) else str(v)
+                for v in np.asarray(arr[BAND_DIM].values).tolist()
+            ]
         else:
             names = [f"b{i}" for i in range(arr.sizes[BAND_DIM])]
         nodata = _nodata(arr)
@@ -238,30 +253,158 @@ def _cf_grid_mapping_crs(obj: xr.DataArray | xr.Dataset) -> CRS | None:
     return None
 
 
-def _axis(obj: Any, dim: str) -> tuple[float, float]:
-    """(first centre, step) of a regular coordinate, from its values."""
+def _axis(obj: Any, dim: str, longitude: bool = False) -> tuple[float, float]:
+    """(first centre, step) of a regular coordinate, from its values.
+
+    With ``longitude``, a coordinate that wraps at the antimeridian (``179.5, -179.5``) is
+    read as continuous (``179.5, 180.5``): the same pixels, labelled without the jump.
+    """
     if dim not in obj.coords:
         raise CubeError(
             f"the spatial dim {dim!r} has no coordinate: pixel positions are unknown. "
             "Assign one, e.g. cube.assign_coords(...) or rioxarray's open_rasterio."
         )
     raw = np.asarray(obj[dim].values)
-    values = raw.astype(float)
+    try:
+        values = raw.astype(float)
+    except (TypeError, ValueError) as exc:
+        raise CubeError(
+            f"the {dim!r} coordinate holds {raw.dtype} values, not numbers: pixel positions "
+            f"are unknown. Assign numeric coordinates, e.g. cube.assign_coords({dim}=...)."
+        ) from exc
     n = values.size
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise CubeError(
+            f"the {dim!r} coordinate has a non-finite value {float(values[bad])!r} at index {bad}: "
+            f"pixel positions are unknown. Assign finite coordinates, e.g. cube.assign_coords("
+            f"{dim}=...)."
+        )
     if n == 1:
         return float(values[0]), float("nan")
-    step = (values[-1] - values[0]) / (n - 1)
+    if longitude:
+        unwrapped = np.unwrap(values, period=360.0)
+        step = None if np.array_equal(unwrapped, values) else _regular_step(unwrapped, raw)
+        if step is not None:
+            return float(unwrapped[0]), step
+    step = _regular_step(values, raw)
+    if step is None:
+        raise CubeError(_irregular_message(dim, values, longitude))
+    return float(values[0]), step
+
+
+def _regular_step(values: np.ndarray, raw: np.ndarray) -> float | None:
+    """The step of evenly spaced ``values``, or None when they are not."""
+    step = (values[-1] - values[0]) / (values.size - 1)
     diffs = np.diff(values)
     # Coordinates stored in float32 (or float16) are regular to within a few of their ulps.
     eps = np.finfo(raw.dtype).eps if raw.dtype.kind == "f" else np.finfo(float).eps
     tolerance = max(1e-6 * abs(step), 4 * eps * float(np.abs(values).max()))
     if step == 0 or not np.allclose(diffs, step, rtol=0, atol=tolerance):
-        worst = diffs[np.argmax(np.abs(diffs - step))]
-        raise CubeError(
-            f"the {dim!r} coordinate is not regular: steps vary from {step!r} to {worst!r}. "
-            "getRegion needs a regular grid; resample the cube first (e.g. rio.reproject)."
+        return None
+    return float(step)
+
+
+def _irregular_message(dim: str, values: np.ndarray, longitude: bool) -> str:
+    """Why a coordinate is not a regular grid, with the values and the fix."""
+    diffs = np.diff(values)
+    if (diffs == 0).any():
+        i = int(np.flatnonzero(diffs == 0)[0])
+        return (
+            f"the {dim!r} coordinate repeats the value {float(values[i])!r} (indices {i} and "
+            f"{i + 1}): two pixels at one position. Drop the repeats first, e.g. "
+            f"cube.drop_duplicates({dim!r})."
         )
-    return float(values[0]), float(step)
+    if (diffs > 0).any() and (diffs < 0).any():
+        i = int(np.flatnonzero(np.sign(diffs) != np.sign(diffs[0]))[0])
+        where = f"it goes from {float(values[i])!r} to {float(values[i + 1])!r} at index {i + 1}"
+        if longitude and abs(diffs[i]) > 180:
+            # Wrapped longitudes are read past 180 when that makes them regular; here it did not.
+            return (
+                f"the {dim!r} coordinate is not monotonic: {where}, longitudes wrapped at the "
+                "antimeridian, and even read past 180 they are not evenly spaced. getRegion "
+                "needs a regular grid; check the coordinate or resample the cube first."
+            )
+        return (
+            f"the {dim!r} coordinate is not monotonic: {where}. getRegion needs a regular "
+            f"grid; sort it first, e.g. cube.sortby({dim!r})."
+        )
+    step = (values[-1] - values[0]) / (values.size - 1)
+    worst = diffs[np.argmax(np.abs(diffs - step))]
+    return (
+        f"the {dim!r} coordinate is not regular: steps vary from {float(step)!r} to "
+        f"{float(worst)!r}. getRegion needs a regular grid; resample the cube first "
+        "(e.g. rio.reproject)."
+    )
+
+
+def _transform_attr(obj: Any) -> tuple[float, ...] | None:
+    """The affine ``(a, b, c, d, e, f)`` of an ``attrs['transform']`` (stackstac's, or the old
+    ``xr.open_rasterio``'s), or None when there is none or it is not 6 or 9 numbers."""
+    value = obj.attrs.get("transform")
+    if value is None or isinstance(value, str | bytes):
+        return None
+    try:
+        numbers = np.asarray(tuple(value), dtype=float).ravel()
+    except (TypeError, ValueError):
+        return None
+    if numbers.size not in (6, 9) or not np.isfinite(numbers).all():
+        return None
+    return tuple(float(v) for v in numbers[:6])
+
+
+def _registration(obj: Any, ydim: str, xdim: str, x0: float, y0: float) -> tuple[float, float]:
+    """How far the first x and y labels are from their pixel's centre: (0, 0) for centre
+    labels (xarray's convention), half a pixel for stackstac's default top-left labels.
+
+    Decided from ``attrs['transform']`` when the cube carries one: a label on a pixel
+    corner of that transform is a corner, one on a centre is a centre. Slicing keeps the
+    attribute, so only the fraction of a pixel matters.
+    """
+    t = _transform_attr(obj)
+    if t is None:
+        return 0.0, 0.0
+    a, b, c, d, e, f = t
+    if b != 0 or d != 0 or a == 0 or e == 0:
+        raise CubeError(
+            f"the cube's transform attribute {list(t)} is rotated or sheared (b, d != 0) or "
+            "degenerate, but its x and y coordinates can only describe an axis-aligned grid. "
+            "Reproject the cube to a north-up grid first (e.g. rio.reproject); if the attribute "
+            "is not a rasterio-order affine (a, b, c, d, e, f), drop it: "
+            "del cube.attrs['transform']."
+        )
+
+    def fraction(label: float, origin: float, size: float) -> float:
+        u = (label - origin) / size
+        return float(u - np.floor(u))
+
+    where = {}
+    for dim, label, origin, size in ((xdim, x0, c, a), (ydim, y0, f, e)):
+        frac = fraction(label, origin, size)
+        if min(frac, 1 - frac) < 1e-3:
+            where[dim] = "corner"
+        elif abs(frac - 0.5) < 1e-3:
+            where[dim] = "centre"
+        else:
+            raise CubeError(
+                f"the cube's {dim!r} coordinate ({label!r} first) is neither a pixel corner nor "
+                f"a pixel centre of its transform attribute {list(t)} (it is {frac:.3f} of a "
+                "pixel off): the attribute is stale. Drop it (del cube.attrs['transform']) if "
+                "the coordinates are pixel centres, or rebuild the cube."
+            )
+    if where[xdim] != where[ydim]:
+        raise CubeError(
+            f"the cube's coordinates mix registrations: {xdim!r} labels pixel "
+            f"{where[xdim]}s but {ydim!r} labels pixel {where[ydim]}s of its transform "
+            f"attribute {list(t)}. Rebuild it with centre labels (stackstac: "
+            "xy_coords='center')."
+        )
+    if where[xdim] == "centre":
+        return 0.0, 0.0
+    # stackstac's xy_coords='topleft': each label is its pixel's top-left corner in the
+    # transform's orientation, so the centre is half a pixel (a/2, e/2) away, whichever way
+    # the coordinate itself runs (a sortby('y') keeps labels on the same corners).
+    return a / 2, e / 2
 
 
 def _written_geotransform(obj: Any) -> bool:
@@ -273,13 +416,30 @@ def _written_geotransform(obj: Any) -> bool:
 
 
 def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
-    x0, dx = _axis(obj, xdim)
+    x0, dx = _axis(obj, xdim, longitude=crs.is_geographic)
     y0, dy = _axis(obj, ydim)
+    attr = _transform_attr(obj)
+    if attr is not None and not np.isnan(dx) and not np.isclose(abs(dx), abs(attr[0]), rtol=1e-6):
+        raise CubeError(
+            f"the cube's transform attribute {list(attr)} gives {attr[0]!r}-unit pixels but its "
+            f"{xdim!r} coordinate steps by {dx!r}: the attribute is stale (after coarsen or a "
+            "reprojection?). Drop it (del cube.attrs['transform']) or fix it."
+        )
+    if attr is not None and not np.isnan(dy) and not np.isclose(abs(dy), abs(attr[4]), rtol=1e-6):
+        raise CubeError(
+            f"the cube's transform attribute {list(attr)} gives {attr[4]!r}-unit pixels but its "
+            f"{ydim!r} coordinate steps by {dy!r}: the attribute is stale (after coarsen or a "
+            "reprojection?). Drop it (del cube.attrs['transform']) or fix it."
+        )
+    # After the pixel sizes agree, the fraction of a pixel tells corners from centres.
+    shift_x, shift_y = _registration(obj, ydim, xdim, x0, y0)
     if np.isnan(dx) or np.isnan(dy):
         a = e = float("nan")
         # Only a transform actually written counts: rioxarray falls back to identity.
         if _written_geotransform(obj):
             a, _, _, _, e, _ = tuple(obj.rio.transform(recalc=False))[:6]
+        elif attr is not None:
+            a, e = attr[0], attr[4]
         if np.isnan(a) or np.isnan(e):
             raise CubeError(
                 f"the cube is one pixel wide along {xdim if np.isnan(dx) else ydim!r} and has no "
@@ -287,6 +447,7 @@ def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
             )
         dx = a if np.isnan(dx) else dx
         dy = e if np.isnan(dy) else dy
+    x0, y0 = x0 + shift_x, y0 + shift_y
     shape = (int(obj.sizes[ydim]), int(obj.sizes[xdim]))
     return Grid((dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2), crs, shape)
 

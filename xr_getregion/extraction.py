@@ -122,7 +122,9 @@ def plan_features(
     per_pixel = len(cube.bands) * cube.n_images
     budget = None if max_values is None else max_values // per_pixel
     window = window_of(cube.grid, grid)
-    pixel_shapes = to_pixel_space_many(np.asarray(list(shapes), dtype=object), shape_crs, grid)
+    pixel_shapes = to_pixel_space_many(
+        np.asarray(list(shapes), dtype=object), shape_crs, grid, window
+    )
     runs = covered_runs_many(pixel_shapes, window)
     if grid.same_pixels(cube.grid):
         # The window is the cube itself: every covered pixel has a row, counted from runs.
@@ -173,7 +175,8 @@ def _source_pixels(
     x, y = grid.centres(cols, rows)
     if grid.crs != src.crs:
         x, y = transformer(grid.crs, src.crs).transform(x, y)
-    fx, fy = src.to_pixel(np.asarray(x), np.asarray(y))
+    # A geographic cube labelled 0..360 (or 179..181) holds longitude -90 under another label.
+    fx, fy = src.to_pixel(src.wrap_longitude(x), np.asarray(y))
     nrows, ncols = src.shape  # type: ignore[misc]
     with np.errstate(invalid="ignore"):
         ix, iy = np.floor(fx), np.floor(fy)

@@ -201,10 +201,17 @@ class Geometry:
     @classmethod
     def BBox(cls, west: float, south: float, east: float, north: float) -> Geometry:
         """``ee.Geometry.BBox(west, south, east, north)``: planar, in EPSG:4326."""
+        _check_finite(np.array([[west, south], [east, north]], dtype=float), "BBox")
         if west > east:
+            # EE reads this as a box across the antimeridian. One planar box cannot hold both
+            # of its halves, and which longitudes the cube uses (-180..180, 0..360) decides
+            # the right split, so the caller states it.
             raise GeometryError(
-                f"BBox west={west} is east of east={east}: a box crossing the antimeridian "
-                "is not supported yet; split it into two boxes."
+                f"BBox west={west} is east of east={east}: a box crossing the antimeridian is "
+                "not supported: split it at 180 into two boxes and pass both (a list is their "
+                f"union): [Geometry.BBox({west}, {south}, 180, {north}), Geometry.BBox(-180, "
+                f"{south}, {east}, {north})], or, if the cube's longitudes run past 180, "
+                f"Geometry.BBox({west}, {south}, {east + 360}, {north})."
             )
         return cls._make(_box(west, south, east, north, "BBox"), None, geodesic=False)
 
@@ -255,7 +262,20 @@ def _as_array(coords: Any, ndim: int, what: str) -> np.ndarray:
     if arr.ndim != ndim or arr.shape[-1] != 2:
         shape = "[x, y]" if ndim == 1 else "[[x, y], ...]"
         raise GeometryError(f"{what} coordinates must be {shape}; got array of shape {arr.shape}.")
+    _check_finite(arr.reshape(-1, 2), what)
     return arr
+
+
+def _check_finite(xy: np.ndarray, what: str = "the geometry") -> None:
+    """Refuse NaN or infinite coordinates, naming the first one: they have no position."""
+    bad = ~np.isfinite(xy).all(axis=1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        x, y = (float(v) for v in xy[k])
+        raise GeometryError(
+            f"{what} has a non-finite coordinate ({x}, {y}) (vertex {k}): NaN and infinity "
+            "have no position. Remove or fix that vertex (missing values in the source data?)."
+        )
 
 
 def _polygon(coords: Sequence[Any]) -> shapely.Polygon:
@@ -282,6 +302,7 @@ def _build(make: Any, what: str, *args: Any) -> shapely.Geometry:
 
 
 def _box(xmin: float, ymin: float, xmax: float, ymax: float, what: str) -> shapely.Polygon:
+    _check_finite(np.array([[xmin, ymin], [xmax, ymax]], dtype=float), what)
     if not (xmin <= xmax and ymin <= ymax):
         raise GeometryError(
             f"{what} needs min <= max on both axes; got x {xmin}..{xmax}, y {ymin}..{ymax}."
@@ -300,7 +321,7 @@ def _densify_geodesic(shape: shapely.Geometry, geod: pyproj.Geod) -> shapely.Geo
             if npts > 0:
                 out.append(np.asarray(geod.npts(x0, y0, x1, y1, npts), dtype=float))
             out.append(np.array([[x1, y1]]))
-        return np.concatenate(out)
+        return _unwrap_longitudes(np.concatenate(out))
 
     def densify(g: shapely.Geometry) -> shapely.Geometry:
         kind = g.geom_type
@@ -309,12 +330,30 @@ def _densify_geodesic(shape: shapely.Geometry, geod: pyproj.Geod) -> shapely.Geo
         if kind == "Polygon":
             shell = densify_coords(shapely.get_coordinates(g.exterior))
             holes = [densify_coords(shapely.get_coordinates(r)) for r in g.interiors]
+            # A hole lives in the same turn of longitudes as its (unwrapped) shell.
+            middle = (shell[:, 0].min() + shell[:, 0].max()) / 2
+            for hole in holes:
+                hole[:, 0] += 360.0 * np.round((middle - hole[0, 0]) / 360.0)
             return shapely.Polygon(shell, holes)
         if kind in ("MultiLineString", "MultiPolygon", "GeometryCollection"):
             return type(g)([densify(p) for p in g.geoms])
         return g
 
     return densify(shape)
+
+
+def _unwrap_longitudes(xy: np.ndarray) -> np.ndarray:
+    """A densified geodesic chain with its longitudes made continuous.
+
+    A geodesic edge takes the short way, also across the antimeridian, where pyproj's points
+    jump from 180 to -180: unwrapped, the chain runs on past 180 (179.5 -> 180.5) and stays
+    planar-correct. A ring that would not close so (it circles a pole) is left as it is.
+    """
+    lon = np.unwrap(xy[:, 0], period=360.0)
+    closed = np.array_equal(xy[0], xy[-1])
+    if closed and not np.isclose(lon[0], lon[-1]):
+        return xy
+    return np.column_stack([lon, xy[:, 1]])
 
 
 # --- reading any geometry input ---------------------------------------------------------------
@@ -346,12 +385,16 @@ def read_geometry(obj: Any, geometry_crs: Any = None) -> tuple[shapely.Geometry,
     shape, crs = _read(obj)
     if geometry_crs is not None:
         crs = read_crs(geometry_crs, "geometry_crs")
+    crs = crs or EPSG4326
     _validate(shape)
-    return shape, crs or EPSG4326
+    _check_antimeridian(np.array([shape], dtype=object), crs, None)
+    return shape, crs
 
 
 def _read(obj: Any) -> tuple[shapely.Geometry, CRS | None]:
     if isinstance(obj, Geometry):
+        # Densifying geodesic edges needs finite vertices: check them first.
+        _check_finite(shapely.get_coordinates(obj.shape))
         return obj.to_planar()
     if isinstance(obj, shapely.Geometry):
         return obj, None
@@ -417,10 +460,7 @@ def _validate(shape: shapely.Geometry | None) -> None:
         raise GeometryError(
             "the geometry is empty: it covers no pixel. Pass a geometry with coordinates."
         )
-    coords = shapely.get_coordinates(shape)
-    if not np.isfinite(coords).all():
-        bad = coords[~np.isfinite(coords).all(axis=1)][0]
-        raise GeometryError(f"the geometry has a non-finite coordinate {tuple(bad)}.")
+    _check_finite(shapely.get_coordinates(shape))
     # Parts are checked one by one: a multi-part geometry is the union of its parts (as in
     # EE), so parts that touch or overlap are fine, but each part must be valid on its own.
     parts = [shape]
@@ -433,6 +473,53 @@ def _validate(shape: shapely.Geometry | None) -> None:
                 f"the geometry is invalid: {shapely.is_valid_reason(part)}. "
                 "Repair it first, for example with shapely.make_valid(geometry)."
             )
+
+
+def _check_antimeridian(geoms: np.ndarray, crs: CRS, ids: pd.Index | None) -> None:
+    """Refuse edges that jump more than 180 degrees of longitude in a geographic CRS.
+
+    A straight lon/lat edge from 179.5 to -179.5 runs the long way round, across the whole
+    map: almost surely a shape meant to cross the antimeridian (GeoJSON writers wrap
+    longitudes so), which a planar geometry cannot say. Edges along the antimeridian itself
+    (180 to -180, a whole-world box) or along a pole are the same points on Earth, not
+    ambiguous, and pass.
+    """
+    if not crs.is_geographic:
+        return
+    owner = np.arange(len(geoms))
+    # Flatten multi-parts and collections, keeping which input each part came from.
+    while True:
+        kind = shapely.get_type_id(geoms)
+        if not np.isin(kind, (4, 5, 6, 7)).any():
+            break
+        geoms, k = shapely.get_parts(geoms, return_index=True)
+        owner = owner[k]
+    kind = shapely.get_type_id(geoms)
+    polygons = kind == 3
+    rings, k = shapely.get_rings(geoms[polygons], return_index=True)
+    lines = np.concatenate([geoms[(kind == 1) | (kind == 2)], rings])
+    line_owner = np.concatenate([owner[(kind == 1) | (kind == 2)], owner[polygons][k]])
+    if len(lines) == 0:
+        return
+    xy, line = shapely.get_coordinates(lines, return_index=True)
+    x, y = xy[:, 0], xy[:, 1]
+    jump = (line[1:] == line[:-1]) & (np.abs(np.diff(x)) > 180)
+    jump &= ~((np.abs(x[1:]) == 180) & (np.abs(x[:-1]) == 180))
+    jump &= ~((np.abs(y[1:]) == 90) & (np.abs(y[:-1]) == 90))
+    if not jump.any():
+        return
+    i = int(np.flatnonzero(jump)[0])
+    where = ""
+    if ids is not None:
+        feature_id = ids[line_owner[line[i]]]
+        where = f"feature {getattr(feature_id, 'item', lambda: feature_id)()!r}: "
+    raise GeometryError(
+        f"{where}the geometry crosses the antimeridian: its edge from ({x[i]}, {y[i]}) to "
+        f"({x[i + 1]}, {y[i + 1]}) jumps {abs(x[i + 1] - x[i]):g} degrees of longitude, so in "
+        f"{crs.to_string()} it runs the long way round the Earth. Split it at the antimeridian "
+        "into parts on each side (a MultiPolygon), write the eastern longitudes past 180 "
+        "(-179.5 as 180.5), or pass it in a projected CRS with geometry_crs=."
+    )
 
 
 # --- many features ------------------------------------------------------------------------------
@@ -545,8 +632,10 @@ def read_features(
             raise GeometryError(f"feature {feature_id!r}: {exc}") from None
     if geometry_crs is not None:
         crs = read_crs(geometry_crs, "geometry_crs")
+    crs = crs or EPSG4326
+    _check_antimeridian(geoms, crs, index)
     chosen = table[list(properties or [])].apply(_concrete)
-    return Features(shapes, crs or EPSG4326, pd.Index(_concrete(index)), chosen)
+    return Features(shapes, crs, pd.Index(_concrete(index)), chosen)
 
 
 _OBJECT_TARGETS = {

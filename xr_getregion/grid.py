@@ -79,6 +79,23 @@ class Grid:
         dx, dy = x - c, y - f
         return (e * dx - b * dy) / det, (a * dy - d * dx) / det
 
+    def wrap_longitude(self, x: np.ndarray) -> np.ndarray:
+        """``x`` moved by whole turns of 360 degrees into the turn starting at this grid's west
+        edge, for a bounded, axis-aligned geographic grid (``x`` unchanged otherwise).
+
+        A cube labelled 0..360 or 179..181 holds longitude -90 or -179.5 under another label;
+        this finds it there. Points are moved one by one, so only use it on points.
+        """
+        x = np.asarray(x, dtype=float)
+        if self.shape is None or not self.crs.is_geographic or not self.axis_aligned:
+            return x
+        a, _, c, _, _, _ = self.transform
+        west = min(c, c + a * self.shape[1])
+        with np.errstate(invalid="ignore"):
+            # Longitudes already in that turn keep their exact value (no rounding at edges).
+            outside = (x < west) | (x >= west + 360.0)
+            return np.where(outside, west + np.mod(x - west, 360.0), x)
+
     def centres(self, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """CRS coordinates of the centres of pixels ``(cols, rows)``."""
         a, b, c, d, e, f = self.transform
