@@ -268,3 +268,92 @@ def test_the_reference_page_script_runs_on_the_sample_cube():
     points = ee.Geometry.MultiPoint([[-90.49, 34.85], [-90.48, 34.84]])
     pixel_info_points = col.ee.getRegion(geometry=points, scale=30)
     assert len(pixel_info_points) == 11
+
+
+# --- review fixes: ids, empty collections, footprints in their own CRS, odd inputs ---------------
+
+
+def test_filtering_and_sorting_keep_positional_ids():
+    cube = make_cube()  # no id coordinate: the images are '0', '1', '2'
+    kept = cube.ee.filterDate("2021-01-10", "2021-03-01")
+    rows = kept.ee.getRegion(shapely.Point(500_015, 3_999_985), crs="native", geometry_crs=UTM)
+    assert [r[0] for r in rows[1:]] == ["1", "2"]
+    desc = cube.ee.sort("system:time_start", False)
+    rows = desc.ee.getRegion(shapely.Point(500_015, 3_999_985), crs="native", geometry_crs=UTM)
+    assert [(r[0], r[3]) for r in rows[1:]] == [("2", T2), ("1", T1), ("0", T0)]
+
+
+def test_first_keeps_the_time_whatever_the_time_dim_is_called():
+    image = make_cube().rename(time="date").ee.first()
+    rows = image.ee.getRegion(shapely.Point(500_015, 3_999_985), crs="native", geometry_crs=UTM)
+    assert [(r[0], r[3]) for r in rows[1:]] == [("0", T0)]
+
+
+def test_an_empty_collection_filters_sorts_and_selects_like_ees():
+    empty = make_cube(4, 5, 3, BANDS).ee.filterDate("2030-01-01", "2031-01-01")
+    again = empty.ee.filterDate("2020-01-01", "2040-01-01").ee.sort("system:index")
+    again = again.ee.filterBounds(shapely.Point(500_015, 3_999_985), geometry_crs=UTM)
+    assert again.ee.size() == 0
+    assert again.ee.select("B[1-2]").ee.bandNames() == ["B1", "B2"]
+    with pytest.raises(EmptyCollectionError, match="first: the collection has no images"):
+        again.ee.first()
+
+
+def test_filter_bounds_reads_footprints_in_their_own_crs():
+    # Footprints as STAC gives them: in each item's proj:epsg (here the first in UTM 15N,
+    # the second in lon/lat degrees around the cube's east half).
+    to_lon_lat = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+    west, south = to_lon_lat.transform(500_450, 3_999_400)
+    east, north = to_lon_lat.transform(500_900, 4_000_000)
+    cube = make_cube(20, 30, 2).assign_coords(
+        {
+            "proj:bbox": (
+                "time",
+                objects([(500_000, 3_999_400, 500_450, 4_000_000), (west, south, east, north)]),
+            ),
+            "proj:epsg": ("time", [32615, 4326]),
+        }
+    )
+    assert ids(cube.ee.filterBounds(shapely.Point(500_100, 3_999_900), geometry_crs=UTM)) == [
+        str(T0)
+    ]
+    assert ids(cube.ee.filterBounds(shapely.Point(500_800, 3_999_900), geometry_crs=UTM)) == [
+        str(T1)
+    ]
+
+
+def test_filter_bounds_reads_the_geometry_as_getregion_does():
+    # A geometry reaching far past the cube's projection is clipped to the cube's area first.
+    cube = make_cube()
+    big = Geometry.BBox(-179, -80, 0, 80)
+    assert len(cube.ee.getRegion(big, crs="native")) > 1
+    assert cube.ee.filterBounds(big).ee.size() == 3
+
+
+def test_select_without_a_band_coordinate_keeps_each_bands_name():
+    cube = make_cube().drop_vars("band")  # bands named b0, b1 by position
+    swapped = cube.ee.select("b1", "b0")
+    assert swapped.ee.bandNames() == ["b1", "b0"]
+    np.testing.assert_array_equal(swapped.isel(band=0), cube.isel(band=1))
+
+
+def test_select_on_a_dataset_keeps_its_other_variables():
+    ds = make_cube(4, 5, 2, BANDS).to_dataset("band")
+    ds["time_bnds"] = ("time", [0, 1])
+    out = ds.ee.select("B1")
+    assert list(out.data_vars) == ["B1", "time_bnds"]
+    with pytest.raises(ArgumentError, match=r"new names \['time_bnds'\] are already"):
+        ds.ee.select(["B1"], ["time_bnds"])
+
+
+def test_filter_date_reads_float_milliseconds_and_sort_refuses_unorderable_values():
+    assert ids(make_cube().ee.filterDate(float(T0), float(T2) + 1.0)) == [
+        str(T0),
+        str(T1),
+        str(T2),
+    ]
+    with pytest.raises(ArgumentError, match="not a date"):
+        make_cube().ee.filterDate(float("nan"))
+    mixed = np.array([1, "x", None], dtype=object)
+    with pytest.raises(ArgumentError, match="cannot be ordered"):
+        make_cube().assign_coords(k=("time", mixed)).ee.sort("k")

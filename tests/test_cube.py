@@ -185,3 +185,16 @@ def test_regular_float32_coordinates_are_regular():
     a, _, _, _, e, _ = read_cube(cube).grid.transform
     # Within float32 precision of the stored coordinates.
     assert a == pytest.approx(0.05, rel=1e-5) and e == pytest.approx(-0.05, rel=1e-5)
+
+
+def test_stac_item_crs_coordinates_do_not_override_the_cubes_own():
+    # stackstac reprojecting items to one grid keeps each item's proj:epsg (its source CRS)
+    # next to the cube's own 'epsg': the cube's wins; proj:epsg alone still counts.
+    cube = make_cube(4, 5, 3).assign_coords({"proj:epsg": ("time", [4326, 32616, 32615])})
+    assert read_cube(cube).grid.crs == CRS.from_epsg(32615)
+    bare = make_cube(4, 5, 3, crs=None).assign_coords(
+        {"epsg": 32615, "proj:epsg": ("time", [32616, 32616, 32616])}
+    )
+    assert read_cube(bare).grid.crs == CRS.from_epsg(32615)
+    items_only = make_cube(4, 5, 3, crs=None).assign_coords({"proj:epsg": 32615})
+    assert read_cube(items_only).grid.crs == CRS.from_epsg(32615)

@@ -125,3 +125,23 @@ def test_to_geodataframe_refuses_a_lazy_table_and_odd_input(col):
         xr_getregion.to_geodataframe(lazy)
     with pytest.raises(ArgumentError, match="header row"):
         xr_getregion.to_geodataframe([[1, 2, 3]])
+
+
+def test_time_series_and_region_map_of_a_many_feature_table(col):
+    fields = [ROI, Geometry.Point(-90.49, 34.85)]
+    table = col.ee.get_region(fields, scale=30)
+    ax = time_series(table)
+    assert len(ax.get_lines()) == 3 * 3  # 3 bands x (2 ROI pixels + 1 point pixel)
+    # Two copies of the ROI are one region to region_map, as to getRegion: 2 outlines.
+    assert outlines(region_map(col, [ROI, ROI], scale=30)) == 2
+
+
+def test_as_frame_gives_integer_bands_with_none_a_nullable_integer_dtype():
+    from xr_getregion.table import as_frame
+
+    rows = [
+        ["id", "longitude", "latitude", "time", "qa"],
+        ["a", 0.0, 0.0, 0, 3],
+        ["a", 1.0, 0.0, 0, None],
+    ]
+    assert str(as_frame(rows)["qa"].dtype) == "Int64"

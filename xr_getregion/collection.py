@@ -20,6 +20,7 @@ of the same kind (or a plain Python value), reading metadata only, so an EE scri
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -29,11 +30,12 @@ import pandas as pd
 import shapely
 import shapely.geometry
 import xarray as xr
+from pyproj import CRS
 
-from xr_getregion.coverage import to_pixel_space
+from xr_getregion.coverage import to_pixel_space_many, window_of
 from xr_getregion.cube import BAND_DIM, Cube, read_cube
 from xr_getregion.errors import ArgumentError, CubeError, EmptyCollectionError
-from xr_getregion.geometry import read_geometry
+from xr_getregion.geometry import read_crs, read_geometry
 
 __all__ = [
     "band_names",
@@ -55,21 +57,20 @@ FOOTPRINT_GEOMETRY = "proj:geometry"
 
 
 def size(obj: xr.DataArray | xr.Dataset) -> int:
-    """The number of images (1 for a cube without a time dim), like EE's ``size()``."""
-    try:
-        return read_cube(obj).n_images
-    except EmptyCollectionError:  # filtered down to no images: EE's size() is 0, not an error
-        return 0
+    """The number of images (1 for a cube without a time dim; 0 once filtered to none), like
+    EE's ``size()``."""
+    return _cube(obj).n_images
 
 
 def band_names(obj: xr.DataArray | xr.Dataset) -> list[str]:
     """The band names, like EE's ``bandNames()``."""
-    return read_cube(obj).band_names
+    return _cube(obj).band_names
 
 
 def first(obj: Obj) -> Obj:
-    """The first image, like EE's ``first()``: the time dim is dropped, its ``id`` and time
-    stay as scalar coordinates (so ``getRegion`` on it still reports them).
+    """The first image, like EE's ``first()``: the time dim is dropped, and the image's id and
+    time stay as scalar ``system:index`` and ``system:time_start`` coordinates (so
+    ``getRegion`` on it still reports them, whatever the time dim was called).
 
     Raises
     ------
@@ -77,7 +78,15 @@ def first(obj: Obj) -> Obj:
         The collection has no images.
     """
     cube = _cube(obj)
-    return obj if cube.image_dim is None else obj.isel({cube.image_dim: 0})
+    if cube.image_dim is None:
+        return obj
+    if cube.n_images == 0:
+        raise EmptyCollectionError("first: the collection has no images.")
+    image = obj.isel({cube.image_dim: 0})
+    scalars: dict[str, Any] = {"system:index": cube.ids[0]}
+    if cube.times_ms[0] is not None:
+        scalars["system:time_start"] = cube.times_ms[0]
+    return image.assign_coords(scalars)
 
 
 def filter_date(obj: Obj, start: Any, end: Any = None) -> Obj:
@@ -87,7 +96,7 @@ def filter_date(obj: Obj, start: Any, end: Any = None) -> Obj:
     ----------
     start, end
         Dates as ISO strings (``'2020-07-01'``), ``datetime``/``date``, ``numpy.datetime64``,
-        ``pandas.Timestamp`` or integer milliseconds since the epoch. Times without a zone
+        ``pandas.Timestamp`` or milliseconds since the epoch (int or float). Times without a zone
         are UTC, as in Earth Engine. Without ``end``, the interval is one millisecond
         (EE's default): the images taken exactly at ``start``.
 
@@ -97,6 +106,7 @@ def filter_date(obj: Obj, start: Any, end: Any = None) -> Obj:
     an empty collection then raises, as EE's does). Images without a time never match.
     """
     cube = _cube(obj, need_images=True)
+    obj = _keep_ids(obj, cube)
     t0 = _to_ms(start, "start")
     t1 = t0 + 1 if end is None else _to_ms(end, "end")
     if t1 < t0:
@@ -114,8 +124,10 @@ def filter_bounds(obj: Obj, geometry: Any, *, geometry_crs: Any = None) -> Obj:
 
     The footprint of each image is its ``proj:geometry`` (GeoJSON) or ``proj:bbox``
     coordinate along the time dim where the cube carries one (stackstac keeps STAC item
-    properties so), in the cube's CRS; otherwise every image's footprint is the cube's
-    extent, so the filter keeps all images or none.
+    properties so), in the image's ``proj:epsg`` (or ``proj:code``) CRS if it has that
+    coordinate too, else the cube's; otherwise every image's footprint is the cube's extent,
+    so the filter keeps all images or none. The geometry is read as ``getRegion`` reads it
+    (clipped to the cube's area, longitudes wrapped to a cube labelled past 180).
 
     Parameters
     ----------
@@ -124,12 +136,11 @@ def filter_bounds(obj: Obj, geometry: Any, *, geometry_crs: Any = None) -> Obj:
         otherwise or ``geometry_crs`` is given).
     """
     cube = _cube(obj, need_images=True)
+    obj = _keep_ids(obj, cube)
     shape, crs = read_geometry(geometry, geometry_crs)
-    pixels = to_pixel_space(shape, crs, cube.grid)
-    footprints = shapely.transform(
-        _footprints(obj, cube), lambda xy: np.column_stack(cube.grid.to_pixel(xy[:, 0], xy[:, 1]))
-    )
-    keep = shapely.intersects(footprints, pixels)
+    window = window_of(cube.grid, cube.grid)
+    pixels = to_pixel_space_many(np.array([shape], dtype=object), crs, cube.grid, window)[0]
+    keep = shapely.intersects(_footprints(obj, cube, window), pixels)
     return obj.isel({cube.image_dim: np.flatnonzero(keep)})
 
 
@@ -181,12 +192,20 @@ def select(obj: Obj, *selectors: Any, names: Sequence[str] | None = None) -> Obj
     if len(set(new)) != len(new):
         raise ArgumentError(f"select: the new band names repeat: {new}.")
     if isinstance(obj, xr.Dataset):
-        variables = obj[picked]
-        return variables.rename(dict(zip(picked, new, strict=True))) if names else variables
+        taken = [n for n in new if n in obj.variables and n not in picked]
+        if taken:
+            raise ArgumentError(
+                f"select: the new names {taken} are already variables or coordinates of the "
+                "Dataset; choose others."
+            )
+        # Variables that are not bands (a CF grid mapping, time bounds) stay.
+        others = [v for v in obj.data_vars if v not in available]
+        out = obj[picked + others]
+        return out.rename(dict(zip(picked, new, strict=True))) if names else out
     if BAND_DIM not in obj.dims:
         return obj if names is None else obj.rename(new[0])
-    out = obj.isel({BAND_DIM: chosen})
-    return out.assign_coords({BAND_DIM: new}) if names is not None else out
+    # The names are written back: without a band coordinate, positions would rename them.
+    return obj.isel({BAND_DIM: chosen}).assign_coords({BAND_DIM: new})
 
 
 def sort(obj: Obj, prop: str, ascending: bool = True) -> Obj:
@@ -200,6 +219,7 @@ def sort(obj: Obj, prop: str, ascending: bool = True) -> Obj:
         any coordinate along the time dim (stackstac's ``'eo:cloud_cover'``, for example).
     """
     cube = _cube(obj, need_images=True)
+    obj = _keep_ids(obj, cube)
     if prop == "system:time_start":
         key = pd.Series([np.nan if t is None else t for t in cube.times_ms], dtype=float)
     elif prop == "system:index":
@@ -212,20 +232,33 @@ def sort(obj: Obj, prop: str, ascending: bool = True) -> Obj:
             f"sort: no property {prop!r}; use 'system:time_start', 'system:index' or a "
             f"coordinate along {cube.image_dim!r}: {along}."
         )
-    order = key.sort_values(ascending=ascending, kind="stable", na_position="last").index
+    try:
+        order = key.sort_values(ascending=ascending, kind="stable", na_position="last").index
+    except TypeError as exc:
+        raise ArgumentError(
+            f"sort: the values of {prop!r} cannot be ordered ({exc}): {key.tolist()}."
+        ) from exc
     return obj.isel({cube.image_dim: order.to_numpy()})
 
 
 def _cube(obj: Any, need_images: bool = False) -> Cube:
-    cube = read_cube(obj)
+    # An empty collection (filtered to no images) filters, sorts and selects as in EE.
+    cube = read_cube(obj, allow_empty=True)
     if need_images and cube.image_dim is None:
         raise CubeError(
             "this is one image (the cube has no time dim); collection filters need a time "
             "dim. Add one with cube.expand_dims('time')."
         )
-    if cube.n_images == 0:
-        raise EmptyCollectionError("the collection has no images.")
     return cube
+
+
+def _keep_ids(obj: Obj, cube: Cube) -> Obj:
+    """Images without an id coordinate are named by position ('0', '1', ...); write those
+    names down before filtering or sorting, so each image keeps its id, as in EE."""
+    along = (cube.image_dim,)
+    if any(n in obj.coords and obj.coords[n].dims == along for n in ("system:index", "id")):
+        return obj
+    return obj.assign_coords({"system:index": (cube.image_dim, list(cube.ids))})
 
 
 def _to_ms(value: Any, what: str) -> int:
@@ -233,6 +266,10 @@ def _to_ms(value: Any, what: str) -> int:
         raise ArgumentError(f"filterDate: {what}={value!r} is not a date.")
     if isinstance(value, int | np.integer):
         return int(value)
+    if isinstance(value, float | np.floating):
+        if not np.isfinite(value):
+            raise ArgumentError(f"filterDate: {what}={value!r} is not a date.")
+        return math.floor(value)  # milliseconds, as EE reads a number
     try:
         stamp = pd.Timestamp(value.isoformat() if isinstance(value, dt.date) else value)
     except (ValueError, TypeError) as exc:
@@ -265,21 +302,40 @@ def _match(selector: Any, available: list[str]) -> list[int]:
     return [i for i, name in enumerate(available) if pattern.fullmatch(name)]
 
 
-def _footprints(obj: Any, cube: Cube) -> np.ndarray:
+def _footprints(obj: Any, cube: Cube, window: Any) -> np.ndarray:
+    """Each image's footprint in the cube's pixel space."""
     n = cube.n_images
     along = {name: c for name, c in obj.coords.items() if c.dims in ((cube.image_dim,), ())}
+
+    def per_image(name: str) -> list[Any]:
+        c = along[name]
+        return [c.values.item()] * n if c.ndim == 0 else list(c.values)
+
     if FOOTPRINT_GEOMETRY in along:
-        values = np.broadcast_to(np.asarray(along[FOOTPRINT_GEOMETRY].values, object), (n,))
-        return np.array([_geojson(v) for v in values], dtype=object)
-    if FOOTPRINT_BBOX in along:
-        raw = along[FOOTPRINT_BBOX].values
-        boxes = [raw] * n if along[FOOTPRINT_BBOX].ndim == 0 else list(raw)
-        return np.array([_bbox(b) for b in boxes], dtype=object)
-    rows, cols = cube.grid.shape  # type: ignore[misc]
-    a, b, c, d, e, f = cube.grid.transform
-    corners = [(0, 0), (cols, 0), (cols, rows), (0, rows)]
-    extent = shapely.Polygon([(a * i + b * j + c, d * i + e * j + f) for i, j in corners])
-    return np.array([extent] * n, dtype=object)
+        shapes = [_geojson(v) for v in per_image(FOOTPRINT_GEOMETRY)]
+    elif FOOTPRINT_BBOX in along:
+        shapes = [_bbox(v) for v in per_image(FOOTPRINT_BBOX)]
+    else:
+        rows, cols = cube.grid.shape  # type: ignore[misc]
+        return np.array([shapely.box(0, 0, cols, rows)] * n, dtype=object)
+    code = next((c for c in ("proj:epsg", "proj:code") if c in along), None)
+    crss = per_image(code) if code else [cube.grid.crs] * n
+    out = np.empty(n, dtype=object)
+    for value in dict.fromkeys(str(c) for c in crss):
+        which = np.array([str(c) == value for c in crss])
+        crs = cube.grid.crs if code is None else _footprint_crs(value, code)
+        out[which] = to_pixel_space_many(
+            np.array(shapes, dtype=object)[which], crs, cube.grid, window
+        )
+    return out
+
+
+def _footprint_crs(value: str, name: str) -> CRS:
+    try:
+        code = float(value)
+        return CRS.from_epsg(int(code)) if code.is_integer() else read_crs(value, name)
+    except ValueError:
+        return read_crs(value, name)
 
 
 def _geojson(value: Any) -> shapely.Geometry:

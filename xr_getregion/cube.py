@@ -68,13 +68,16 @@ class Cube:
         return len(self.ids)
 
 
-def read_cube(obj: xr.DataArray | xr.Dataset) -> Cube:
+def read_cube(obj: xr.DataArray | xr.Dataset, *, allow_empty: bool = False) -> Cube:
     """Read a ``DataArray`` or ``Dataset`` as a collection of images, without computing it.
+
+    With ``allow_empty``, a collection with no images is read too (the collection methods
+    filter and sort it as EE does an empty collection); it still needs bands.
 
     Raises
     ------
     EmptyCollectionError
-        No images or no bands.
+        No images (unless ``allow_empty``) or no bands.
     CubeError
         No spatial dims, several candidate time dims, Dataset bands with different dims,
         irregular coordinates.
@@ -97,7 +100,7 @@ def read_cube(obj: xr.DataArray | xr.Dataset) -> Cube:
         )
     image_dim = others[0] if others else None
     n_images = obj.sizes[image_dim] if image_dim else 1
-    if not bands or n_images == 0:
+    if not bands or (n_images == 0 and not allow_empty):
         raise EmptyCollectionError("ImageCollection.getRegion: No bands in collection.")
     names = [b.name for b in bands]
     if len(set(names)) != len(names):
@@ -205,6 +208,10 @@ def _read_crs(obj: xr.DataArray | xr.Dataset, spatial: tuple[str, str]) -> CRS:
         elif isinstance(value, str) and value != "":
             found["coords['crs']"] = read_crs(value, "the cube's crs coordinate")
     for key in _EPSG_COORDS:
+        if key.startswith("proj:") and found:
+            # STAC's proj:epsg/proj:code describe each item's source assets; a cube that
+            # declares its own CRS (stackstac's 'epsg', rio) may have been reprojected.
+            continue
         if key in obj.coords:
             codes = pd.unique(np.asarray(obj.coords[key].values).ravel())
             codes = [c for c in codes if c is not None and not pd.isna(c)]

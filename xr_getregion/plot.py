@@ -91,7 +91,11 @@ def region_map(
     from matplotlib.collections import PolyCollection
 
     info = read_cube(cube)
-    plan = api.plan(cube, geometry, scale, crs, crs_transform, geometry_crs=geometry_crs)
+    # getRegion's pixels (several features are one region); past MAX_OUTLINES only counted.
+    budget = (MAX_OUTLINES + 1) * len(info.bands) * info.n_images
+    plan = api._plan(cube, geometry, scale, crs, crs_transform, geometry_crs, budget, apart=False)[
+        0
+    ]
     if plan.n_pixels > MAX_OUTLINES:
         raise ArgumentError(
             f"region_map draws each selected pixel, and this geometry selects "
@@ -150,9 +154,9 @@ def time_series(
     """
     plt = _pyplot()
     frame = as_frame(table)
-    names = list(bands) if bands is not None else list(frame.columns[4:])
-    if "feature" in frame.columns:
-        names = [n for n in names if n in frame.columns and n != "feature"]
+    # The bands follow ``time`` (a many-feature table starts with ``feature`` and properties).
+    after_time = list(frame.columns[frame.columns.get_loc("time") + 1 :])
+    names = list(bands) if bands is not None else after_time
     unknown = [n for n in names if n not in frame.columns]
     if unknown or not names:
         raise ArgumentError(

@@ -211,8 +211,11 @@ def as_frame(table: pd.DataFrame | list[list[Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(table[1:], columns=table[0])
     frame["time"] = pd.to_datetime(frame["time"].astype("Int64"), unit="ms", utc=True)
     frame["id"] = frame["id"].astype("string")
-    for name in frame.columns[4:]:
-        if frame[name].dtype == object:  # a band with None (masked) among its numbers
+    for i, name in enumerate(frame.columns[4:], start=4):
+        present = [row[i] for row in table[1:] if row[i] is not None]
+        if len(present) < len(table) - 1 and present and all(type(v) is int for v in present):
+            frame[name] = pd.array([row[i] for row in table[1:]], dtype="Int64")  # pd.NA masked
+        elif frame[name].dtype == object:  # floats with None
             frame[name] = pd.to_numeric(frame[name])
     return frame
 
