@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import shapely
-from pyproj import CRS
+from conftest import make_cube
+from pyproj import CRS, Transformer
 
 from xr_getregion import Geometry
 from xr_getregion.coverage import covered_pixels, covered_runs, to_pixel_space, window_of
@@ -224,3 +225,96 @@ def test_projected_geometry_edges_stay_straight_in_their_own_crs(geodesic):
     grid = Grid((30.0, 0, 0.0, 0, -30.0, 4_000_000.0), CRS.from_epsg(32615))
     pixel_shape = to_pixel_space(shape, crs, grid)
     assert len(shapely.get_coordinates(pixel_shape)) > 20
+
+
+# --- projected geometries that tear on a lon/lat grid (around a pole, across 180) -------------
+
+
+def inside(table: list[list], shape: shapely.Geometry, crs: str) -> list[list]:
+    """The rows of ``table`` whose pixel centre lies inside ``shape`` (in ``crs``)."""
+    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(
+        [r[1] for r in table[1:]], [r[2] for r in table[1:]]
+    )
+    keep = shapely.contains_xy(shape, np.asarray(x), np.asarray(y))
+    return [table[0], *(row for row, k in zip(table[1:], keep, strict=True) if k)]
+
+
+def polar_shapes(sign: float) -> dict[str, shapely.Geometry]:
+    big = shapely.box(-29_999, -29_999, 29_999, 29_999)
+    return {
+        "box": big,
+        "annulus": big.difference(shapely.box(-9_999, -9_999, 9_999, 9_999)),  # hole at the pole
+        "quadrant": shapely.Polygon([(0, 0), (29_999, 0), (0, sign * 29_999)]),  # pole as vertex
+    }
+
+
+@pytest.mark.parametrize("kind", ["box", "annulus", "quadrant"])
+@pytest.mark.parametrize(("epsg", "cap"), [(3413, (89, 90)), (3031, (-90, -89))])
+def test_projected_polygon_around_a_pole_covers_exactly_its_centres_on_a_lon_lat_grid(
+    epsg, cap, kind
+):
+    # On a lon/lat grid the pole is a whole row and the polygon's outline does not close: it
+    # once gave an empty table. Its rows must be those of a lon/lat cap over the whole cube
+    # whose centre is inside it, tested in the polygon's own CRS.
+    cube = make_cube(60, 60, 1, ["v"], crs=f"EPSG:{epsg}", x0=-30_000, y0=30_000, res=1000.0)
+    shape = polar_shapes(-1.0 if epsg == 3031 else 1.0)[kind]
+    reference = cube.ee.getRegion(shapely.box(-180, cap[0], 180, cap[1]), scale=10_000)
+    assert len(reference) - 1 > 13_000  # the whole cube
+    table = cube.ee.getRegion(shape, scale=10_000, geometry_crs=f"EPSG:{epsg}")
+    expected = inside(reference, shape, f"EPSG:{epsg}")
+    assert table == expected
+    assert len(expected) - 1 > {"box": 13_000, "annulus": 9_000, "quadrant": 2_000}[kind]
+
+
+def antimeridian_cube():
+    """A 60 km EPSG:3413 cube centred on longitude 180, latitude 80."""
+    x, y = Transformer.from_crs(4326, 3413, always_xy=True).transform(180.0, 80.0)
+    x0, y0 = round(x / 1000) * 1000 - 30_000, round(y / 1000) * 1000 + 30_000
+    return make_cube(60, 60, 1, ["v"], crs="EPSG:3413", x0=x0, y0=y0, res=1000.0), x0, y0
+
+
+def test_lon_lat_window_of_a_projected_cube_across_the_antimeridian_misses_no_column():
+    # The cube's outline jumps from 180 to -180 on a lon/lat grid: its window was once the
+    # rest of the world, missing the columns near 180 between the outline's samples.
+    cube, x0, y0 = antimeridian_cube()
+    table = cube.ee.getRegion(shapely.box(170, 70, 190, 89), scale=1000)
+    step = 1000 / 111319.49079327357
+    cols = np.round(np.array([r[1] for r in table[1:]]) / step - 0.5).astype(int)
+    rows = np.round(np.array([r[2] for r in table[1:]]) / step - 0.5).astype(int)
+    # Every pixel of one turn of this lattice, near 180, whose centre is inside the cube.
+    turn = np.arange(cols.min(), cols.min() + 40_075)
+    near = turn[np.abs(np.mod((turn + 0.5) * step, 360) - 180) < 5]
+    cc, rr = (a.ravel() for a in np.meshgrid(near, np.arange(8800, 9000)))
+    x, y = Transformer.from_crs(4326, 3413, always_xy=True).transform(
+        (cc + 0.5) * step, (rr + 0.5) * step
+    )
+    hit = (x >= x0) & (x < x0 + 60_000) & (y <= y0) & (y > y0 - 60_000)
+    expected = set(zip(cc[hit].tolist(), rr[hit].tolist(), strict=True))
+    assert len(table) - 1 == len(expected) > 20_000
+    assert set(zip(cols.tolist(), rows.tolist(), strict=True)) == expected
+
+
+def test_projected_polygon_across_the_antimeridian_covers_exactly_its_centres():
+    # Its lon/lat outline jumps a whole turn at 180: it once covered a third of its pixels.
+    cube, x0, y0 = antimeridian_cube()
+    shape = shapely.box(x0 + 5_000, y0 - 55_000, x0 + 55_000, y0 - 5_000)
+    reference = cube.ee.getRegion(shapely.box(170, 70, 190, 89), scale=1000)
+    table = cube.ee.getRegion(shape, scale=1000, geometry_crs="EPSG:3413")
+    expected = inside(reference, shape, "EPSG:3413")
+    assert len(expected) - 1 > 14_000 and table == expected
+
+
+def test_projected_line_across_the_antimeridian_is_followed_continuously():
+    # Its lon/lat image once jumped a whole turn at 180, taking every pixel along the way.
+    cube, x0, y0 = antimeridian_cube()
+    line = shapely.LineString([(x0 + 5_000, y0 - 55_000), (x0 + 55_000, y0 - 5_000)])
+    # The same line as coverage.py sees it: densified in EPSG:3413, then in lon/lat written
+    # with continuous longitudes (past -180).
+    dense = shapely.get_coordinates(shapely.segmentize(line, line.length / 64))
+    lon, lat = Transformer.from_crs(3413, 4326, always_xy=True).transform(*dense.T)
+    lonlat = shapely.LineString(np.column_stack([np.unwrap(lon, period=360.0), lat]))
+    lons = np.asarray(lonlat.xy[0])
+    assert np.ptp(lons) < 5 and (np.abs(lons) > 180).any()  # continuous, across 180
+    table = cube.ee.getRegion(line, scale=1000, geometry_crs="EPSG:3413")
+    assert 300 < len(table) - 1 < 500
+    assert table == cube.ee.getRegion(lonlat, scale=1000)

@@ -182,6 +182,7 @@ def test_planar_polygon_jumping_across_the_antimeridian_is_refused_with_the_fixe
     message = str(err.value)
     assert "179.5" in message and "Split it at the antimeridian" in message
     assert "geometry_crs=" in message and "past 180" in message
+    assert "add a vertex mid-edge if you mean the long way" in message
 
 
 def test_antimeridian_feature_is_refused_naming_the_feature():
@@ -245,6 +246,26 @@ def test_antimeridian_forms_give_the_same_rows_on_a_projected_cube(form, grid):
     assert len(table) > 500 and table == cube.ee.getRegion(reference, **grid)
 
 
+@pytest.mark.parametrize(
+    ("bbox", "x0", "nx", "ends"),
+    [
+        ((-170, -5, 170, 5), -180.0, 360, (-169.5, 169.5)),  # centres -179.5..179.5
+        ((10, -5, 350, 5), -0.5, 361, (10.0, 349.0)),  # centres 0..360
+    ],
+    ids=["minus-170-to-170", "10-to-350"],
+)
+def test_bbox_wider_than_half_the_world_is_the_planar_box_not_a_crossing(bbox, x0, nx, ends):
+    # EE's BBox is planar: a 340-degree box means 340 degrees. Its edges were once read as
+    # jumps across the antimeridian and refused.
+    box = Geometry.BBox(*bbox)
+    assert box.shape.equals(shapely.box(*bbox))
+    cube = make_cube(10, nx, 1, ["v"], crs="EPSG:4326", x0=x0, y0=5.0, res=1.0)
+    table = native(cube, box)
+    lons = sorted({row[1] for row in table[1:]})
+    assert len(lons) == 340 and (lons[0], lons[-1]) == ends
+    assert len(table) - 1 == 340 * 10
+
+
 def test_whole_world_box_edges_along_the_antimeridian_and_poles_are_not_a_crossing():
     cube = make_cube(**GEO)
     assert len(native(cube, shapely.box(-180, -90, 180, 90))) - 1 == 16 * 3
@@ -287,6 +308,21 @@ def test_0_to_360_cube_finds_a_point_at_minus_90():
     # A box across lon 0 takes the pixels on both ends of the cube, once each.
     across = native(cube, shapely.box(-2, 10, 2, 11))
     assert sorted(r[4] - 79 * 300 for r in across[1:]) == [0, 1, 358, 359]
+
+
+def test_0_to_360_cube_with_both_ends_gives_each_place_once_on_its_own_grid():
+    # Centres 0..360: the last column is the first one again (a cyclic column). On the cube's
+    # own grid both once gave a row, so a place had two.
+    cube = make_cube(10, 361, 1, ["v"], crs="EPSG:4326", x0=-0.5, y0=5.0, res=1.0)
+    across = native(cube, shapely.box(-1, -4, 1, 4))
+    assert sorted({row[1] for row in across[1:]}) == [0.0, 359.0]
+    assert len(across) - 1 == 2 * 8
+    world = shapely.box(-180, -4, 180, 4)
+    table = native(cube, world)
+    assert len(table) - 1 == 360 * 8
+    assert len({(row[1] % 360, row[2]) for row in table[1:]}) == 360 * 8
+    # 1 band, 1 image: the value count is the row count.
+    assert cube.ee.plan(world, crs="native").n_values == len(table) - 1
 
 
 # --- 6. non-monotonic and irregular coordinates ------------------------------------------------
@@ -559,6 +595,40 @@ def test_rotated_transform_attribute_is_refused():
     rotated = stackstac_like("topleft").assign_attrs(transform=(30, 5, 500_000, 0, -30, 4e6))
     with pytest.raises(CubeError, match=r"rotated or sheared.*rio.reproject"):
         read_cube(rotated)
+
+
+def stackstac_dataset(bands: dict[str, xr.DataArray], assign: bool) -> xr.Dataset:
+    """A Dataset of stackstac bands as users build one, attributes kept on the variables."""
+    if assign:
+        (first, array), *rest = bands.items()
+        return array.to_dataset(name=first).assign(dict(rest))
+    return xr.Dataset(bands)
+
+
+@pytest.mark.parametrize("assign", [False, True], ids=["Dataset", "to_dataset-assign"])
+def test_dataset_of_stackstac_topleft_bands_reads_the_transform_of_its_variables(assign):
+    # xr.Dataset({...}) and to_dataset().assign() keep attrs['transform'] on the variables
+    # only: the Dataset was once read with centre labels, half a pixel off.
+    topleft = stackstac_like("topleft")
+    bands = {b: topleft.sel(band=b, drop=True) for b in ("a", "b")}
+    ds = stackstac_dataset(bands, assign)
+    assert "transform" not in ds.attrs
+    point = utm_point(1.5, 1.5)  # pixel x 1, y 1
+    table = native(ds, point, geometry_crs=UTM)
+    assert table[1][4:] == [301.0, 100301.0]
+    assert table == native(topleft, point, geometry_crs=UTM)
+
+
+@pytest.mark.parametrize("assign", [False, True], ids=["Dataset", "to_dataset-assign"])
+def test_dataset_bands_with_different_transform_attributes_are_refused(assign):
+    topleft = stackstac_like("topleft")
+    moved = (30.0, 0.0, 500_015.0, 0.0, -30.0, 4_000_000.0)  # b's labels would be centres
+    bands = {
+        "a": topleft.sel(band="a", drop=True),
+        "b": topleft.sel(band="b", drop=True).assign_attrs(transform=moved),
+    }
+    with pytest.raises(CubeError, match=r"transform attributes disagree.*del ds\['b'\]"):
+        read_cube(stackstac_dataset(bands, assign))
 
 
 def test_every_refusal_here_is_a_getregion_error():

@@ -15,6 +15,11 @@ Work is bounded by a window (the cube's footprint on the grid). Polygons are fil
 scanline that yields runs of pixels per row, so covered pixels are *counted* from the runs
 (for the value limit) before any is listed; lines are walked crossing by crossing. The cost
 grows with the geometry's outline and the covered pixels, never with the whole grid.
+
+One exception keeps a table right where no outline can: a polygon in a projected CRS that
+goes around a pole or across the antimeridian has no faithful outline on a lon/lat grid
+(there the pole is a whole row, and the outline jumps a turn at 180). Its pixels are found
+by testing the centres it can reach in its own CRS: a test per pixel of its lon/lat bounds.
 """
 
 from __future__ import annotations
@@ -77,11 +82,26 @@ def to_pixel_space_many(
     On a geographic grid, geometries are also moved by whole turns of 360 degrees to where
     the window is, so a cube labelled 0..360 (or 179..181) and a geometry labelled -180..180
     meet.
+
+    On a geographic grid, with a ``window``, a projected line whose lon/lat image jumps
+    across the antimeridian is read with continuous longitudes, and a projected polygon
+    around a pole or across the antimeridian is replaced by boxes of the window pixels whose
+    centre it holds, found exactly by :func:`_centre_test`.
+
+    Raises
+    ------
+    GeometryError
+        A line or polygon cannot be projected, or tears on a rotated lon/lat grid.
     """
     shapes = np.asarray(shapes, dtype=object)
     differs = crs != grid.crs
     if differs and window is not None:
         shapes = _clip_to_window(shapes, crs, grid, window)
+    # A projected geometry around a pole or across the antimeridian tears on a lon/lat grid:
+    # its outline there jumps a whole turn, and around a pole it does not even close.
+    tearing = differs and window is not None and grid.crs.is_geographic and not crs.is_geographic
+    torn = _around_a_pole(shapes, crs, grid) if tearing else np.zeros(len(shapes), bool)
+    clipped = shapes
     has_edges = shapely.get_dimensions(shapes) > 0
     if differs and has_edges.any():
         bounds = shapely.bounds(shapes[has_edges])
@@ -90,17 +110,206 @@ def to_pixel_space_many(
         shapes = shapes.copy()
         shapes[has_edges] = shapely.segmentize(shapes[has_edges], step)
     out = shapely.transform(shapes, lambda xy: _project(xy, crs, grid))
+    if tearing:
+        torn |= _jumps_a_turn(out, grid)
     if differs and has_edges.any():
-        coords = shapely.get_coordinates(out[has_edges])
+        coords = shapely.get_coordinates(out[has_edges & ~torn])
         if not np.isfinite(coords).all():
             raise GeometryError(
                 f"the geometry cannot be projected from {crs.to_string()} to the working grid's "
                 f"CRS {grid.crs.to_string()}: part of it lies outside that CRS's domain. "
                 "Clip it to the area of the cube or choose another crs=."
             )
+    exact: dict[int, shapely.Geometry] = {}
+    if torn.any() and window is not None:
+        out, exact = _mend_torn(clipped, out, torn, crs, grid, window)
     if window is not None and grid.crs.is_geographic and grid.axis_aligned:
         out = _wrap_longitudes(out, grid, window)
+    for k, boxes in exact.items():
+        # Already in the window's turn of longitudes: added after the wrapping.
+        out[k] = shapely.GeometryCollection([out[k], boxes])
     return out
+
+
+def _poles(crs: CRS, grid: Grid) -> list[tuple[float, shapely.Point]]:
+    """The poles (latitude, and the point in ``crs``) that ``crs`` can hold."""
+    x, y = transformer(grid.crs, crs).transform([0.0, 0.0], [90.0, -90.0])
+    return [
+        (lat, shapely.Point(px, py))
+        for lat, px, py in zip((90.0, -90.0), x, y, strict=True)
+        if math.isfinite(px) and math.isfinite(py)
+    ]
+
+
+def _around_a_pole(shapes: np.ndarray, crs: CRS, grid: Grid) -> np.ndarray:
+    """Which shapes have a polygon whose shell holds a pole (on its boundary too): on a
+    lon/lat grid that is a whole line, which no projected outline can follow."""
+    out = np.zeros(len(shapes), bool)
+    polygonal = shapely.get_dimensions(shapes) == 2
+    if not polygonal.any():
+        return out
+    bounds = shapely.bounds(shapes)
+    for _, pole in _poles(crs, grid):
+        with np.errstate(invalid="ignore"):
+            near = polygonal & (bounds[:, 0] <= pole.x) & (pole.x <= bounds[:, 2])
+            near &= (bounds[:, 1] <= pole.y) & (pole.y <= bounds[:, 3])
+        for k in np.flatnonzero(near & ~out):
+            out[k] = any(
+                shapely.get_type_id(g) == 3 and shapely.Polygon(g.exterior).covers(pole)
+                for g in _flat_parts(shapes[k])
+            )
+    return out
+
+
+def _jumps_a_turn(out: np.ndarray, grid: Grid) -> np.ndarray:
+    """Which pixel-space shapes (of a lon/lat grid) have a line or a polygon ring with an
+    edge spanning more than 180 degrees of longitude: edges densified from another CRS are
+    short, so that edge is a jump across the antimeridian."""
+    torn = np.zeros(len(out), bool)
+    owner = np.arange(len(out))
+    geoms = out
+    while True:  # flatten multi-parts and collections, keeping each part's shape
+        kind = shapely.get_type_id(geoms)
+        if not np.isin(kind, (4, 5, 6, 7)).any():
+            break
+        geoms, k = shapely.get_parts(geoms, return_index=True)
+        owner = owner[k]
+    kind = shapely.get_type_id(geoms)
+    rings, k = shapely.get_rings(geoms[kind == 3], return_index=True)
+    lines = np.concatenate([geoms[(kind == 1) | (kind == 2)], rings])
+    owner = np.concatenate([owner[(kind == 1) | (kind == 2)], owner[kind == 3][k]])
+    if len(lines) == 0:
+        return torn
+    xy, line = shapely.get_coordinates(lines, return_index=True)
+    a, b, c, _, _, _ = grid.transform
+    lon = a * xy[:, 0] + b * xy[:, 1] + c
+    with np.errstate(invalid="ignore"):
+        jump = (line[1:] == line[:-1]) & (np.abs(np.diff(lon)) > 180.0)
+    torn[owner[line[1:][jump]]] = True
+    return torn
+
+
+def _mend_torn(
+    clipped: np.ndarray,
+    out: np.ndarray,
+    torn: np.ndarray,
+    crs: CRS,
+    grid: Grid,
+    window: Window,
+) -> tuple[np.ndarray, dict[int, shapely.Geometry]]:
+    """For the ``torn`` shapes: their lines in pixel space with continuous longitudes (a line
+    has no inside: :func:`_wrap_longitudes` then moves it to the window), and their polygons
+    covered exactly, as boxes of pixel runs (:func:`_centre_test`), returned apart.
+
+    Raises
+    ------
+    GeometryError
+        The grid is rotated or sheared: turns of longitude are no shift of its columns.
+    """
+    if not grid.axis_aligned:
+        raise GeometryError(
+            f"the geometry (in {crs.to_string()}) goes around a pole or across the "
+            "antimeridian, where its outline cannot be followed on a rotated or sheared "
+            "lon/lat working grid. Pass it in lon/lat, or use crs= the cube's CRS."
+        )
+    turn = 360.0 / abs(grid.transform[0])
+    out = out.copy()
+    exact = {}
+    for k in np.flatnonzero(torn):
+        polygons = [g for g in _flat_parts(clipped[k]) if shapely.get_type_id(g) == 3]
+        if polygons:
+            exact[int(k)] = _centre_test(polygons, crs, grid, window)
+        rest = []
+        for g in _flat_parts(out[k]):
+            kind = shapely.get_type_id(g)
+            if kind in (1, 2):
+                xy = shapely.get_coordinates(g)
+                xy[:, 0] = np.unwrap(xy[:, 0], period=turn)
+                rest.append(shapely.LineString(xy))
+            elif kind != 3:
+                rest.append(g)
+        out[k] = shapely.GeometryCollection(rest)
+    return out, exact
+
+
+# Pixel centres tested per step by _centre_test: bounds its memory to some tens of MB.
+_CENTRES_PER_STEP = 1 << 20
+# _centre_test's outline is densified to this fraction of its extent to find its reach.
+_REACH_SEGMENTS = 1024
+
+
+def _centre_test(
+    polygons: list[shapely.Polygon], crs: CRS, grid: Grid, window: Window
+) -> shapely.Geometry:
+    """The window pixels of an axis-aligned lon/lat grid whose centre lies inside one of
+    ``polygons`` (in projected ``crs``), as pixel-space boxes, one per run of a row.
+
+    Exact: the centres are transformed into ``crs`` and tested there, so the polygons'
+    lon/lat outline (torn) is never needed. Only the rows and columns the polygons can
+    reach are tested: from their outline, densified finely, with a margin.
+    """
+    col0, row0, col1, row1 = window
+    a, _, c, _, e, f = grid.transform
+    to_grid, to_crs = transformer(crs, grid.crs), transformer(grid.crs, crs)
+    poles = _poles(crs, grid)
+    boxes = []
+    for polygon in polygons:
+        shapely.prepare(polygon)
+        xmin, ymin, xmax, ymax = polygon.bounds
+        outline = shapely.segmentize(
+            polygon.exterior, max(math.hypot(xmax - xmin, ymax - ymin) / _REACH_SEGMENTS, 1e-9)
+        )
+        lon, lat = (np.asarray(v) for v in to_grid.transform(*shapely.get_coordinates(outline).T))
+        ok = np.isfinite(lon) & np.isfinite(lat)
+        lon, lat = lon[ok], lat[ok]
+        held = [p_lat for p_lat, pole in poles if shapely.Polygon(polygon.exterior).covers(pole)]
+        lat_lo = min([lat.min(), *held]) if len(lat) else -90.0
+        lat_hi = max([lat.max(), *held]) if len(lat) else 90.0
+        # Whole longitudes around a pole; else the shorter of the spans read in -180..180 and
+        # in 0..360 (the polygon crosses at most one of their seams when under half a turn).
+        west, width = _longitude_span(lon) if not held and len(lon) else (0.0, 360.0)
+        margin = 0.01 * (lat_hi - lat_lo) + 2 * abs(e)
+        rows = np.arange(row0, row1)
+        lat_c = e * (rows + 0.5) + f
+        rows = rows[(lat_c >= lat_lo - margin) & (lat_c <= lat_hi + margin)]
+        cols = np.arange(col0, col1)
+        lon_c = a * (cols + 0.5) + c
+        margin = 0.01 * width + 2 * abs(a)
+        if width + 2 * margin < 360.0:
+            cols = cols[np.mod(lon_c - (west - margin), 360.0) <= width + 2 * margin]
+        if len(rows) == 0 or len(cols) == 0:
+            continue
+        lon_c = a * (cols + 0.5) + c
+        step = max(1, _CENTRES_PER_STEP // len(cols))
+        for i in range(0, len(rows), step):
+            rr = rows[i : i + step]
+            lat_r = e * (rr + 0.5) + f
+            x, y = to_crs.transform(np.tile(lon_c, len(rr)), np.repeat(lat_r, len(cols)))
+            r, k = np.nonzero(shapely.contains_xy(polygon, x, y).reshape(len(rr), len(cols)))
+            if len(r) == 0:
+                continue
+            row, col = rr[r], cols[k]
+            # Runs: consecutive columns of one row.
+            start = np.ones(len(row), bool)
+            start[1:] = (row[1:] != row[:-1]) | (col[1:] != col[:-1] + 1)
+            first = np.flatnonzero(start)
+            last = np.append(first[1:], len(row)) - 1
+            # A box holding a run's centres and no others (its row's middle half).
+            boxes.extend(
+                shapely.box(col[first], row[first] + 0.25, col[last] + 1, row[first] + 0.75)
+            )
+    return shapely.GeometryCollection(boxes)
+
+
+def _longitude_span(lon: np.ndarray) -> tuple[float, float]:
+    """``(west, width)`` of the longitudes ``lon``, read in -180..180 or in 0..360, whichever
+    is narrower; a whole turn when both exceed half of one."""
+    best = (0.0, 360.0)
+    for values in (np.mod(lon + 180.0, 360.0) - 180.0, np.mod(lon, 360.0)):
+        width = float(values.max() - values.min())
+        if width < best[1]:
+            best = (float(values.min()), width)
+    return best if best[1] <= 180.0 else (0.0, 360.0)
 
 
 def _window_bounds(grid: Grid, window: Window, crs: CRS) -> list[tuple[float, ...]] | None:
@@ -203,6 +412,11 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
     """The bounding window, in ``grid`` pixels, of the cube grid's footprint (with a margin)."""
     if cube_grid.same_pixels(grid) and cube_grid.shape is not None:
         rows, cols = cube_grid.shape
+        turn = _one_turn(grid)
+        if turn is not None:
+            # A lon/lat cube wider than a turn (0..360 with both ends, a cyclic column) holds
+            # places twice: only its first turn of columns gives rows, as below.
+            cols = min(cols, turn)
         return 0, 0, cols, rows
     rows, cols = cube_grid.shape or (1, 1)
     t = np.linspace(0.0, 1.0, 65)
@@ -214,6 +428,16 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
     if cube_grid.crs != grid.crs:
         x, y = transformer(cube_grid.crs, grid.crs).transform(x, y)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x)
+    if cube_grid.crs != grid.crs and grid.crs.is_geographic and ok.any():
+        # A projected cube across the antimeridian has an outline whose longitudes jump from
+        # 180 to -180: read continuously (past 180), its window is the cube's longitudes
+        # rather than the rest of the world, and the columns near 180 between the outline's
+        # samples are not missed. An outline around a pole does not close so: it keeps
+        # -180..180 (its window is a whole turn).
+        unwrapped = np.unwrap(x[ok], period=360.0)
+        if abs(unwrapped[-1] - unwrapped[0]) < 180:
+            x[ok] = unwrapped + (360.0 if unwrapped.min() < -180 else 0.0)
     # A pole inside the footprint is no point of its outline, and on a geographic grid it is
     # a whole line (latitude +-90 at every longitude): without it, the rows between the
     # outline's highest latitude and the pole, and the longitudes between the outline's
@@ -230,14 +454,21 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
         return 0, 0, 0, 0
     # A pixel of margin: the footprint's edges are densified chords of curves.
     col0, col1 = math.floor(px[ok].min()) - 1, math.floor(px[ok].max()) + 2
-    if grid.crs.is_geographic and grid.axis_aligned:
+    turn = _one_turn(grid)
+    if turn is not None and col1 - col0 > turn:
         # At most one turn of longitude: in a wider window a place would have two pixels,
         # hence two rows (a cube around the world, or around a pole).
-        turn = math.ceil(360.0 / abs(grid.transform[0]) - 0.5)
-        if col1 - col0 > turn:
-            col0 = math.floor(px[ok].min())
-            col1 = col0 + turn
+        col0 = math.floor(px[ok].min())
+        col1 = col0 + turn
     return col0, math.floor(py[ok].min()) - 1, col1, math.floor(py[ok].max()) + 2
+
+
+def _one_turn(grid: Grid) -> int | None:
+    """The most columns a window of an axis-aligned lon/lat grid may have (None for other
+    grids): a turn of 360 degrees, to the nearest column, so no place has two pixels."""
+    if not (grid.crs.is_geographic and grid.axis_aligned):
+        return None
+    return math.ceil(360.0 / abs(grid.transform[0]) - 0.5)
 
 
 def _poles_inside(cube_grid: Grid) -> list[float]:

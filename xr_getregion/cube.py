@@ -345,10 +345,43 @@ def _irregular_message(dim: str, values: np.ndarray, longitude: bool) -> str:
     )
 
 
-def _transform_attr(obj: Any) -> tuple[float, ...] | None:
-    """The affine ``(a, b, c, d, e, f)`` of an ``attrs['transform']`` (stackstac's, or the old
-    ``xr.open_rasterio``'s), or None when there is none or it is not 6 or 9 numbers."""
-    value = obj.attrs.get("transform")
+def _transform_attr(obj: Any, ydim: str, xdim: str) -> tuple[float, ...] | None:
+    """The affine ``(a, b, c, d, e, f)`` of the cube's ``attrs['transform']`` (stackstac's, or
+    the old ``xr.open_rasterio``'s), or None when there is none.
+
+    A Dataset built from stackstac arrays (``xr.Dataset({...})``, ``xr.merge``) keeps the
+    attribute on its band variables only, so theirs count too: missing it would read corner
+    labels as centres, half a pixel off. They must agree, with each other and the Dataset's.
+
+    Raises
+    ------
+    CubeError
+        Two of those attributes give different transforms.
+    """
+    # Keyed by how the user reaches each attribute, to name it in the error.
+    found = {"ds.attrs['transform']": _one_transform_attr(obj.attrs)}
+    if isinstance(obj, xr.Dataset):
+        for name, var in obj.data_vars.items():
+            if ydim in var.dims and xdim in var.dims:  # a band, as _dataset_bands reads them
+                found[f"ds[{str(name)!r}].attrs['transform']"] = _one_transform_attr(var.attrs)
+    given = [(where, t) for where, t in found.items() if t is not None]
+    if not given:
+        return None
+    (first_where, first), *rest = given
+    for where, other in rest:
+        if not np.allclose(first, other, rtol=1e-12, atol=0.0):
+            raise CubeError(
+                f"the Dataset's transform attributes disagree: {first_where} is {list(first)} "
+                f"but {where} is {list(other)}: its bands are on different grids, or one "
+                "attribute is stale. Put the bands on one grid first, or drop the wrong "
+                f"attribute, e.g. del {where}."
+            )
+    return first
+
+
+def _one_transform_attr(attrs: dict[Any, Any]) -> tuple[float, ...] | None:
+    """One ``attrs['transform']`` as 6 floats, or None when absent or not 6 or 9 numbers."""
+    value = attrs.get("transform")
     if value is None or isinstance(value, str | bytes):
         return None
     try:
@@ -360,15 +393,16 @@ def _transform_attr(obj: Any) -> tuple[float, ...] | None:
     return tuple(float(v) for v in numbers[:6])
 
 
-def _registration(obj: Any, ydim: str, xdim: str, x0: float, y0: float) -> tuple[float, float]:
+def _registration(
+    t: tuple[float, ...] | None, ydim: str, xdim: str, x0: float, y0: float
+) -> tuple[float, float]:
     """How far the first x and y labels are from their pixel's centre: (0, 0) for centre
     labels (xarray's convention), half a pixel for stackstac's default top-left labels.
 
-    Decided from ``attrs['transform']`` when the cube carries one: a label on a pixel
-    corner of that transform is a corner, one on a centre is a centre. Slicing keeps the
-    attribute, so only the fraction of a pixel matters.
+    Decided from ``t``, the cube's ``attrs['transform']`` when it carries one: a label on a
+    pixel corner of that transform is a corner, one on a centre is a centre. Slicing keeps
+    the attribute, so only the fraction of a pixel matters.
     """
-    t = _transform_attr(obj)
     if t is None:
         return 0.0, 0.0
     a, b, c, d, e, f = t
@@ -425,7 +459,7 @@ def _written_geotransform(obj: Any) -> bool:
 def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
     x0, dx = _axis(obj, xdim, longitude=crs.is_geographic)
     y0, dy = _axis(obj, ydim)
-    attr = _transform_attr(obj)
+    attr = _transform_attr(obj, ydim, xdim)
     if attr is not None and not np.isnan(dx) and not np.isclose(abs(dx), abs(attr[0]), rtol=1e-6):
         raise CubeError(
             f"the cube's transform attribute {list(attr)} gives {attr[0]!r}-unit pixels but its "
@@ -439,7 +473,7 @@ def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
             "reprojection?). Drop it (del cube.attrs['transform']) or fix it."
         )
     # After the pixel sizes agree, the fraction of a pixel tells corners from centres.
-    shift_x, shift_y = _registration(obj, ydim, xdim, x0, y0)
+    shift_x, shift_y = _registration(attr, ydim, xdim, x0, y0)
     if np.isnan(dx) or np.isnan(dy):
         a = e = float("nan")
         # Only a transform actually written counts: rioxarray falls back to identity.

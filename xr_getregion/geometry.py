@@ -213,7 +213,17 @@ class Geometry:
                 f"{south}, {east}, {north})], or, if the cube's longitudes run past 180, "
                 f"Geometry.BBox({west}, {south}, {east + 360}, {north})."
             )
-        return cls._make(_box(west, south, east, north, "BBox"), None, geodesic=False)
+        box = _box(west, south, east, north, "BBox")
+        pieces = math.ceil((east - west) / 180.0)
+        if pieces > 1:
+            # The same planar rectangle, with vertices along its parallels so that no edge
+            # spans more than 180 degrees: a longer edge reads as a jump across the
+            # antimeridian (see _check_antimeridian), but EE's BBox is planar and means it.
+            xs = np.linspace(west, east, pieces + 1)
+            xs[-1] = east  # linspace may round the last value
+            ring = [*((x, south) for x in xs), *((x, north) for x in xs[::-1])]
+            box = shapely.Polygon(ring)
+        return cls._make(box, None, geodesic=False)
 
     @classmethod
     def _make(cls, shape: Any, proj: Any, geodesic: bool | None) -> Geometry:
@@ -518,7 +528,8 @@ def _check_antimeridian(geoms: np.ndarray, crs: CRS, ids: pd.Index | None) -> No
         f"({x[i + 1]}, {y[i + 1]}) jumps {abs(x[i + 1] - x[i]):g} degrees of longitude, so in "
         f"{crs.to_string()} it runs the long way round the Earth. Split it at the antimeridian "
         "into parts on each side (a MultiPolygon), write the eastern longitudes past 180 "
-        "(-179.5 as 180.5), or pass it in a projected CRS with geometry_crs=."
+        "(-179.5 as 180.5), or pass it in a projected CRS with geometry_crs=; add a vertex "
+        "mid-edge if you mean the long way."
     )
 
 
