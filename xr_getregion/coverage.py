@@ -32,7 +32,7 @@ import shapely
 from pyproj import CRS
 
 from xr_getregion.errors import GeometryError
-from xr_getregion.geometry import EPSG4326
+from xr_getregion.geometry import EPSG4326, edge_lines
 from xr_getregion.grid import Grid, transformer
 
 __all__ = [
@@ -166,18 +166,7 @@ def _jumps_a_turn(out: np.ndarray, grid: Grid) -> np.ndarray:
     edge spanning more than 180 degrees of longitude: edges densified from another CRS are
     short, so that edge is a jump across the antimeridian."""
     torn = np.zeros(len(out), bool)
-    owner = np.arange(len(out))
-    geoms = out
-    while True:  # flatten multi-parts and collections, keeping each part's shape
-        kind = shapely.get_type_id(geoms)
-        if not np.isin(kind, (4, 5, 6, 7)).any():
-            break
-        geoms, k = shapely.get_parts(geoms, return_index=True)
-        owner = owner[k]
-    kind = shapely.get_type_id(geoms)
-    rings, k = shapely.get_rings(geoms[kind == 3], return_index=True)
-    lines = np.concatenate([geoms[(kind == 1) | (kind == 2)], rings])
-    owner = np.concatenate([owner[(kind == 1) | (kind == 2)], owner[kind == 3][k]])
+    lines, owner = edge_lines(out)
     if len(lines) == 0:
         return torn
     xy, line = shapely.get_coordinates(lines, return_index=True)

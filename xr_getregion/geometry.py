@@ -485,6 +485,23 @@ def _validate(shape: shapely.Geometry | None) -> None:
             )
 
 
+def edge_lines(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lines and polygon rings of an array of geometries (multi-parts and collections
+    flattened), and for each the position of the geometry it came from."""
+    owner = np.arange(len(geoms))
+    while True:
+        kind = shapely.get_type_id(geoms)
+        if not np.isin(kind, (4, 5, 6, 7)).any():
+            break
+        geoms, k = shapely.get_parts(geoms, return_index=True)
+        owner = owner[k]
+    kind = shapely.get_type_id(geoms)
+    is_line = (kind == 1) | (kind == 2)
+    rings, k = shapely.get_rings(geoms[kind == 3], return_index=True)
+    lines = np.concatenate([geoms[is_line], rings])
+    return lines, np.concatenate([owner[is_line], owner[kind == 3][k]]).astype(np.intp)
+
+
 def _check_antimeridian(geoms: np.ndarray, crs: CRS, ids: pd.Index | None) -> None:
     """Refuse edges that jump more than 180 degrees of longitude in a geographic CRS.
 
@@ -496,19 +513,7 @@ def _check_antimeridian(geoms: np.ndarray, crs: CRS, ids: pd.Index | None) -> No
     """
     if not crs.is_geographic:
         return
-    owner = np.arange(len(geoms))
-    # Flatten multi-parts and collections, keeping which input each part came from.
-    while True:
-        kind = shapely.get_type_id(geoms)
-        if not np.isin(kind, (4, 5, 6, 7)).any():
-            break
-        geoms, k = shapely.get_parts(geoms, return_index=True)
-        owner = owner[k]
-    kind = shapely.get_type_id(geoms)
-    polygons = kind == 3
-    rings, k = shapely.get_rings(geoms[polygons], return_index=True)
-    lines = np.concatenate([geoms[(kind == 1) | (kind == 2)], rings])
-    line_owner = np.concatenate([owner[(kind == 1) | (kind == 2)], owner[polygons][k]])
+    lines, line_owner = edge_lines(geoms)
     if len(lines) == 0:
         return
     xy, line = shapely.get_coordinates(lines, return_index=True)
