@@ -21,7 +21,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from pprint import pformat
 from typing import Any
@@ -223,6 +223,23 @@ def _warnings_only_on_success() -> Iterator[None]:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
+def _checked_input(
+    path: str, role: str, kind_of: Callable[[str], str], check: Callable[[Path, str, str], None]
+) -> tuple[Path, str, str]:
+    """An input path that exists and whose first bytes are what its extension says: the
+    path, its format and the label messages name it by; else UsageError."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{role} {path!r} does not exist.")
+    kind = kind_of(path)
+    label = f"{role} {path!r}"
+    try:
+        check(p, label, kind)
+    except OSError as exc:
+        raise UsageError(f"cannot read {label} as {kind}: {_first_line(exc)}") from exc
+    return p, kind, label
+
+
 def cube_kind(path: str) -> str:
     """The format of CUBE from its name ("Zarr", "NetCDF" or "GeoTIFF"), or UsageError."""
     p = Path(path)
@@ -238,15 +255,7 @@ def cube_kind(path: str) -> str:
 
 def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Dataset:
     """Open a Zarr store, NetCDF-4 file or GeoTIFF lazily (dask-backed)."""
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"CUBE {path!r} does not exist.")
-    kind = cube_kind(path)
-    label = f"CUBE {path!r}"
-    try:
-        _check_cube_content(p, label, kind)
-    except OSError as exc:
-        raise UsageError(f"cannot read {label} as {kind}: {_first_line(exc)}") from exc
+    p, kind, label = _checked_input(path, "CUBE", cube_kind, _check_cube_content)
     try:
         with _warnings_only_on_success():
             if kind == "Zarr":
@@ -326,13 +335,8 @@ def read_feature_file(path: str) -> Any:
     """Read GeoJSON, GeoPackage, Shapefile or GeoParquet features with geopandas."""
     import geopandas as gpd
 
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"FEATURES {path!r} does not exist.")
-    kind = _feature_kind(path)
-    label = f"FEATURES {path!r}"
+    p, kind, label = _checked_input(path, "FEATURES", _feature_kind, _check_feature_content)
     try:
-        _check_feature_content(p, label, kind)
         with _warnings_only_on_success():
             gdf = gpd.read_parquet(p) if kind == "GeoParquet" else gpd.read_file(p)
     except UsageError:
