@@ -15,10 +15,11 @@ import shapely
 import xarray as xr
 
 from xr_getregion import api
+from xr_getregion.coverage import to_pixel_space_many, window_of
 from xr_getregion.cube import read_cube
 from xr_getregion.errors import ArgumentError
 from xr_getregion.geometry import read_geometry
-from xr_getregion.grid import transformer
+from xr_getregion.grid import Grid, transformer
 from xr_getregion.table import as_frame
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def region_map(
         )
     outlines = _pixel_outlines(plan)
     shape, shape_crs = read_geometry(geometry, geometry_crs)
-    shape = _to_cube_crs(shape, shape_crs, info.grid.crs)
+    shape = _to_cube_crs(shape, shape_crs, info.grid)
 
     names = list(bands) if bands is not None else _default_bands(info.band_names)
     index = _image_index(info, image)
@@ -222,14 +223,22 @@ def _pixel_outlines(plan: Any) -> np.ndarray:
     return np.stack([np.asarray(x), np.asarray(y)], axis=-1).reshape(-1, 4, 2)
 
 
-def _to_cube_crs(shape: shapely.Geometry, crs: Any, cube_crs: Any) -> shapely.Geometry:
-    if crs == cube_crs:
+def _to_cube_crs(shape: shapely.Geometry, crs: Any, grid: Grid) -> shapely.Geometry:
+    """The geometry in the cube's CRS, projected as getRegion projects it (densified edges,
+    clipped to the cube's area, longitudes wrapped to the cube's labelling)."""
+    if crs == grid.crs:
         return shape
-    xmin, ymin, xmax, ymax = shape.bounds
-    step = max(xmax - xmin, ymax - ymin) / 64 or np.inf
-    shape = shapely.segmentize(shape, step) if shapely.get_dimensions(shape) > 0 else shape
-    to_cube = transformer(crs, cube_crs)
-    return shapely.transform(shape, lambda xy: np.column_stack(to_cube.transform(*xy.T)))
+    window = window_of(grid, grid)
+    pixels = to_pixel_space_many(np.array([shape], dtype=object), crs, grid, window)[0]
+    a, b, c, d, e, f = grid.transform
+
+    def to_crs(uv: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # a point outside the CRS's domain is NaN
+            return np.column_stack(
+                [a * uv[:, 0] + b * uv[:, 1] + c, d * uv[:, 0] + e * uv[:, 1] + f]
+            )
+
+    return shapely.transform(pixels, to_crs)
 
 
 def _window(grid: Any, outlines: np.ndarray, shape: shapely.Geometry, pad: int) -> tuple:
@@ -240,6 +249,11 @@ def _window(grid: Any, outlines: np.ndarray, shape: shapely.Geometry, pad: int) 
     xs.append(np.array([xmin, xmax]))
     ys.append(np.array([ymin, ymax]))
     col, row = grid.to_pixel(np.concatenate(xs), np.concatenate(ys))
+    # A geometry clipped away, or a point outside the CRS's domain, has no finite bounds.
+    finite = np.isfinite(col) & np.isfinite(row)
+    if not finite.any():
+        raise ArgumentError("region_map: the geometry is outside the cube; nothing to draw.")
+    col, row = col[finite], row[finite]
     rows, cols = grid.shape
     r0 = int(np.clip(np.floor(row.min()) - pad, 0, rows))
     r1 = int(np.clip(np.ceil(row.max()) + pad, 0, rows))
