@@ -19,6 +19,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.base import is_dask_collection, tokenize
+from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from pyproj import CRS
 
@@ -231,8 +232,9 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     """Read the planned values: for each band, an ``(images, pixels)`` array.
 
     Dask-backed bands are gathered in one ``dask.compute`` call whose graph reads only the
-    chunks that hold covered pixels; other bands (numpy, lazily indexed files) are read with
-    xarray's vectorised indexing of just those pixels.
+    chunks that hold covered pixels and returns each chunk's few pixels as they are; they are
+    put in place once, here, in the array the table is built from. Other bands (numpy, lazily
+    indexed files) are read with xarray's vectorised indexing of just those pixels.
     """
     cube = plan.cube
     # Each source pixel is read once, however many working pixels or features sample it.
@@ -241,22 +243,33 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     iy, ix = np.divmod(unique, width)
     # Raster-ordered plans without repeats (one region on the cube's grid) need no reorder.
     in_order = bool(np.array_equal(inverse, np.arange(len(inverse))))
-    lazy: list[tuple[list[Band], da.Array]] = []
+    lazy: list[tuple[list[Band], da.Array, Reads]] = []
     out: dict[str, np.ndarray] = {}
     for bands in band_groups(cube):
         arr = bands[0].array
         if plan.n_pixels and is_dask_collection(arr.data):
             data = _as_4d(arr, cube, bands[0].band_dim)
-            lazy.append((bands, _dask_gather(data, iy, ix, None if in_order else inverse)))
+            token = tokenize(data.name, iy, ix)
+            lazy.append((bands, data, read_tasks(data, iy, ix, f"getregion-read-{token}")))
         else:
             values = _eager_gather(arr, cube, bands[0].band_dim, iy, ix)
             for band in bands:
                 out[band.name] = np.take(values[:, band.band_index], inverse, axis=1)
     if lazy:
-        computed = dask.compute(*(v for _, v in lazy))
-        for (bands, _), values in zip(lazy, computed, strict=True):
+        # One graph, one compute: its result is every array's list of blocks, not copied
+        # into a dask array's chunks first.
+        name = "getregion-blocks-" + tokenize([reads.keys for _, _, reads in lazy])
+        dsk: dict[Any, Any] = {name: [reads.keys for _, _, reads in lazy]}
+        for _, _, reads in lazy:
+            dsk.update(reads.tasks)
+        graph = HighLevelGraph.from_collections(name, dsk, [data for _, data, _ in lazy])
+        (blocks,) = dask.compute(Delayed(name, graph))
+        for (bands, _, reads), values in zip(lazy, blocks, strict=True):
+            placed = reads.placement.place(values)
+            if not in_order:
+                placed = np.take(placed, inverse, axis=2)
             for band in bands:
-                out[band.name] = values[band.band_index]  # C-ordered (image, pixel)
+                out[band.name] = placed[band.band_index]  # C-ordered (image, pixel)
     return {band.name: out[band.name] for band in cube.bands}
 
 
@@ -298,62 +311,99 @@ def _eager_gather(
     return values
 
 
+def chunk_groups(
+    chunks: tuple[tuple[int, ...], ...], iy: np.ndarray, ix: np.ndarray
+) -> list[tuple[int, int, np.ndarray]]:
+    """Pixels ``(iy, ix)`` grouped by the spatial chunk of ``chunks`` (``(image, band, y, x)``
+    chunks) holding them: ``(by, bx, positions)`` for each chunk holding any, in chunk order,
+    ``positions`` indexing ``iy``/``ix`` in their own order."""
+    ybounds = np.cumsum((0, *chunks[2]))
+    xbounds = np.cumsum((0, *chunks[3]))
+    nxb = len(chunks[3])
+    key = (np.searchsorted(ybounds, iy, side="right") - 1) * nxb + (
+        np.searchsorted(xbounds, ix, side="right") - 1
+    )
+    order = np.argsort(key, kind="stable")
+    blocks, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+    return [
+        (int(b) // nxb, int(b) % nxb, order[s : s + c])
+        for b, s, c in zip(blocks, starts, counts, strict=True)
+    ]
+
+
 def _take(block: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
     return np.asarray(block[:, :, iy, ix])
 
 
-def _dask_gather(
-    data: da.Array, iy: np.ndarray, ix: np.ndarray, take: np.ndarray | None = None
-) -> da.Array:
-    """A dask array ``(band, image, pixel)`` whose pixel ``j`` is ``data[:, :, iy[k], ix[k]]``
-    with ``k = take[j]`` (``k = j`` without ``take``).
+@dataclass(frozen=True)
+class Placement:
+    """Where the blocks read for a pixel list go in its ``(band, image, pixel)`` array.
 
-    Each read task takes one source block and the local indices of the pixels inside it;
-    blocks without a covered pixel are not in the graph, so they are never read. One task per
-    (image chunk, band chunk) then puts its blocks' pixels in order, in the workers, so the
-    result needs no reordering and each band is one contiguous ``(image, pixel)`` array.
+    ``targets[k]`` is ``(band slice, image slice, pixel positions)`` for the ``k``-th block,
+    the positions a slice when they run without gaps; ``shape`` is ``(bands, images,
+    pixels)``. Small and picklable: a partition task can carry it.
     """
+
+    targets: list[tuple[slice, slice, slice | np.ndarray]]
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+
+    def place(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
+        """``blocks``, each ``(images, bands, pixels)``, as one ``(band, image, pixel)``
+        array, pixels in the order asked: one copy, no concatenation."""
+        out = np.empty(self.shape, dtype=self.dtype)
+        for (bands, images, pixels), block in zip(self.targets, blocks, strict=True):
+            out[bands, images, pixels] = block.transpose(1, 0, 2)
+        return out
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The read tasks taking a pixel list from a 4-D ``(image, band, y, x)`` dask array.
+
+    One task per source block holding any of the pixels takes that block and the local
+    indices of its pixels and returns ``(images, bands, pixels)``; blocks holding none are
+    not in ``tasks``, so they are never read. ``keys`` lists the tasks in ``placement``
+    order.
+    """
+
+    tasks: dict[tuple, Any]
+    keys: list[tuple]
+    placement: Placement
+
+
+def read_tasks(
+    data: da.Array, iy: np.ndarray, ix: np.ndarray, name: str, prefix: tuple = ()
+) -> Reads:
+    """The tasks reading pixels ``(iy, ix)`` of ``data``, keyed ``(name, *prefix, image
+    chunk, band chunk, block group)``; each carries only its own block's indices (see
+    :class:`Reads`)."""
     ybounds = np.cumsum((0, *data.chunks[2]))
     xbounds = np.cumsum((0, *data.chunks[3]))
-    nxb = len(data.chunks[3])
-    yb = np.searchsorted(ybounds, iy, side="right") - 1
-    xb = np.searchsorted(xbounds, ix, side="right") - 1
-    key = yb * nxb + xb
-    order = np.argsort(key, kind="stable")
-    blocks, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
-    token = tokenize(data.name, iy, ix, take)
-    name, read, index = (f"getregion-{step}-{token}" for step in ("gather", "read", "index"))
+    tbounds = np.cumsum((0, *data.chunks[0]))
+    bbounds = np.cumsum((0, *data.chunks[1]))
     index_dtype = np.int32 if max(data.chunks[2] + data.chunks[3]) < 2**31 else np.int64
-    # The order and ``take`` are graph data, sent once, not copied into every task.
-    dsk: dict[tuple, Any] = {(index, 0): order, (index, 1): take}
-    n_pix = len(iy) if take is None else len(take)
-    for ti in range(len(data.chunks[0])):
-        for bi in range(len(data.chunks[1])):
-            dsk[(name, bi, ti, 0)] = (
-                _assemble, [(read, ti, bi, g) for g in range(len(blocks))],
-                (index, 0), starts, (index, 1),
-            )  # fmt: skip
-    for g, (block, start, count) in enumerate(zip(blocks, starts, counts, strict=True)):
-        by, bx = divmod(int(block), nxb)
-        sel = order[start : start + count]
-        liy = (iy[sel] - ybounds[by]).astype(index_dtype)
-        lix = (ix[sel] - xbounds[bx]).astype(index_dtype)
+    tasks: dict[tuple, Any] = {}
+    keys: list[tuple] = []
+    targets: list[tuple[slice, slice, slice | np.ndarray]] = []
+    for g, (by, bx, positions) in enumerate(chunk_groups(data.chunks, iy, ix)):
+        liy = (iy[positions] - ybounds[by]).astype(index_dtype)
+        lix = (ix[positions] - xbounds[bx]).astype(index_dtype)
+        pixels = _as_slice(positions)
         for ti in range(len(data.chunks[0])):
             for bi in range(len(data.chunks[1])):
-                dsk[(read, ti, bi, g)] = (_take, (data.name, ti, bi, by, bx), liy, lix)
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
-    chunks = (data.chunks[1], data.chunks[0], (n_pix,))
-    meta = np.empty((0, 0, 0), dtype=data.dtype)
-    return da.Array(graph, name, chunks, meta=meta)
+                key = (name, *prefix, ti, bi, g)
+                tasks[key] = (_take, (data.name, ti, bi, by, bx), liy, lix)
+                keys.append(key)
+                bands = slice(int(bbounds[bi]), int(bbounds[bi + 1]))
+                targets.append((bands, slice(int(tbounds[ti]), int(tbounds[ti + 1])), pixels))
+    shape = (data.shape[1], data.shape[0], len(iy))
+    return Reads(tasks, keys, Placement(targets, shape, data.dtype))
 
 
-def _assemble(
-    blocks: list[np.ndarray], order: np.ndarray, starts: np.ndarray, take: np.ndarray | None
-) -> np.ndarray:
-    """Blocks of ``(image, band, pixels)`` read in chunk order, as ``(band, image, pixel)`` in
-    the requested order (see :func:`_dask_gather`)."""
-    n_img, n_band = blocks[0].shape[:2]
-    out = np.empty((n_band, n_img, len(order)), dtype=blocks[0].dtype)
-    for block, start in zip(blocks, starts, strict=True):
-        out[:, :, order[start : start + block.shape[2]]] = block.transpose(1, 0, 2)
-    return out if take is None else np.take(out, take, axis=2)
+def _as_slice(positions: np.ndarray) -> slice | np.ndarray:
+    """``positions`` as a slice when they run without gaps (cheaper to assign through)."""
+    if len(positions) and positions[-1] - positions[0] == len(positions) - 1:
+        if len(positions) == 1 or bool(np.all(np.diff(positions) == 1)):
+            return slice(int(positions[0]), int(positions[-1]) + 1)
+    return positions

@@ -18,34 +18,19 @@ import pandas as pd
 from dask.base import is_dask_collection, tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from xr_getregion.extraction import Plan, _as_4d, _eager_gather, _take, band_groups
+from xr_getregion.extraction import (
+    Placement,
+    Plan,
+    _as_4d,
+    _eager_gather,
+    band_groups,
+    chunk_groups,
+    read_tasks,
+)
 from xr_getregion.geometry import Features
 from xr_getregion.table import TableSpec, build_frame, empty_values, feature_columns
 
 __all__ = ["lazy_frame"]
-
-
-def _chunk_groups(
-    chunks: tuple[tuple[int, ...], ...], iy: np.ndarray, ix: np.ndarray
-) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
-    """Group pixels by the spatial chunk holding them.
-
-    Returns ``order`` and, for each chunk holding pixels, ``(by, bx, positions)`` where
-    ``positions`` index into ``iy``/``ix``; ``order`` is all positions, chunk after chunk.
-    """
-    ybounds = np.cumsum((0, *chunks[2]))
-    xbounds = np.cumsum((0, *chunks[3]))
-    nxb = len(chunks[3])
-    key = (np.searchsorted(ybounds, iy, side="right") - 1) * nxb + (
-        np.searchsorted(xbounds, ix, side="right") - 1
-    )
-    order = np.argsort(key, kind="stable")
-    blocks, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
-    groups = [
-        (int(b) // nxb, int(b) % nxb, order[s : s + c])
-        for b, s, c in zip(blocks, starts, counts, strict=True)
-    ]
-    return order, groups
 
 
 def _partition(
@@ -57,32 +42,24 @@ def _partition(
     feature: pd.DataFrame | None,
     feature_pos: np.ndarray | None,
     direct: list[np.ndarray | None],
-    gathered: list[list[list[list[np.ndarray]]] | None],
-    positions: list[np.ndarray | None],
+    placements: list[Placement | None],
+    gathered: list[list[np.ndarray] | None],
 ) -> pd.DataFrame:
     """Rows of one partition.
 
     For each band array: either ``direct[a]``, its values ``(images, bands, rows)`` read up
-    front (arrays not backed by dask), or ``gathered[a][time_chunk][band_chunk][piece]``, the
-    values of the partition's distinct pixels taken chunk by chunk, in ``positions[a]`` order.
+    front (arrays not backed by dask), or ``gathered[a]``, the blocks of the partition's
+    distinct pixels that ``placements[a]`` puts in place.
     """
     values: dict[str, np.ndarray] = {}
     for a, bands in enumerate(layout):
         if direct[a] is not None:
-            block = direct[a]
+            for name, index in bands:
+                values[name] = direct[a][:, index]
         else:
-            taken = np.concatenate(
-                [
-                    np.concatenate([np.concatenate(pieces, axis=2) for pieces in row], axis=1)
-                    for row in gathered[a]
-                ],
-                axis=0,
-            )
-            distinct = np.empty_like(taken)
-            distinct[..., positions[a]] = taken
-            block = distinct[..., inverse]
-        for name, index in bands:
-            values[name] = block[:, index]
+            placed = np.take(placements[a].place(gathered[a]), inverse, axis=2)
+            for name, index in bands:
+                values[name] = placed[index]
     return build_frame(spec, lon, lat, values, feature, feature_pos)
 
 
@@ -126,7 +103,7 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
             direct_values.append(_eager_gather(arr, plan.cube, bands[0].band_dim, plan.iy, plan.ix))
     lazy_arrays = [a for a in arrays if a is not None]
     if lazy_arrays:
-        _, partitions = _chunk_groups(lazy_arrays[0].chunks, plan.iy, plan.ix)
+        partitions = chunk_groups(lazy_arrays[0].chunks, plan.iy, plan.ix)
         partition_rows = [rows for _, _, rows in partitions]
     else:
         partition_rows = np.array_split(
@@ -145,39 +122,25 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
         unique, inverse = np.unique(plan.iy[rows] * width + plan.ix[rows], return_inverse=True)
         uy, ux = np.divmod(unique, width)
         direct: list[np.ndarray | None] = []
-        gathered: list[list | None] = []
-        positions: list[np.ndarray | None] = []
+        placements: list[Placement | None] = []
+        gathered: list[list[tuple] | None] = []
         for a, arr in enumerate(arrays):
             if arr is None:
                 direct.append(direct_values[a][:, :, rows])
+                placements.append(None)
                 gathered.append(None)
-                positions.append(None)
                 continue
-            order, pieces = _chunk_groups(arr.chunks, uy, ux)
-            y0s = np.cumsum((0, *arr.chunks[2]))
-            x0s = np.cumsum((0, *arr.chunks[3]))
-            grid = []
-            for ti in range(len(arr.chunks[0])):
-                row = []
-                for bi in range(len(arr.chunks[1])):
-                    cell = []
-                    for j, (by, bx, sel) in enumerate(pieces):
-                        key = (gather_name, a, ti, bi, g, j)
-                        liy = (uy[sel] - y0s[by]).astype(np.int32)
-                        lix = (ux[sel] - x0s[bx]).astype(np.int32)
-                        dsk[key] = (_take, (arr.name, ti, bi, by, bx), liy, lix)
-                        cell.append(key)
-                    row.append(cell)
-                grid.append(row)
+            reads = read_tasks(arr, uy, ux, gather_name, (a, g))
+            dsk.update(reads.tasks)
             direct.append(None)
-            gathered.append(grid)
-            positions.append(order)
+            placements.append(reads.placement)
+            gathered.append(reads.keys)
         feature = feature_columns(features, plan.feature[rows]) if per_feature else None
         feature_pos = plan.feature[rows] if per_feature else None
         key = (part_name, g)
         dsk[key] = (
             _partition, spec, layout, plan.lon[rows], plan.lat[rows], inverse,
-            feature, feature_pos, direct, gathered, positions,
+            feature, feature_pos, direct, placements, gathered,
         )  # fmt: skip
         keys.append(key)
     graph = HighLevelGraph.from_collections(part_name, dsk, dependencies=lazy_arrays)
