@@ -163,7 +163,10 @@ def test_get_region_dataframe_types():
     assert len(df) == 4 * 3
     assert str(df["time"].dtype) == "datetime64[ms, UTC]"
     assert df["time"].iloc[0] == pd.Timestamp("2021-01-01", tz="UTC")
-    assert df["id"].dtype == "string"
+    # One small code per row, the categories the ids in collection order.
+    assert df["id"].dtype == "category" and df["id"].cat.codes.dtype == np.int8
+    assert df["id"].cat.categories.tolist() == ["0", "1", "2"]
+    assert df["id"].tolist() == ["0"] * 4 + ["1"] * 4 + ["2"] * 4
     assert df["a"].dtype == "Int32" and df["a"].isna().sum() == 1  # value 1 at (0, 0, 0, 1)
     assert df["longitude"].dtype == np.float64
 
@@ -292,3 +295,12 @@ def test_a_polar_cube_on_a_lon_lat_grid_gives_the_rows_up_to_its_pole():
     assert latitudes[-1] == 90 - 2.0**-8  # the centre of the row at the pole
     assert latitudes == [90 - 2.0**-8 * (2 * k + 1) for k in range(len(latitudes))][::-1]
     assert len(latitudes) == 6  # 89.957 .. 89.996: all rows of the box inside the cube
+
+
+def test_images_sharing_an_id_share_a_category():
+    cube = make_cube().assign_coords(id=("time", ["x", "y", "x"]))
+    poly = shapely.box(500_000, 4_000_000 - 30, 500_000 + 30, 4_000_000)
+    df = cube.ee.get_region(poly, geometry_crs="EPSG:32615")
+    assert df["id"].cat.categories.tolist() == ["x", "y"]
+    assert df["id"].tolist() == ["x", "y", "x"]
+    assert df.groupby("id", observed=True).size().tolist() == [2, 1]

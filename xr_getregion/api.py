@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dask.dataframe as dd
@@ -22,7 +23,7 @@ from xr_getregion.extraction import (
 from xr_getregion.geometry import Features, is_feature_collection, read_features, read_geometry
 from xr_getregion.grid import working_grid
 from xr_getregion.lazy import lazy_frame
-from xr_getregion.table import HEADER, to_dataframe, to_list
+from xr_getregion.table import HEADER, TableSpec, pixel_columns, to_dataframe, to_list
 
 __all__ = ["getRegion", "get_region", "plan"]
 
@@ -170,7 +171,8 @@ def get_region(
 ) -> pd.DataFrame | dd.DataFrame:
     """The rows of :func:`getRegion` as a tidy ``pandas.DataFrame``, for one region or many.
 
-    Columns ``id`` (string), ``longitude``, ``latitude`` (float64), ``time`` (UTC datetime),
+    Columns ``id`` (categorical: the image ids as categories, in collection order, one small
+    code per row), ``longitude``, ``latitude`` (float64), ``time`` (UTC datetime),
     then one column per band with the band's dtype: float bands hold NaN where masked,
     integer bands with a declared nodata value become pandas nullable integers.
 
@@ -221,4 +223,8 @@ def get_region(
     check_limit(p, max_values)
     if lazy:
         return lazy_frame(p, features)
-    return to_dataframe(p, gather(p), features)
+    # The pixel columns depend on the plan alone: build them while the values are read.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pixels = pool.submit(pixel_columns, TableSpec.of(p.cube), p.lon, p.lat)
+        values = gather(p)
+    return to_dataframe(p, values, features, pixels.result())

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from xr_getregion.cube import Cube
 from xr_getregion.errors import ArgumentError
@@ -109,21 +108,20 @@ def _band_column(flat: np.ndarray, band: BandSpec) -> Any:
 def image_columns(spec: TableSpec, n_pix: int) -> dict[str, Any]:
     """The ``id`` and ``time`` columns of ``n_pix`` pixels in each image, image-major.
 
-    Both are built from integer image codes (an Arrow dictionary cast for ``id``, a take for
-    ``time``): about ten times faster than from Python strings and timestamps on tables of
-    millions of rows.
+    ``id`` is categorical, its categories the ids in collection order: one small code per
+    row instead of a string (a table of millions of rows holds a few distinct ids), and
+    grouping by ``id`` keeps the collection's order. ``time`` is taken from the images' times
+    by image code.
     """
     codes = np.repeat(np.arange(len(spec.ids), dtype=np.int32), n_pix)
     null = np.iinfo(np.int64).min  # NaT
     times_ms = np.array([null if t is None else t for t in spec.times_ms], dtype=np.int64)
     times = pd.array(pd.to_datetime(times_ms.view("datetime64[ms]"), utc=True))
-    dtype = pd.StringDtype()
-    if dtype.storage == "pyarrow":
-        dictionary = pa.array(spec.ids, type=pa.large_string())
-        ids = pa.DictionaryArray.from_arrays(pa.array(codes), dictionary).cast(pa.large_string())
-    else:
-        ids = np.asarray(spec.ids, dtype=object)[codes]
-    return {"id": pd.array(ids, dtype=dtype), "time": times.take(codes)}
+    # Two images may share an id: categories are the distinct ids, in order of appearance.
+    id_codes, categories = pd.factorize(pd.Index(list(spec.ids)))
+    small = np.min_scalar_type(-max(len(categories), 1))  # int8 up to 127 distinct ids
+    ids = pd.Categorical.from_codes(np.repeat(id_codes.astype(small), n_pix), categories)
+    return {"id": ids, "time": times.take(codes)}
 
 
 def feature_columns(features: Features, positions: np.ndarray) -> pd.DataFrame:
@@ -133,6 +131,19 @@ def feature_columns(features: Features, positions: np.ndarray) -> pd.DataFrame:
     return frame
 
 
+def pixel_columns(spec: TableSpec, lon: np.ndarray, lat: np.ndarray) -> dict[str, Any]:
+    """``id``, ``longitude``, ``latitude`` and ``time`` of ``len(lon)`` pixels in every
+    image, image-major: the columns that depend on the plan alone, not on values."""
+    n_img = len(spec.ids)
+    image = image_columns(spec, len(lon))
+    return {
+        "id": image["id"],
+        "longitude": np.tile(np.asarray(lon, float), n_img),
+        "latitude": np.tile(np.asarray(lat, float), n_img),
+        "time": image["time"],
+    }
+
+
 def build_frame(
     spec: TableSpec,
     lon: np.ndarray,
@@ -140,12 +151,14 @@ def build_frame(
     values: dict[str, np.ndarray],
     feature: pd.DataFrame | None = None,
     feature_pos: np.ndarray | None = None,
+    pixels: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The rows of ``len(lon)`` pixels in every image, as a DataFrame.
 
     ``values[band]`` is ``(images, pixels)``. With ``feature`` (one row per pixel: ``feature``
     and property columns) and ``feature_pos`` (each pixel's feature position), rows are
-    grouped by feature, then image, then pixel; otherwise image, then pixel.
+    grouped by feature, then image, then pixel; otherwise image, then pixel. ``pixels`` is
+    :func:`pixel_columns` of ``lon``/``lat`` if already built.
     """
     n_img, n_pix = len(spec.ids), len(lon)
     data: dict[str, Any] = {}
@@ -153,11 +166,7 @@ def build_frame(
         which = np.tile(np.arange(n_pix), n_img)
         for name in feature.columns:
             data[name] = feature[name].array.take(which)  # keeps each column's dtype
-    image = image_columns(spec, n_pix)
-    data["id"] = image["id"]
-    data["longitude"] = np.tile(np.asarray(lon, float), n_img)
-    data["latitude"] = np.tile(np.asarray(lat, float), n_img)
-    data["time"] = image["time"]
+    data.update(pixel_columns(spec, lon, lat) if pixels is None else pixels)
     for band in spec.bands:
         data[band.name] = _band_column(values[band.name].reshape(-1), band)
     # Every column is a fresh array of ours: no copy, and no consolidation into 2-D blocks.
@@ -175,19 +184,23 @@ def empty_values(spec: TableSpec) -> dict[str, np.ndarray]:
 
 
 def to_dataframe(
-    plan: Plan, values: dict[str, np.ndarray], features: Features | None = None
+    plan: Plan,
+    values: dict[str, np.ndarray],
+    features: Features | None = None,
+    pixels: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The same rows as :func:`to_list` as a DataFrame: ``id, longitude, latitude, time``
     (timezone-aware UTC) and one column per band, its dtype kept.
 
     For a many-feature plan, rows are grouped by feature (then image, then pixel) and start
-    with a ``feature`` column and the chosen ``features.properties``.
+    with a ``feature`` column and the chosen ``features.properties``. ``pixels`` is
+    :func:`pixel_columns` of the plan if already built.
     """
     spec = TableSpec.of(plan.cube)
     if features is None or plan.feature is None:
-        return build_frame(spec, plan.lon, plan.lat, values)
+        return build_frame(spec, plan.lon, plan.lat, values, pixels=pixels)
     extra = feature_columns(features, plan.feature)
-    return build_frame(spec, plan.lon, plan.lat, values, extra, plan.feature)
+    return build_frame(spec, plan.lon, plan.lat, values, extra, plan.feature, pixels)
 
 
 def as_frame(table: pd.DataFrame | list[list[Any]]) -> pd.DataFrame:
@@ -210,7 +223,8 @@ def as_frame(table: pd.DataFrame | list[list[Any]]) -> pd.DataFrame:
         )
     frame = pd.DataFrame(table[1:], columns=table[0])
     frame["time"] = pd.to_datetime(frame["time"].astype("Int64"), unit="ms", utc=True)
-    frame["id"] = frame["id"].astype("string")
+    categories = pd.Index(list(frame["id"].unique()))
+    frame["id"] = pd.Categorical(frame["id"], categories=categories)
     for i, name in enumerate(frame.columns[4:], start=4):
         present = [row[i] for row in table[1:] if row[i] is not None]
         if len(present) < len(table) - 1 and present and all(type(v) is int for v in present):
