@@ -50,9 +50,13 @@ CHECKED = {
 }
 
 
-# Repeats stop once a contender has run this long: medians of 5 matter for the ~1 s cases,
-# where a shared 2-core machine's noise is +-10%, not for the minute-long ones.
+# A contender stops repeating once its runs add up to this long: medians of 5 matter for the
+# ~1 s cases, where a shared 2-core machine's noise is +-10%, not for the minute-long ones.
 REPEAT_BUDGET_S = 60.0
+
+
+def sum_wall(runs: list[dict]) -> float:
+    return sum(r.get("wall_s", 0.0) for r in runs)
 
 
 def run_one(path, case, contender, scale, cap_bytes, timeout):
@@ -95,6 +99,17 @@ def main() -> int:
         default=None,
         help="runs per contender (full mode: 5, fewer past 60 s of runs)",
     )
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=list(CASES),
+        help="run only this case (repeatable); results go to peers-partial.json",
+    )
+    parser.add_argument(
+        "--contender",
+        action="append",
+        help="run only this contender (repeatable), for example --contender reference",
+    )
     args = parser.parse_args()
     if args.quick:
         shape, scale, repeats, cap, timeout = (4, 3, 1536, 1536), 0.2, 2, 3 * 2**30, 120
@@ -104,23 +119,29 @@ def main() -> int:
     path = ensure_cube(shape)
     results, wrong = [], []
     for case, (label, contenders) in CASES.items():
+        if args.case and case not in args.case:
+            continue
+        contenders = [c for c in contenders if not args.contender or c in args.contender]
+        # Rounds: every contender runs once per round, in turn, so a slow spell of a shared
+        # machine falls on all of them alike and the ratios stay honest.
+        runs: dict[str, list[dict]] = {c: [] for c in contenders}
+        for _ in range(repeats):
+            for contender in contenders:
+                done = runs[contender]
+                if done and ("error" in done[-1] or sum_wall(done) > REPEAT_BUDGET_S):
+                    continue  # died, ran out of time, or slow enough that noise is no matter
+                done.append(run_one(path, case, contender, scale, cap, timeout))
         for contender in contenders:
-            runs = []
-            for _ in range(repeats):
-                runs.append(run_one(path, case, contender, scale, cap, timeout))
-                if "error" in runs[-1]:
-                    break  # a contender that died or ran out of time is not run again
-                if sum(r["wall_s"] for r in runs) > REPEAT_BUDGET_S:
-                    break  # slow contenders: fewer repeats, their spread dwarfs the noise
-            ok = [r for r in runs if "error" not in r]
+            ok = [r for r in runs[contender] if "error" not in r]
             entry = {"case": case, "label": label, "contender": contender}
             if ok:
                 walls = [r["wall_s"] for r in ok]
                 entry.update(median_s=statistics.median(walls), min_s=min(walls), max_s=max(walls),
                              peak_rss=max(r["peak_rss"] for r in ok), rows=ok[0]["rows"],
-                             answer=ok[0]["answer"])  # fmt: skip
+                             answer=ok[0]["answer"], runs=len(ok))  # fmt: skip
             else:
-                entry.update(error=runs[0]["error"], peak_rss=runs[0].get("peak_rss", 0))
+                failed = runs[contender][-1]
+                entry.update(error=failed["error"], peak_rss=failed.get("peak_rss", 0))
             results.append(entry)
             shown = f"{entry['median_s']:8.2f} s" if ok else entry["error"]
             print(f"  {label:18} {contender:26} {shown}", flush=True)
@@ -142,6 +163,8 @@ def main() -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     RESULTS.mkdir(exist_ok=True)
     name = "peers-quick.json" if args.quick else "peers.json"
+    if args.case or args.contender:
+        name = "peers-partial.json"  # a subset never overwrites the table the README shows
     (RESULTS / name).write_text(json.dumps(
         {"cube_shape": shape, "repeats": repeats, "machine": machine, "results": results}, indent=2
     ))  # fmt: skip
