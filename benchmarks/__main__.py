@@ -2,7 +2,9 @@
 
 Generates a synthetic time-stacked Zarr cube (UTM, 30 m, ``(time, band, y, x)``, chunks of one
 image, one band and 1024 x 1024 pixels, as stackstac makes them) and times every contender on
-every case it applies to, each run in a fresh process watched for memory. Reports median and
+every case it applies to, each run in a fresh process watched for memory, in rounds (each
+contender once per round, every other round in reverse order) so that a shared machine's drift
+falls on all contenders alike. Reports median and
 min-max wall time, peak RSS, rows, and each contender's ratio to xr_getregion and to the
 reference (reading only the windows of the covered chunks: the floor), as a Markdown table and
 ``benchmarks/results/peers[-quick].json``.
@@ -125,8 +127,9 @@ def main() -> int:
         # Rounds: every contender runs once per round, in turn, so a slow spell of a shared
         # machine falls on all of them alike and the ratios stay honest.
         runs: dict[str, list[dict]] = {c: [] for c in contenders}
-        for _ in range(repeats):
-            for contender in contenders:
+        for round_ in range(repeats):
+            # Every other round runs in reverse, so no contender always goes first.
+            for contender in contenders if round_ % 2 == 0 else contenders[::-1]:
                 done = runs[contender]
                 if done and ("error" in done[-1] or sum_wall(done) > REPEAT_BUDGET_S):
                     continue  # died, ran out of time, or slow enough that noise is no matter
