@@ -2,11 +2,11 @@
 
 Generates a synthetic time-stacked Zarr cube (UTM, 30 m, ``(time, band, y, x)``, chunks of one
 image, one band and 1024 x 1024 pixels, as stackstac makes them) and times every contender on
-every case it applies to, each run in a fresh process watched for memory, in rounds (each
-contender once per round, every other round in reverse order) so that a shared machine's drift
-falls on all contenders alike. Reports median and
-min-max wall time, peak RSS, rows, and each contender's ratio to xr_getregion and to the
-reference (reading only the windows of the covered chunks: the floor), as a Markdown table and
+every case it applies to, each run in a fresh process watched for memory. Runs go in rounds
+(each contender once per round, every other round in reverse order), so that a shared
+machine's drift falls on all contenders alike. Reports median and min-max wall time, peak
+RSS, rows, and each contender's ratio to xr_getregion and to the reference (reading only the
+windows of the covered chunks: the floor), as a Markdown table and
 ``benchmarks/results/peers[-quick].json``.
 
 Answers are cross-checked where the semantics agree (the cube's own grid): rioxarray
