@@ -7,11 +7,10 @@ import numpy as np
 import shapely
 from conftest import counting_dask, cube_values, make_cube, raise_if_dask_computes
 from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
 
 import xr_getregion
 from xr_getregion.cube import read_cube
-from xr_getregion.extraction import _as_4d, read_tasks
+from xr_getregion.extraction import _as_4d, optimized_reads, read_pieces
 from xr_getregion.geometry import read_geometry
 
 UTM = "EPSG:32615"
@@ -57,22 +56,24 @@ def test_bands_in_one_chunk_are_read_once_for_all_bands():
 
 
 def test_graph_has_one_task_per_covered_chunk_and_no_full_grid_arrays():
-    cube, _ = counted((1, 1, 10, 10))
+    cube, source = counted((1, 1, 10, 10))
     info = read_cube(cube)
     iy = np.array([3, 4, 55, 56, 99])
     ix = np.array([3, 3, 71, 72, 0])
     data = _as_4d(info.bands[0].array, info, "band")
-    reads = read_tasks(data, iy, ix, "getregion-read-test")
+    pieces, placement = read_pieces(data, iy, ix, "getregion-read-test")
     # 3 covered spatial chunks x 2 images x 2 bands; nothing else is read.
-    assert len(reads.tasks) == len(reads.keys) == 3 * 2 * 2
-    for task in reads.tasks.values():
+    layer = dict(pieces.dask.layers[pieces.name])
+    assert len(layer) == pieces.npartitions == 3 * 2 * 2
+    for task in layer.values():
         args = [getattr(a, "value", a) for a in getattr(task, "args", task[1:])]
         arrays = [a for a in args if isinstance(a, np.ndarray)]
         assert len(arrays) == 2  # the chunk's own row and column indices, nothing else
         assert all(a.size <= 2 for a in arrays)
-    graph = HighLevelGraph.from_collections("blocks", {"blocks": reads.keys, **reads.tasks}, [data])
-    (blocks,) = dask.compute(Delayed("blocks", graph))
-    result = reads.placement.place(blocks)  # (band, image, pixel), pixels in the order asked
+    graph, (keys,) = optimized_reads([pieces])
+    (blocks,) = dask.compute(Delayed("blocks", {**graph, "blocks": keys}))
+    assert len(source.reads) == 3 * 2 * 2
+    result = placement.place(blocks)  # (band, image, pixel), pixels in the order asked
     assert result.shape == (2, 2, 5)
     assert result[0, 1, 2] == 1_000_000 + 55 * 300 + 71
     np.testing.assert_array_equal(result, np.asarray(data)[:, :, iy, ix].transpose(1, 0, 2))
@@ -81,12 +82,14 @@ def test_graph_has_one_task_per_covered_chunk_and_no_full_grid_arrays():
 def test_pixels_of_one_chunk_in_raster_order_are_placed_as_a_slice():
     cube, _ = counted((1, 1, 10, 10))
     data = _as_4d(read_cube(cube).bands[0].array, read_cube(cube), "band")
-    reads = read_tasks(data, np.array([3, 3, 4, 12]), np.array([3, 4, 3, 5]), "getregion-read-t")
-    pixels = {str(target[2]) for target in reads.placement.targets}
-    assert pixels == {"slice(0, 3, None)", "slice(3, 4, None)"}
+    _, placement = read_pieces(data, np.array([3, 3, 4, 12]), np.array([3, 4, 3, 5]), "t")
+    assert {str(target[2]) for target in placement.targets} == {
+        "slice(0, 3, None)",
+        "slice(3, 4, None)",
+    }
     # Across chunks in raster order, each chunk's pixels are scattered, not contiguous.
-    reads = read_tasks(data, np.array([3, 3, 4]), np.array([9, 10, 9]), "getregion-read-t")
-    first, second = (t[2] for t in reads.placement.targets[::4])
+    _, placement = read_pieces(data, np.array([3, 3, 4]), np.array([9, 10, 9]), "t")
+    first, second = (t[2] for t in placement.targets[:2])
     assert isinstance(first, np.ndarray) and first.tolist() == [0, 2]
     assert second == slice(1, 2)
 

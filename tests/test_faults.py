@@ -128,11 +128,16 @@ def worker_pids(client) -> set[int]:
 
 def wait_until_idle(client) -> None:
     """Wait until no worker runs a task, cancelled ones included (they finish in their
-    thread after the job has failed, and could still write)."""
+    thread after the job has failed, and could still write). A cancelled fetch of data from
+    the killed worker runs no task code, so it is not waited for: it only ends when its
+    connection times out."""
 
     def busy(dask_worker) -> int:
-        states = ("executing", "long-running", "cancelled", "resumed")
-        return sum(ts.state in states for ts in dask_worker.state.tasks.values())
+        running = ("executing", "long-running")
+        return sum(
+            ts.state in running or (ts.state in ("cancelled", "resumed") and ts.previous in running)
+            for ts in dask_worker.state.tasks.values()
+        )
 
     deadline = time.monotonic() + TIMEOUT
     while any(client.run(busy).values()):

@@ -19,6 +19,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.base import is_dask_collection, tokenize
+from dask.core import flatten
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from pyproj import CRS
@@ -243,29 +244,26 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     iy, ix = np.divmod(unique, width)
     # Raster-ordered plans without repeats (one region on the cube's grid) need no reorder.
     in_order = bool(np.array_equal(inverse, np.arange(len(inverse))))
-    lazy: list[tuple[list[Band], da.Array, Reads]] = []
+    lazy: list[tuple[list[Band], da.Array, Placement]] = []
     out: dict[str, np.ndarray] = {}
     for bands in band_groups(cube):
         arr = bands[0].array
         if plan.n_pixels and is_dask_collection(arr.data):
             data = _as_4d(arr, cube, bands[0].band_dim)
-            token = tokenize(data.name, iy, ix)
-            lazy.append((bands, data, read_tasks(data, iy, ix, f"getregion-read-{token}")))
+            name = f"getregion-read-{tokenize(data.name, iy, ix)}"
+            lazy.append((bands, *read_pieces(data, iy, ix, name)))
         else:
             values = _eager_gather(arr, cube, bands[0].band_dim, iy, ix)
             for band in bands:
                 out[band.name] = np.take(values[:, band.band_index], inverse, axis=1)
     if lazy:
-        # One graph, one compute: its result is every array's list of blocks, not copied
-        # into a dask array's chunks first.
-        name = "getregion-blocks-" + tokenize([reads.keys for _, _, reads in lazy])
-        dsk: dict[Any, Any] = {name: [reads.keys for _, _, reads in lazy]}
-        for _, _, reads in lazy:
-            dsk.update(reads.tasks)
-        graph = HighLevelGraph.from_collections(name, dsk, [data for _, data, _ in lazy])
-        (blocks,) = dask.compute(Delayed(name, graph))
-        for (bands, _, reads), values in zip(lazy, blocks, strict=True):
-            placed = reads.placement.place(values)
+        # One compute for all arrays, returning the blocks as read (not concatenated into
+        # a dask array's chunks); each is placed once, here.
+        graph, keys = optimized_reads([pieces for _, pieces, _ in lazy])
+        name = "getregion-blocks-" + tokenize(keys)
+        (blocks,) = dask.compute(Delayed(name, {**graph, name: keys}))
+        for (bands, _, placement), values in zip(lazy, blocks, strict=True):
+            placed = placement.place(values)
             if not in_order:
                 placed = np.take(placed, inverse, axis=2)
             for band in bands:
@@ -357,48 +355,55 @@ class Placement:
         return out
 
 
-@dataclass(frozen=True)
-class Reads:
-    """The read tasks taking a pixel list from a 4-D ``(image, band, y, x)`` dask array.
+def read_pieces(
+    data: da.Array, iy: np.ndarray, ix: np.ndarray, name: str
+) -> tuple[da.Array, Placement]:
+    """The pixels ``(iy, ix)`` of ``data`` ``(image, band, y, x)``, as read from its blocks.
 
-    One task per source block holding any of the pixels takes that block and the local
-    indices of its pixels and returns ``(images, bands, pixels)``; blocks holding none are
-    not in ``tasks``, so they are never read. ``keys`` lists the tasks in ``placement``
-    order.
+    Returns a dask array ``(image, band, pixel)`` whose pixel chunks hold the pixels of each
+    source block holding any, block after block, and the :class:`Placement` that puts its
+    blocks (``__dask_keys__`` flattened) in the order asked. Each task takes one source block
+    and the local indices of its pixels, the only arrays it carries; blocks holding none of
+    the pixels are not in the graph, so they are never read.
     """
-
-    tasks: dict[tuple, Any]
-    keys: list[tuple]
-    placement: Placement
-
-
-def read_tasks(
-    data: da.Array, iy: np.ndarray, ix: np.ndarray, name: str, prefix: tuple = ()
-) -> Reads:
-    """The tasks reading pixels ``(iy, ix)`` of ``data``, keyed ``(name, *prefix, image
-    chunk, band chunk, block group)``; each carries only its own block's indices (see
-    :class:`Reads`)."""
     ybounds = np.cumsum((0, *data.chunks[2]))
     xbounds = np.cumsum((0, *data.chunks[3]))
     tbounds = np.cumsum((0, *data.chunks[0]))
     bbounds = np.cumsum((0, *data.chunks[1]))
     index_dtype = np.int32 if max(data.chunks[2] + data.chunks[3]) < 2**31 else np.int64
-    tasks: dict[tuple, Any] = {}
-    keys: list[tuple] = []
+    groups = [
+        (
+            by, bx,
+            (iy[positions] - ybounds[by]).astype(index_dtype),
+            (ix[positions] - xbounds[bx]).astype(index_dtype),
+            _as_slice(positions),
+        )
+        for by, bx, positions in chunk_groups(data.chunks, iy, ix)
+    ]  # fmt: skip
+    dsk: dict[tuple, Any] = {}
     targets: list[tuple[slice, slice, slice | np.ndarray]] = []
-    for g, (by, bx, positions) in enumerate(chunk_groups(data.chunks, iy, ix)):
-        liy = (iy[positions] - ybounds[by]).astype(index_dtype)
-        lix = (ix[positions] - xbounds[bx]).astype(index_dtype)
-        pixels = _as_slice(positions)
-        for ti in range(len(data.chunks[0])):
-            for bi in range(len(data.chunks[1])):
-                key = (name, *prefix, ti, bi, g)
-                tasks[key] = (_take, (data.name, ti, bi, by, bx), liy, lix)
-                keys.append(key)
-                bands = slice(int(bbounds[bi]), int(bbounds[bi + 1]))
-                targets.append((bands, slice(int(tbounds[ti]), int(tbounds[ti + 1])), pixels))
-    shape = (data.shape[1], data.shape[0], len(iy))
-    return Reads(tasks, keys, Placement(targets, shape, data.dtype))
+    for ti in range(len(data.chunks[0])):
+        images = slice(int(tbounds[ti]), int(tbounds[ti + 1]))
+        for bi in range(len(data.chunks[1])):
+            bands = slice(int(bbounds[bi]), int(bbounds[bi + 1]))
+            for g, (by, bx, liy, lix, pixels) in enumerate(groups):
+                dsk[(name, ti, bi, g)] = (_take, (data.name, ti, bi, by, bx), liy, lix)
+                targets.append((bands, images, pixels))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    chunks = (data.chunks[0], data.chunks[1], tuple(len(g[2]) for g in groups))
+    pieces = da.Array(graph, name, chunks, meta=np.empty((0, 0, 0), dtype=data.dtype))
+    placement = Placement(targets, (data.shape[1], data.shape[0], len(iy)), data.dtype)
+    return pieces, placement
+
+
+def optimized_reads(pieces: Sequence[da.Array]) -> tuple[dict, list[list[tuple]]]:
+    """One graph computing every block of ``pieces`` (see :func:`read_pieces`), optimized as
+    dask arrays are, so each read and its take run as one task and only the taken pixels
+    leave it; and each one's block keys, flattened in ``Placement`` order."""
+    graph = HighLevelGraph.merge(*(p.__dask_graph__() for p in pieces))
+    keys = [list(flatten(p.__dask_keys__())) for p in pieces]
+    optimized = da.Array.__dask_optimize__(graph, [k for ks in keys for k in ks])
+    return dict(optimized), keys
 
 
 def _as_slice(positions: np.ndarray) -> slice | np.ndarray:

@@ -25,7 +25,8 @@ from xr_getregion.extraction import (
     _eager_gather,
     band_groups,
     chunk_groups,
-    read_tasks,
+    optimized_reads,
+    read_pieces,
 )
 from xr_getregion.geometry import Features
 from xr_getregion.table import TableSpec, build_frame, empty_values, feature_columns
@@ -116,25 +117,28 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
     )  # fmt: skip
     gather_name, part_name = f"getregion-take-{token}", f"getregion-table-{token}"
     width = plan.cube.grid.shape[1]  # type: ignore[index]
-    dsk: dict = {}
-    keys = []
+    parts, pieces = [], []
     for g, rows in enumerate(partition_rows):
         unique, inverse = np.unique(plan.iy[rows] * width + plan.ix[rows], return_inverse=True)
         uy, ux = np.divmod(unique, width)
         direct: list[np.ndarray | None] = []
         placements: list[Placement | None] = []
-        gathered: list[list[tuple] | None] = []
         for a, arr in enumerate(arrays):
             if arr is None:
                 direct.append(direct_values[a][:, :, rows])
                 placements.append(None)
-                gathered.append(None)
                 continue
-            reads = read_tasks(arr, uy, ux, gather_name, (a, g))
-            dsk.update(reads.tasks)
+            array_pieces, placement = read_pieces(arr, uy, ux, f"{gather_name}-{a}-{g}")
+            pieces.append(array_pieces)
             direct.append(None)
-            placements.append(reads.placement)
-            gathered.append(reads.keys)
+            placements.append(placement)
+        parts.append((rows, inverse, direct, placements))
+    # One optimization for all partitions' reads: each read runs with its take as one task.
+    dsk, read_keys = optimized_reads(pieces) if pieces else ({}, [])
+    blocks = iter(read_keys)
+    keys = []
+    for g, (rows, inverse, direct, placements) in enumerate(parts):
+        gathered = [None if placement is None else next(blocks) for placement in placements]
         feature = feature_columns(features, plan.feature[rows]) if per_feature else None
         feature_pos = plan.feature[rows] if per_feature else None
         key = (part_name, g)
@@ -143,5 +147,5 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
             feature, feature_pos, direct, placements, gathered,
         )  # fmt: skip
         keys.append(key)
-    graph = HighLevelGraph.from_collections(part_name, dsk, dependencies=lazy_arrays)
+    graph = HighLevelGraph.from_collections(part_name, dsk)
     return dd.from_graph(graph, meta, (None,) * (len(keys) + 1), keys, "getregion")
