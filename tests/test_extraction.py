@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dask
+import dask.array as da
 import numpy as np
+import pytest
 import shapely
+import xarray as xr
 from conftest import counting_dask, cube_values, make_cube, raise_if_dask_computes
 from dask.delayed import Delayed
 
 import xr_getregion
+from xr_getregion import CubeError
 from xr_getregion.cube import read_cube
-from xr_getregion.extraction import _as_4d, optimized_reads, read_pieces
+from xr_getregion.extraction import _as_4d, optimized_reads, read_tasks
 from xr_getregion.geometry import read_geometry
 
 UTM = "EPSG:32615"
@@ -61,19 +65,19 @@ def test_graph_has_one_task_per_covered_chunk_and_no_full_grid_arrays():
     iy = np.array([3, 4, 55, 56, 99])
     ix = np.array([3, 3, 71, 72, 0])
     data = _as_4d(info.bands[0].array, info, "band")
-    pieces, placement = read_pieces(data, iy, ix, "getregion-read-test")
+    reads = read_tasks(data, [(iy, ix)], "getregion-read-test")
     # 3 covered spatial chunks x 2 images x 2 bands; nothing else is read.
-    layer = dict(pieces.dask.layers[pieces.name])
-    assert len(layer) == pieces.npartitions == 3 * 2 * 2
+    layer = dict(reads.graph.layers["getregion-read-test"])
+    assert len(layer) == len(reads.keys[0]) == 3 * 2 * 2
     for task in layer.values():
         args = [getattr(a, "value", a) for a in getattr(task, "args", task[1:])]
         arrays = [a for a in args if isinstance(a, np.ndarray)]
         assert len(arrays) == 2  # the chunk's own row and column indices, nothing else
         assert all(a.size <= 2 for a in arrays)
-    graph, (keys,) = optimized_reads([pieces])
-    (blocks,) = dask.compute(Delayed("blocks", {**graph, "blocks": keys}))
+    graph = optimized_reads([reads])
+    (blocks,) = dask.compute(Delayed("blocks", {**graph, "blocks": reads.keys[0]}))
     assert len(source.reads) == 3 * 2 * 2
-    result = placement.place(blocks)  # (band, image, pixel), pixels in the order asked
+    result = reads.placements[0].place(blocks)  # (band, image, pixel), pixels in the order asked
     assert result.shape == (2, 2, 5)
     assert result[0, 1, 2] == 1_000_000 + 55 * 300 + 71
     np.testing.assert_array_equal(result, np.asarray(data)[:, :, iy, ix].transpose(1, 0, 2))
@@ -82,14 +86,14 @@ def test_graph_has_one_task_per_covered_chunk_and_no_full_grid_arrays():
 def test_pixels_of_one_chunk_in_raster_order_are_placed_as_a_slice():
     cube, _ = counted((1, 1, 10, 10))
     data = _as_4d(read_cube(cube).bands[0].array, read_cube(cube), "band")
-    _, placement = read_pieces(data, np.array([3, 3, 4, 12]), np.array([3, 4, 3, 5]), "t")
-    assert {str(target[2]) for target in placement.targets} == {
+    reads = read_tasks(data, [(np.array([3, 3, 4, 12]), np.array([3, 4, 3, 5]))], "t")
+    assert {str(target[2]) for target in reads.placements[0].targets} == {
         "slice(0, 3, None)",
         "slice(3, 4, None)",
     }
     # Across chunks in raster order, each chunk's pixels are scattered, not contiguous.
-    _, placement = read_pieces(data, np.array([3, 3, 4]), np.array([9, 10, 9]), "t")
-    first, second = (t[2] for t in placement.targets[:2])
+    reads = read_tasks(data, [(np.array([3, 3, 4]), np.array([9, 10, 9]))], "t")
+    first, second = (t[2] for t in reads.placements[0].targets[:2])
     assert isinstance(first, np.ndarray) and first.tolist() == [0, 2]
     assert second == slice(1, 2)
 
@@ -117,3 +121,40 @@ def test_threaded_scheduler_gives_the_same_table():
     sync = cube.ee.getRegion(poly, crs="native", geometry_crs=UTM)
     with dask.config.set(scheduler="threads"):
         assert cube.ee.getRegion(poly, crs="native", geometry_crs=UTM) == sync
+
+
+def test_several_pixel_sets_number_their_blocks_apart_and_read_what_each_asks():
+    cube, _ = counted((1, 1, 10, 10))
+    data = _as_4d(read_cube(cube).bands[0].array, read_cube(cube), "band")
+    sets = [(np.array([3, 55]), np.array([3, 71])), (np.array([4, 56]), np.array([3, 72]))]
+    reads = read_tasks(data, sets, "t", (7,))
+    keys = [k for set_keys in reads.keys for k in set_keys]
+    assert len(set(keys)) == len(keys) == 2 * (2 * 2 * 2)
+    assert {k[-1] for k in reads.keys[0]} == {0, 1} and {k[-1] for k in reads.keys[1]} == {2, 3}
+    assert all(k[:2] == ("t", 7) for k in keys)
+    graph = optimized_reads([reads])
+    for (iy, ix), set_keys, placement in zip(sets, reads.keys, reads.placements, strict=True):
+        (blocks,) = dask.compute(Delayed("b", {**graph, "b": set_keys}))
+        expected = np.asarray(data)[:, :, iy, ix].transpose(1, 0, 2)
+        np.testing.assert_array_equal(placement.place(blocks), expected)
+
+
+def test_a_chunk_holding_another_dtype_than_declared_is_refused():
+    lying = da.from_array(np.zeros((1, 1, 4, 4), np.float32) + 0.5, chunks=2).astype(np.int32)
+    lying = lying.map_blocks(lambda b: b + 0.5, dtype=np.int32)  # declares int32, holds float
+    cube = make_cube(4, 4, 1, ["a"], data=lying)
+    with pytest.raises(CubeError, match="holds float64 values, but its dask array declares"):
+        cube.ee.get_region(box(0, 0, 2, 2), geometry_crs=UTM)
+
+
+def test_dataset_variables_sharing_one_dask_array_each_get_their_values():
+    cube, _ = counted((1, 1, 10, 10))
+    band = cube.isel(band=0, drop=True)
+    ds = xr.Dataset({"a": band, "b": band, "c": cube.isel(band=1, drop=True)})
+    poly = box(8, 8, 12, 12)  # across four chunks
+    for lazy in (False, True):
+        df = ds.ee.get_region(poly, geometry_crs=UTM, lazy=lazy)
+        df = df.compute() if lazy else df
+        assert len(df) == 4 * 4 * 2
+        np.testing.assert_array_equal(df["a"].to_numpy(), df["b"].to_numpy())
+        np.testing.assert_array_equal(df["c"].to_numpy() - df["a"].to_numpy(), 100_000)

@@ -304,3 +304,14 @@ def test_images_sharing_an_id_share_a_category():
     assert df["id"].cat.categories.tolist() == ["x", "y"]
     assert df["id"].tolist() == ["x", "y", "x"]
     assert df.groupby("id", observed=True).size().tolist() == [2, 1]
+
+
+@pytest.mark.parametrize(("n", "codes"), [(126, np.int8), (127, np.int16), (40_000, np.int32)])
+def test_id_codes_are_the_smallest_integers_that_hold_every_image(n, codes):
+    from xr_getregion.table import TableSpec, image_columns
+
+    ids = tuple(f"img{i:05d}" for i in range(n))
+    columns = image_columns(TableSpec(ids, (0,) * n, ()), 2)
+    assert columns["id"].codes.dtype == codes
+    assert columns["id"].categories.tolist() == list(ids)
+    assert columns["id"][[0, 1, 2 * n - 1]].tolist() == ["img00000", "img00000", ids[-1]]

@@ -253,3 +253,24 @@ def test_an_empty_lazy_table_has_the_same_schema_as_a_full_one(cube):
     pd.testing.assert_series_equal(
         empty.dtypes, cube.ee.get_region(g_in, properties=["flag"]).dtypes
     )
+
+
+def test_many_partitions_of_a_long_named_array_keep_their_own_pixels():
+    """dask's fusion renames a fused read+take after every name in it, cut to 115 characters
+    and a 16-bit hash: partitions told apart only by their names' ends would share keys."""
+    values = cube_values(2, 2, 100, 100)
+    data = da.from_array(values, chunks=(1, 1, 5, 5), name="v" * 90)  # 400 spatial chunks
+    cube = make_cube(100, 100, 2, ["b0", "b1"], data=data)
+    poly = field(0, 0, 100, 100)
+    lazy = cube.ee.get_region(poly, geometry_crs=UTM, lazy=True)
+    assert lazy.npartitions == 400
+    graph = dict(lazy.__dask_graph__())
+    reads = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("getregion-take")]
+    targets = {graph[k].target if isinstance(graph[k], Alias) else k for k in reads}
+    assert len(targets) == len(reads) == 400 * 2 * 2  # one task for each, none shared
+    eager = cube.ee.get_region(poly, geometry_crs=UTM)
+    key = ["time", "latitude", "longitude"]
+    pd.testing.assert_frame_equal(
+        lazy.compute().sort_values(key, ignore_index=True),
+        eager.sort_values(key, ignore_index=True),
+    )

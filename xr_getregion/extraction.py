@@ -19,14 +19,13 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.base import is_dask_collection, tokenize
-from dask.core import flatten
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from pyproj import CRS
 
 from xr_getregion.coverage import covered_runs_many, expand_runs, to_pixel_space_many, window_of
 from xr_getregion.cube import Band, Cube
-from xr_getregion.errors import ArgumentError, TooManyValuesError
+from xr_getregion.errors import ArgumentError, CubeError, TooManyValuesError
 from xr_getregion.geometry import EPSG4326
 from xr_getregion.grid import Grid, transformer
 
@@ -244,14 +243,15 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     iy, ix = np.divmod(unique, width)
     # Raster-ordered plans without repeats (one region on the cube's grid) need no reorder.
     in_order = bool(np.array_equal(inverse, np.arange(len(inverse))))
-    lazy: list[tuple[list[Band], da.Array, Placement]] = []
+    lazy: list[tuple[list[Band], Reads]] = []
     out: dict[str, np.ndarray] = {}
-    for bands in band_groups(cube):
+    for a, bands in enumerate(band_groups(cube)):
         arr = bands[0].array
         if plan.n_pixels and is_dask_collection(arr.data):
             data = _as_4d(arr, cube, bands[0].band_dim)
-            name = f"getregion-read-{tokenize(data.name, iy, ix)}"
-            lazy.append((bands, *read_pieces(data, iy, ix, name)))
+            name = f"getregion-read-{tokenize(data.name, iy, ix)}-{a}"
+            # The array's position in the key index keeps keys apart if names are cut.
+            lazy.append((bands, read_tasks(data, [(iy, ix)], name, (a,))))
         else:
             values = _eager_gather(arr, cube, bands[0].band_dim, iy, ix)
             for band in bands:
@@ -259,11 +259,12 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     if lazy:
         # One compute for all arrays, returning the blocks as read (not concatenated into
         # a dask array's chunks); each is placed once, here.
-        graph, keys = optimized_reads([pieces for _, pieces, _ in lazy])
+        keys = [reads.keys[0] for _, reads in lazy]
         name = "getregion-blocks-" + tokenize(keys)
+        graph = optimized_reads([reads for _, reads in lazy])
         (blocks,) = dask.compute(Delayed(name, {**graph, name: keys}))
-        for (bands, _, placement), values in zip(lazy, blocks, strict=True):
-            placed = placement.place(values)
+        for (bands, reads), values in zip(lazy, blocks, strict=True):
+            placed = reads.placements[0].place(values)
             if not in_order:
                 placed = np.take(placed, inverse, axis=2)
             for band in bands:
@@ -351,59 +352,86 @@ class Placement:
         array, pixels in the order asked: one copy, no concatenation."""
         out = np.empty(self.shape, dtype=self.dtype)
         for (bands, images, pixels), block in zip(self.targets, blocks, strict=True):
+            if block.dtype != self.dtype:  # never cast quietly (NaN into an integer band)
+                raise CubeError(
+                    f"a chunk of this cube holds {block.dtype} values, but its dask array "
+                    f"declares {self.dtype}; give the array its true dtype (for example "
+                    "map_blocks(..., dtype=...) or .astype(...))."
+                )
             out[bands, images, pixels] = block.transpose(1, 0, 2)
         return out
 
 
-def read_pieces(
-    data: da.Array, iy: np.ndarray, ix: np.ndarray, name: str
-) -> tuple[da.Array, Placement]:
-    """The pixels ``(iy, ix)`` of ``data`` ``(image, band, y, x)``, as read from its blocks.
+@dataclass(frozen=True)
+class Reads:
+    """The tasks reading pixel sets from a 4-D ``(image, band, y, x)`` dask array.
 
-    Returns a dask array ``(image, band, pixel)`` whose pixel chunks hold the pixels of each
-    source block holding any, block after block, and the :class:`Placement` that puts its
-    blocks (``__dask_keys__`` flattened) in the order asked. Each task takes one source block
-    and the local indices of its pixels, the only arrays it carries; blocks holding none of
-    the pixels are not in the graph, so they are never read.
+    One task per (source block holding pixels of a set, image chunk, band chunk) takes the
+    block and the local indices of the set's pixels in it, the only arrays it carries, and
+    returns ``(images, bands, pixels)``. Blocks holding none of the pixels are not in
+    ``graph``, so they are never read. For pixel set ``s``, ``keys[s]`` lists its tasks and
+    ``placements[s]`` where their results go, in the same order.
+    """
+
+    graph: HighLevelGraph
+    keys: list[list[tuple]]
+    placements: list[Placement]
+
+
+def read_tasks(
+    data: da.Array,
+    pixel_sets: Sequence[tuple[np.ndarray, np.ndarray]],
+    name: str,
+    prefix: tuple = (),
+) -> Reads:
+    """The :class:`Reads` of ``pixel_sets``, each ``(iy, ix)``, from ``data``.
+
+    Keys are ``(name, *prefix, image chunk, band chunk, n)`` with ``n`` counting blocks over
+    all sets: unique in their index, not only in their name, because dask's fusion renames
+    a fused read after every name in it and cuts long names to a short hash. Reads of
+    several arrays computed together need distinct names (graph layers) and prefixes.
     """
     ybounds = np.cumsum((0, *data.chunks[2]))
     xbounds = np.cumsum((0, *data.chunks[3]))
     tbounds = np.cumsum((0, *data.chunks[0]))
     bbounds = np.cumsum((0, *data.chunks[1]))
     index_dtype = np.int32 if max(data.chunks[2] + data.chunks[3]) < 2**31 else np.int64
-    groups = [
-        (
-            by, bx,
-            (iy[positions] - ybounds[by]).astype(index_dtype),
-            (ix[positions] - xbounds[bx]).astype(index_dtype),
-            _as_slice(positions),
-        )
-        for by, bx, positions in chunk_groups(data.chunks, iy, ix)
+    layers = [
+        (ti, bi, slice(int(tbounds[ti]), int(tbounds[ti + 1])),
+         slice(int(bbounds[bi]), int(bbounds[bi + 1])))
+        for ti in range(len(data.chunks[0])) for bi in range(len(data.chunks[1]))
     ]  # fmt: skip
     dsk: dict[tuple, Any] = {}
-    targets: list[tuple[slice, slice, slice | np.ndarray]] = []
-    for ti in range(len(data.chunks[0])):
-        images = slice(int(tbounds[ti]), int(tbounds[ti + 1]))
-        for bi in range(len(data.chunks[1])):
-            bands = slice(int(bbounds[bi]), int(bbounds[bi + 1]))
-            for g, (by, bx, liy, lix, pixels) in enumerate(groups):
-                dsk[(name, ti, bi, g)] = (_take, (data.name, ti, bi, by, bx), liy, lix)
+    keys: list[list[tuple]] = []
+    placements: list[Placement] = []
+    n = 0
+    for iy, ix in pixel_sets:
+        groups = []
+        for by, bx, positions in chunk_groups(data.chunks, iy, ix):
+            liy = (iy[positions] - ybounds[by]).astype(index_dtype)
+            lix = (ix[positions] - xbounds[bx]).astype(index_dtype)
+            groups.append((n, (data.name, by, bx), liy, lix, _as_slice(positions)))
+            n += 1
+        set_keys, targets = [], []
+        for ti, bi, images, bands in layers:
+            for g, (source, by, bx), liy, lix, pixels in groups:
+                key = (name, *prefix, ti, bi, g)
+                dsk[key] = (_take, (source, ti, bi, by, bx), liy, lix)
+                set_keys.append(key)
                 targets.append((bands, images, pixels))
+        keys.append(set_keys)
+        shape = (data.shape[1], data.shape[0], len(iy))
+        placements.append(Placement(targets, shape, data.dtype))
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
-    chunks = (data.chunks[0], data.chunks[1], tuple(len(g[2]) for g in groups))
-    pieces = da.Array(graph, name, chunks, meta=np.empty((0, 0, 0), dtype=data.dtype))
-    placement = Placement(targets, (data.shape[1], data.shape[0], len(iy)), data.dtype)
-    return pieces, placement
+    return Reads(graph, keys, placements)
 
 
-def optimized_reads(pieces: Sequence[da.Array]) -> tuple[dict, list[list[tuple]]]:
-    """One graph computing every block of ``pieces`` (see :func:`read_pieces`), optimized as
-    dask arrays are, so each read and its take run as one task and only the taken pixels
-    leave it; and each one's block keys, flattened in ``Placement`` order."""
-    graph = HighLevelGraph.merge(*(p.__dask_graph__() for p in pieces))
-    keys = [list(flatten(p.__dask_keys__())) for p in pieces]
-    optimized = da.Array.__dask_optimize__(graph, [k for ks in keys for k in ks])
-    return dict(optimized), keys
+def optimized_reads(reads: Sequence[Reads]) -> dict:
+    """One graph computing every task of ``reads``, optimized as dask arrays are: each chunk
+    read runs with its take as one task, so only the taken pixels leave it."""
+    graph = HighLevelGraph.merge(*(r.graph for r in reads))
+    keys = [k for r in reads for set_keys in r.keys for k in set_keys]
+    return dict(da.Array.__dask_optimize__(graph, keys))
 
 
 def _as_slice(positions: np.ndarray) -> slice | np.ndarray:

@@ -5,7 +5,9 @@ are gather tasks (one per image chunk and band chunk of each band array, each ta
 source block and the few local indices of the chunk's covered pixels) and one partition task
 that turns those small arrays into rows. No task carries the cube, a mask or a geometry;
 chunks with no covered pixel are not in the graph; each chunk is read once for all the bands
-it holds and all the features that touch it.
+it holds and all the features that touch it. The reads are optimized as dask arrays are when
+the table is built, so a chunk read that feeds nothing else runs with its take as one task
+(``optimization.fuse.active=False`` set then turns that off).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from xr_getregion.extraction import (
     band_groups,
     chunk_groups,
     optimized_reads,
-    read_pieces,
+    read_tasks,
 )
 from xr_getregion.geometry import Features
 from xr_getregion.table import TableSpec, build_frame, empty_values, feature_columns
@@ -117,28 +119,23 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
     )  # fmt: skip
     gather_name, part_name = f"getregion-take-{token}", f"getregion-table-{token}"
     width = plan.cube.grid.shape[1]  # type: ignore[index]
-    parts, pieces = [], []
-    for g, rows in enumerate(partition_rows):
+    parts, pixel_sets = [], []
+    for rows in partition_rows:
         unique, inverse = np.unique(plan.iy[rows] * width + plan.ix[rows], return_inverse=True)
-        uy, ux = np.divmod(unique, width)
-        direct: list[np.ndarray | None] = []
-        placements: list[Placement | None] = []
-        for a, arr in enumerate(arrays):
-            if arr is None:
-                direct.append(direct_values[a][:, :, rows])
-                placements.append(None)
-                continue
-            array_pieces, placement = read_pieces(arr, uy, ux, f"{gather_name}-{a}-{g}")
-            pieces.append(array_pieces)
-            direct.append(None)
-            placements.append(placement)
-        parts.append((rows, inverse, direct, placements))
-    # One optimization for all partitions' reads: each read runs with its take as one task.
-    dsk, read_keys = optimized_reads(pieces) if pieces else ({}, [])
-    blocks = iter(read_keys)
+        parts.append((rows, inverse))
+        pixel_sets.append(np.divmod(unique, width))
+    # Each band array's reads for all partitions; keys (name, array, ..., block number).
+    reads = [
+        None if arr is None else read_tasks(arr, pixel_sets, f"{gather_name}-{a}", (a,))
+        for a, arr in enumerate(arrays)
+    ]
+    # One optimization for all of them: each chunk read runs with its take as one task.
+    dsk = optimized_reads([r for r in reads if r is not None]) if lazy_arrays else {}
     keys = []
-    for g, (rows, inverse, direct, placements) in enumerate(parts):
-        gathered = [None if placement is None else next(blocks) for placement in placements]
+    for g, (rows, inverse) in enumerate(parts):
+        direct = [None if v is None else v[:, :, rows] for v in direct_values]
+        placements = [None if r is None else r.placements[g] for r in reads]
+        gathered = [None if r is None else r.keys[g] for r in reads]
         feature = feature_columns(features, plan.feature[rows]) if per_feature else None
         feature_pos = plan.feature[rows] if per_feature else None
         key = (part_name, g)

@@ -119,7 +119,9 @@ def image_columns(spec: TableSpec, n_pix: int) -> dict[str, Any]:
     times = pd.array(pd.to_datetime(times_ms.view("datetime64[ms]"), utc=True))
     # Two images may share an id: categories are the distinct ids, in order of appearance.
     id_codes, categories = pd.factorize(pd.Index(list(spec.ids)))
-    small = np.min_scalar_type(-max(len(categories), 1))  # int8 up to 127 distinct ids
+    # Codes built in the integer type pandas keeps them in, so they are not converted again.
+    n = len(categories)
+    small = np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
     ids = pd.Categorical.from_codes(np.repeat(id_codes.astype(small), n_pix), categories)
     return {"id": ids, "time": times.take(codes)}
 
