@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,9 +263,17 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
         keys = [reads.keys[0] for _, reads in lazy]
         name = "getregion-blocks-" + tokenize(keys)
         graph = optimized_reads([reads for _, reads in lazy])
-        (blocks,) = dask.compute(Delayed(name, {**graph, name: keys}))
-        for (bands, reads), values in zip(lazy, blocks, strict=True):
-            placed = reads.placements[0].place(values)
+        placements = [reads.placements[0] for _, reads in lazy]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The result arrays are allocated and first touched while the chunks are read
+            # (reading leaves a core partly idle), not after: on a fresh process's memory,
+            # first touches cost more than the copy.
+            buffers = pool.submit(lambda: [p.allocate() for p in placements])
+            (blocks,) = dask.compute(Delayed(name, {**graph, name: keys}))
+        for (bands, _), placement, values, buffer in zip(
+            lazy, placements, blocks, buffers.result(), strict=True
+        ):
+            placed = placement.place(values, buffer)
             if not in_order:
                 placed = np.take(placed, inverse, axis=2)
             for band in bands:
@@ -347,10 +356,18 @@ class Placement:
     shape: tuple[int, int, int]
     dtype: np.dtype
 
-    def place(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
-        """``blocks``, each ``(images, bands, pixels)``, as one ``(band, image, pixel)``
-        array, pixels in the order asked: one copy, no concatenation."""
+    def allocate(self) -> np.ndarray:
+        """An uninitialised array for :meth:`place`, each of its memory pages touched once."""
         out = np.empty(self.shape, dtype=self.dtype)
+        flat = out.reshape(-1)
+        flat[:: max(1, 4096 // out.itemsize)] = 0
+        return out
+
+    def place(self, blocks: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        """``blocks``, each ``(images, bands, pixels)``, as one ``(band, image, pixel)``
+        array (``out`` if given, from :meth:`allocate`), pixels in the order asked: one
+        copy, no concatenation."""
+        out = np.empty(self.shape, dtype=self.dtype) if out is None else out
         for (bands, images, pixels), block in zip(self.targets, blocks, strict=True):
             if block.dtype != self.dtype:  # never cast quietly (NaN into an integer band)
                 raise CubeError(
