@@ -308,10 +308,10 @@ def test_images_sharing_an_id_share_a_category():
 
 @pytest.mark.parametrize(("n", "codes"), [(126, np.int8), (127, np.int16), (40_000, np.int32)])
 def test_id_codes_are_the_smallest_integers_that_hold_every_image(n, codes):
-    from xr_getregion.table import TableSpec, image_columns
+    from xr_getregion.table import TableSpec, pixel_columns
 
     ids = tuple(f"img{i:05d}" for i in range(n))
-    columns = image_columns(TableSpec(ids, (0,) * n, ()), 2)
+    columns = pixel_columns(TableSpec(ids, (0,) * n, ()), np.zeros(2), np.zeros(2))
     assert columns["id"].codes.dtype == codes
     assert columns["id"].categories.tolist() == list(ids)
     assert columns["id"][[0, 1, 2 * n - 1]].tolist() == ["img00000", "img00000", ids[-1]]

@@ -427,13 +427,13 @@ def read_tasks(
         for by, bx, positions in chunk_groups(data.chunks, iy, ix):
             liy = (iy[positions] - ybounds[by]).astype(index_dtype)
             lix = (ix[positions] - xbounds[bx]).astype(index_dtype)
-            groups.append((n, (data.name, by, bx), liy, lix, _as_slice(positions)))
+            groups.append((n, by, bx, liy, lix, _as_slice(positions)))
             n += 1
         set_keys, targets = [], []
         for ti, bi, images, bands in layers:
-            for g, (source, by, bx), liy, lix, pixels in groups:
+            for g, by, bx, liy, lix, pixels in groups:
                 key = (name, *prefix, ti, bi, g)
-                dsk[key] = (_take, (source, ti, bi, by, bx), liy, lix)
+                dsk[key] = (_take, (data.name, ti, bi, by, bx), liy, lix)
                 set_keys.append(key)
                 targets.append((bands, images, pixels))
         keys.append(set_keys)

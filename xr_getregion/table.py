@@ -105,27 +105,6 @@ def _band_column(flat: np.ndarray, band: BandSpec) -> Any:
     return flat
 
 
-def image_columns(spec: TableSpec, n_pix: int) -> dict[str, Any]:
-    """The ``id`` and ``time`` columns of ``n_pix`` pixels in each image, image-major.
-
-    ``id`` is categorical, its categories the ids in collection order: one small code per
-    row instead of a string (a table of millions of rows holds a few distinct ids), and
-    grouping by ``id`` keeps the collection's order. ``time`` is taken from the images' times
-    by image code.
-    """
-    codes = np.repeat(np.arange(len(spec.ids), dtype=np.int32), n_pix)
-    null = np.iinfo(np.int64).min  # NaT
-    times_ms = np.array([null if t is None else t for t in spec.times_ms], dtype=np.int64)
-    times = pd.array(pd.to_datetime(times_ms.view("datetime64[ms]"), utc=True))
-    # Two images may share an id: categories are the distinct ids, in order of appearance.
-    id_codes, categories = pd.factorize(pd.Index(list(spec.ids)))
-    # Codes built in the integer type pandas keeps them in, so they are not converted again.
-    n = len(categories)
-    small = np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
-    ids = pd.Categorical.from_codes(np.repeat(id_codes.astype(small), n_pix), categories)
-    return {"id": ids, "time": times.take(codes)}
-
-
 def feature_columns(features: Features, positions: np.ndarray) -> pd.DataFrame:
     """The ``feature`` column and the chosen properties for pixels of features ``positions``."""
     frame = features.properties.take(positions).reset_index(drop=True)
@@ -135,14 +114,26 @@ def feature_columns(features: Features, positions: np.ndarray) -> pd.DataFrame:
 
 def pixel_columns(spec: TableSpec, lon: np.ndarray, lat: np.ndarray) -> dict[str, Any]:
     """``id``, ``longitude``, ``latitude`` and ``time`` of ``len(lon)`` pixels in every
-    image, image-major: the columns that depend on the plan alone, not on values."""
-    n_img = len(spec.ids)
-    image = image_columns(spec, len(lon))
+    image, image-major: the columns that depend on the plan alone, not on values.
+
+    ``id`` is categorical, its categories the ids in collection order: one small code per
+    row instead of a string (a table of millions of rows holds a few distinct ids), and
+    grouping by ``id`` keeps the collection's order.
+    """
+    n_img, n_pix = len(spec.ids), len(lon)
+    null = np.iinfo(np.int64).min  # NaT
+    times_ms = np.array([null if t is None else t for t in spec.times_ms], dtype=np.int64)
+    times = pd.array(pd.to_datetime(times_ms.view("datetime64[ms]"), utc=True))
+    # Two images may share an id: categories are the distinct ids, in order of appearance.
+    id_codes, categories = pd.factorize(pd.Index(list(spec.ids)))
+    # Codes built in the integer type pandas keeps them in, so they are not converted again.
+    n = len(categories)
+    small = np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
     return {
-        "id": image["id"],
+        "id": pd.Categorical.from_codes(np.repeat(id_codes.astype(small), n_pix), categories),
         "longitude": np.tile(np.asarray(lon, float), n_img),
         "latitude": np.tile(np.asarray(lat, float), n_img),
-        "time": image["time"],
+        "time": times.repeat(n_pix),
     }
 
 
