@@ -113,6 +113,10 @@ def main() -> int:
         help="run only this contender (repeatable), for example --contender reference",
     )
     args = parser.parse_args()
+    known = {c for _, contenders in CASES.values() for c in contenders}
+    unknown = sorted(set(args.contender or ()) - known)
+    if unknown:
+        parser.error(f"unknown contender(s) {unknown}; choose from {sorted(known)}")
     if args.quick:
         shape, scale, repeats, cap, timeout = (4, 3, 1536, 1536), 0.2, 2, 3 * 2**30, 120
     else:
