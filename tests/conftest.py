@@ -56,6 +56,10 @@ class CountingArray:
             self.reads.append(key)
         return self.values[key]
 
+    def windows(self) -> set[tuple[int, int, int, int]]:
+        """The ``(y0, y1, x0, x1)`` of every read, over images and bands."""
+        return {(k[-2].start, k[-2].stop, k[-1].start, k[-1].stop) for k in self.reads}
+
 
 def counting_dask(values: np.ndarray, chunks: Any) -> tuple[da.Array, CountingArray]:
     source = CountingArray(values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 import xarray as xr
@@ -35,12 +36,13 @@ def box(col0, row0, col1, row1):
     )
 
 
-def test_a_polygon_inside_one_chunk_reads_that_chunk_per_image_and_band_only():
+def test_a_polygon_inside_one_chunk_reads_its_window_of_that_chunk_per_image_and_band_only():
     cube, source = counted((1, 1, 10, 10))  # 2 x 2 x 10 x 10 = 400 chunks
     table = cube.ee.getRegion(box(21, 33, 25, 36), crs="native", geometry_crs=UTM)
     assert len(table) - 1 == 4 * 3 * 2
     assert len(source.reads) == 2 * 2
-    assert {(k[2].start, k[3].start) for k in source.reads} == {(30, 20)}
+    # The 3 x 4 pixels' bounding window, folded into the chunk's read: not the whole chunk.
+    assert source.windows() == {(33, 36, 21, 25)}
 
 
 def test_a_polygon_across_chunks_reads_only_those_it_covers():
@@ -48,9 +50,37 @@ def test_a_polygon_across_chunks_reads_only_those_it_covers():
     # An L-shape: covers chunks (0,0), (0,1) and (1,0) of the 10 x 10 block grid, not (1,1).
     poly = shapely.union(box(5, 5, 15, 9), box(5, 9, 9, 15))
     cube.ee.get_region(poly, geometry_crs=UTM)
-    blocks = {(k[2].start, k[3].start) for k in source.reads}
-    assert blocks == {(0, 0), (0, 10), (10, 0)}
+    # A quarter of each chunk or less: each chunk's window is read, once per image and band.
+    assert source.windows() == {(5, 10, 5, 10), (5, 9, 10, 15), (10, 15, 5, 9)}
     assert len(source.reads) == 3 * 2 * 2
+
+
+def test_pixels_spread_over_a_chunk_read_it_whole_and_compact_ones_read_a_window():
+    cube, source = counted((1, 1, 20, 20), ny=40, nx=40, nt=1, nb=1)
+    # Chunk (0, 0): two pixels at opposite corners, a window as big as the chunk. Chunk
+    # (1, 1): a 10 x 10 block, exactly the largest window read (a quarter of the chunk).
+    # Chunk (0, 1): an 11 x 10 block, just over it.
+    iy = np.r_[0, 19, np.repeat(np.arange(25, 35), 10), np.repeat(np.arange(2, 13), 10)]
+    ix = np.r_[0, 19, np.tile(np.arange(22, 32), 10), np.tile(np.arange(25, 35), 11)]
+    data = _as_4d(read_cube(cube).bands[0].array, read_cube(cube), "band")
+    reads = read_tasks(data, [(iy, ix)], "t")
+    graph = optimized_reads([reads])
+    (blocks,) = dask.compute(Delayed("blocks", {**graph, "blocks": reads.keys[0]}))
+    assert source.windows() == {(0, 20, 0, 20), (0, 20, 20, 40), (25, 35, 22, 32)}
+    result = reads.placements[0].place(blocks)
+    np.testing.assert_array_equal(result[0, 0], np.asarray(data)[0, 0, iy, ix])
+
+
+def test_window_reads_give_the_same_values_without_fusion():
+    # With dask's low-level fusion off, the window is sliced from the whole chunk instead.
+    cube, source = counted((1, 1, 10, 10))
+    poly = shapely.union(box(5, 5, 15, 9), box(5, 9, 9, 15))
+    fused = cube.ee.get_region(poly, geometry_crs=UTM)
+    with dask.config.set({"optimization.fuse.active": False}):
+        source.reads.clear()
+        unfused = cube.ee.get_region(poly, geometry_crs=UTM)
+    assert source.windows() == {(0, 10, 0, 10), (0, 10, 10, 20), (10, 20, 0, 10)}
+    pd.testing.assert_frame_equal(unfused, fused)
 
 
 def test_bands_in_one_chunk_are_read_once_for_all_bands():
@@ -68,13 +98,19 @@ def test_graph_has_one_task_per_covered_chunk_and_no_full_grid_arrays():
     reads = read_tasks(data, [(iy, ix)], "getregion-read-test")
     # 3 covered spatial chunks x 2 images x 2 bands; nothing else is read.
     layer = dict(reads.graph.layers["getregion-read-test"])
-    assert len(layer) == len(reads.keys[0]) == 3 * 2 * 2
-    for task in layer.values():
+    takes = {k: v for k, v in layer.items() if k[0] == "getregion-read-test"}
+    assert len(takes) == len(reads.keys[0]) == 3 * 2 * 2
+    # Each of these chunks' pixels fit a window of at most a quarter of it: a task for that.
+    assert len(layer) == 2 * len(takes)
+    for task in takes.values():
         args = [getattr(a, "value", a) for a in getattr(task, "args", task[1:])]
         arrays = [a for a in args if isinstance(a, np.ndarray)]
         assert len(arrays) == 2  # the chunk's own row and column indices, nothing else
         assert all(a.size <= 2 for a in arrays)
     graph = optimized_reads([reads])
+    # Optimized, each read (the chunk's window) and its take are one task.
+    runnable = [v for v in graph.values() if getattr(v, "func", None) is not None]
+    assert len(runnable) == 3 * 2 * 2
     (blocks,) = dask.compute(Delayed("blocks", {**graph, "blocks": reads.keys[0]}))
     assert len(source.reads) == 3 * 2 * 2
     result = reads.placements[0].place(blocks)  # (band, image, pixel), pixels in the order asked

@@ -19,6 +19,7 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.array.chunk import getitem
 from dask.base import is_dask_collection, tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
@@ -425,15 +426,25 @@ def read_tasks(
     for iy, ix in pixel_sets:
         groups = []
         for by, bx, positions in chunk_groups(data.chunks, iy, ix):
-            liy = (iy[positions] - ybounds[by]).astype(index_dtype)
-            lix = (ix[positions] - xbounds[bx]).astype(index_dtype)
-            groups.append((n, by, bx, liy, lix, _as_slice(positions)))
+            liy = iy[positions] - ybounds[by]
+            lix = ix[positions] - xbounds[bx]
+            window = _small_window(liy, lix, data.chunks[2][by] * data.chunks[3][bx])
+            if window is not None:
+                liy, lix = liy - window[2].start, lix - window[3].start
+            groups.append((n, by, bx, window, liy.astype(index_dtype),
+                           lix.astype(index_dtype), _as_slice(positions)))  # fmt: skip
             n += 1
         set_keys, targets = [], []
         for ti, bi, images, bands in layers:
-            for g, by, bx, liy, lix, pixels in groups:
+            for g, by, bx, window, liy, lix, pixels in groups:
                 key = (name, *prefix, ti, bi, g)
-                dsk[key] = (_take, (data.name, ti, bi, by, bx), liy, lix)
+                block: tuple = (data.name, ti, bi, by, bx)
+                if window is not None:
+                    # A task of its own, so dask's optimization folds it into the chunk's
+                    # getter: a lazily indexed source (xarray's backends) reads the window.
+                    dsk[(f"{name}-window", *key[1:])] = (getitem, block, window)
+                    block = (f"{name}-window", *key[1:])
+                dsk[key] = (_take, block, liy, lix)
                 set_keys.append(key)
                 targets.append((bands, images, pixels))
         keys.append(set_keys)
@@ -441,6 +452,22 @@ def read_tasks(
         placements.append(Placement(targets, shape, data.dtype))
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
     return Reads(graph, keys, placements)
+
+
+#: A chunk's pixels are read through their bounding window when it is at most this share of
+#: the chunk: for a compact region the store then copies and masks a window, not the whole
+#: chunk (a compressed chunk is still decompressed whole). Scattered pixels (points, many
+#: small features) span most of a chunk, where a window saves little and adds a copy.
+WINDOW_SHARE = 0.25
+
+
+def _small_window(liy: np.ndarray, lix: np.ndarray, area: int) -> tuple[slice, ...] | None:
+    """The ``(image, band, y, x)`` index of the bounding window of chunk-local pixels
+    ``(liy, lix)``, or ``None`` when it exceeds :data:`WINDOW_SHARE` of the chunk's ``area``."""
+    y0, y1, x0, x1 = int(liy.min()), int(liy.max()) + 1, int(lix.min()), int(lix.max()) + 1
+    if (y1 - y0) * (x1 - x0) > WINDOW_SHARE * area:
+        return None
+    return (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
 
 
 def optimized_reads(reads: Sequence[Reads]) -> dict:
