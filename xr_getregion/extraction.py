@@ -458,7 +458,7 @@ def read_tasks(
 #: A chunk's pixels are read through their bounding window when it is at most this share of
 #: the chunk: for a compact region the store then copies and masks a window, not the whole
 #: chunk (a compressed chunk is still decompressed whole). Scattered pixels (points, many
-#: small features) span most of a chunk, where a window saves little and adds a copy.
+#: small features) span most of a chunk, where windows measured slower than whole chunks.
 WINDOW_SHARE = 0.25
 
 
