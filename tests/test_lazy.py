@@ -275,3 +275,27 @@ def test_many_partitions_of_a_long_named_array_keep_their_own_pixels():
         lazy.compute().sort_values(key, ignore_index=True),
         eager.sort_values(key, ignore_index=True),
     )
+
+
+def test_many_partitions_reading_windows_of_a_long_named_array_keep_their_own_pixels():
+    """The same guard for window reads: each partition reads a small window of its chunk,
+    its window task and its take fused under a cut name, and still gets its own pixels."""
+    values = cube_values(2, 2, 100, 100)
+    data = da.from_array(values, chunks=(1, 1, 10, 10), name="v" * 90)  # 100 spatial chunks
+    cube = make_cube(100, 100, 2, ["b0", "b1"], data=data)
+    # A 2 x 3 block in each chunk, at a place that moves from chunk to chunk.
+    boxes = [field(10 * c + c % 7, 10 * r + r % 5, 10 * c + c % 7 + 3, 10 * r + r % 5 + 2)
+             for r in range(10) for c in range(10)]  # fmt: skip
+    region = shapely.MultiPolygon(boxes)
+    lazy = cube.ee.get_region(region, geometry_crs=UTM, lazy=True)
+    assert lazy.npartitions == 100
+    got = lazy.compute()
+    assert len(got) == 100 * 6 * 2
+    # Against the same cube held in numpy, read by xarray's own indexing.
+    truth = make_cube(100, 100, 2, ["b0", "b1"], data=values).ee.get_region(
+        region, geometry_crs=UTM
+    )
+    key = ["time", "latitude", "longitude"]
+    pd.testing.assert_frame_equal(
+        got.sort_values(key, ignore_index=True), truth.sort_values(key, ignore_index=True)
+    )

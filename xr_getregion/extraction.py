@@ -386,10 +386,10 @@ class Reads:
 
     One task per (source block holding pixels of a set, image chunk, band chunk) takes the
     block, or only the pixels' bounding window of it when that is small (see
-    :data:`WINDOW_SHARE`), and the local indices of the set's pixels in it, the only arrays it
-    carries, and returns ``(images, bands, pixels)``. Blocks holding none of the pixels are
-    not in ``graph``, so they are never read. For pixel set ``s``, ``keys[s]`` lists its tasks and
-    ``placements[s]`` where their results go, in the same order.
+    :data:`WINDOW_SHARE`), and the local indices of the set's pixels in it, the only arrays
+    it carries, and returns ``(images, bands, pixels)``. Blocks holding none of the pixels
+    are not in ``graph``, so they are never read. For pixel set ``s``, ``keys[s]`` lists its
+    tasks and ``placements[s]`` where their results go, in the same order.
     """
 
     graph: HighLevelGraph
