@@ -36,15 +36,16 @@ __all__ = ["BruteGrid", "brute_get_region", "covered_cells", "cube_grid", "worki
 EPSG4326 = CRS.from_epsg(4326)
 
 # A centre exactly on a polygon's boundary counts when the interior lies on its side facing
-# higher indices (GDAL's half-open rule, as coverage.py states it: ``x_in <= centre < x_out``
-# along a row, and a row counts an edge when ``ylo <= centre < yhi``). That is the limit of
-# the strict interior test at the centre nudged by (NUDGE_COL, NUDGE_ROW) with
+# lower columns or higher rows (GDAL's rasterizer, as coverage.py states it: ``x_in < centre
+# <= x_out`` along a row, and a row counts an edge when ``ylo <= centre < yhi``). That is the
+# limit of the strict interior test at the centre nudged by (-NUDGE_COL, +NUDGE_ROW) with
 # 0 < NUDGE_ROW << NUDGE_COL: the row nudge only picks which edges the row crosses (half-open
 # in y), the column nudge then puts a centre lying on a crossing inside when the interior is
-# to its right. The nudges must be far below the distance from a centre to any edge not
+# to its left. The nudges must be far below the distance from a centre to any edge not
 # through it (above 1e-4 pixel for the tests' small lattice geometries), NUDGE_ROW times an
 # edge's |dx/dy| below NUDGE_COL (slopes below 1000 here), and both above the ulp of the pixel
-# coordinates (about 1e-10 at a million pixels from the origin).
+# coordinates (about 1e-10 at a million pixels from the origin). tests/test_reference_gdal.py
+# checks the rule itself against GDAL.
 NUDGE_COL = 1e-6
 NUDGE_ROW = 1e-9
 
@@ -166,7 +167,7 @@ def _polygon_cells(polygon: shapely.Polygon) -> set[tuple[int, int]]:
     cx, cy = cols + 0.5, rows + 0.5
     inside = shapely.contains_xy(polygon, cx, cy)
     on_boundary = shapely.intersects_xy(polygon.boundary, cx, cy)
-    nudged_inside = shapely.contains_xy(polygon, cx + NUDGE_COL, cy + NUDGE_ROW)
+    nudged_inside = shapely.contains_xy(polygon, cx - NUDGE_COL, cy + NUDGE_ROW)
     covered = inside | (on_boundary & nudged_inside)
     return set(zip(cols[covered].tolist(), rows[covered].tolist(), strict=True))
 

@@ -65,11 +65,18 @@ def test_polygon_holes_are_respected():
     assert got == brute_force_centres(poly, (0, 0, 6, 6))
 
 
-def test_centre_on_the_boundary_belongs_to_the_edge_facing_lower_indices():
-    # Centres (0.5, 0.5) and (1.5, 0.5) lie on the left and right edges: only the left counts.
-    assert pixels(shapely.box(0.5, 0.5, 1.5, 0.7)) == [(0, 0)]
-    # Bottom edge through a centre row counts, top edge does not.
+def test_centre_on_the_boundary_follows_gdal():
+    # Centres (0.5, 0.5) and (1.5, 0.5) lie on the left and right edges: GDAL burns the right.
+    assert pixels(shapely.box(0.5, 0.5, 1.5, 0.7)) == [(1, 0)]
+    # A row's centre line on the bottom edge (lower row) counts, on the top edge it does not...
     assert pixels(shapely.box(0.2, 0.5, 0.8, 1.5)) == [(0, 0)]
+    # ...except where pixel space mirrors the CRS (north-up grids): GDAL then also burns the
+    # centres on the horizontal edge at the higher row (the southern one), in either ring
+    # orientation, holes too.
+    for box in (shapely.box(0.2, 0.5, 0.8, 1.5), shapely.box(0.2, 0.5, 0.8, 1.5, ccw=False)):
+        cols, rows = covered_pixels(box, BIG, mirrored=True)
+        assert list(zip(cols.tolist(), rows.tolist(), strict=True)) == [(0, 0), (0, 1)]
+    # tests/test_reference_gdal.py checks all of this against GDAL itself.
 
 
 def test_polygons_sharing_an_edge_through_centres_share_no_pixel():

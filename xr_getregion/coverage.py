@@ -6,8 +6,9 @@ pixel ``(col, row)`` is the unit square ``[col, col+1) x [row, row+1)``. Then
 - a point covers the pixel containing it (``floor``, so a point on a grid line belongs to the
   pixel that starts there);
 - a polygon covers every pixel whose centre lies inside it (holes respected); a centre exactly
-  on the boundary counts on the edges facing lower indices only (GDAL's rule), so polygons
-  that share an edge never share a pixel;
+  on the boundary follows GDAL's rasterizer (``all_touched=False``) to the rounding (see
+  :func:`_polygon_runs`), so this package, rioxarray ``clip``, rasterstats and geocube agree
+  on every polygon, ties included;
 - a line covers every pixel its open segments pass through, plus the pixels of its vertices;
 - a multi-part geometry or a collection covers the union of its parts' pixels, each once.
 
@@ -510,7 +511,7 @@ def expand_runs(
 _NO_RUNS = Runs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
 
 
-def covered_runs(shape: shapely.Geometry, window: Window) -> Runs:
+def covered_runs(shape: shapely.Geometry, window: Window, mirrored: bool = False) -> Runs:
     """The pixels a pixel-space geometry covers inside ``window``, as merged runs.
 
     Parameters
@@ -519,6 +520,9 @@ def covered_runs(shape: shapely.Geometry, window: Window) -> Runs:
         A geometry already in pixel space (see :func:`to_pixel_space`).
     window
         ``(col0, row0, col1, row1)``, half-open: only pixels inside it are returned.
+    mirrored
+        Whether the pixel space is a mirror image of the grid's CRS (``Grid.mirrored``, as
+        on every north-up grid): GDAL's tie rule for horizontal edges depends on it.
     """
     found: list[Runs] = []
     for part in _flat_parts(shape):
@@ -528,7 +532,7 @@ def covered_runs(shape: shapely.Geometry, window: Window) -> Runs:
         elif kind in (1, 2):  # LineString, LinearRing
             found.append(_single_pixel_runs(_line_pixels(part, window)))
         elif kind == 3:  # Polygon
-            found.append(_polygon_runs(part, window))
+            found.append(_polygon_runs(part, window, mirrored))
     if not found:
         return _NO_RUNS
     row = np.concatenate([r.row for r in found])
@@ -541,13 +545,15 @@ def covered_runs(shape: shapely.Geometry, window: Window) -> Runs:
     return _merge(Runs(row[keep], c0[keep], c1[keep]))
 
 
-def covered_pixels(shape: shapely.Geometry, window: Window) -> tuple[np.ndarray, np.ndarray]:
+def covered_pixels(
+    shape: shapely.Geometry, window: Window, mirrored: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The pixels ``(cols, rows)`` a pixel-space geometry covers in ``window``, raster order."""
-    return covered_runs(shape, window).pixels()
+    return covered_runs(shape, window, mirrored).pixels()
 
 
 def covered_runs_many(
-    shapes: np.ndarray, window: Window
+    shapes: np.ndarray, window: Window, mirrored: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Runs of each pixel-space geometry in ``shapes``, tagged with its position.
 
@@ -567,7 +573,7 @@ def covered_runs_many(
          np.flatnonzero(is_point)[ok])
     ]  # fmt: skip
     for k in np.flatnonzero(~is_point):
-        runs = covered_runs(shapes[k], window)
+        runs = covered_runs(shapes[k], window, mirrored)
         parts.append((runs.row, runs.c0, runs.c1, np.full(len(runs.row), k)))
     row, c0, c1, feature = (np.concatenate(a) for a in zip(*parts, strict=True))
     order = np.argsort(feature, kind="stable")
@@ -700,16 +706,30 @@ def _segment_pixels(
     return _pixels(np.floor(pts[:, 0]), np.floor(pts[:, 1]))
 
 
-def _polygon_runs(poly: shapely.Geometry, window: Window) -> Runs:
+def _polygon_runs(poly: shapely.Geometry, window: Window, mirrored: bool = False) -> Runs:
     """Scanline fill on pixel centres: the runs of centres inside ``poly`` (holes respected).
 
-    Row ``r``'s centre line ``y = r + 0.5`` crosses an edge when ``ylo <= y < yhi``; between
-    consecutive crossings (even-odd), centres ``x_in <= c + 0.5 < x_out`` are covered. A centre
-    exactly on the boundary is thus covered on the edges facing lower indices only, as GDAL
-    rasterises, so polygons sharing an edge never share a pixel. Cost: the crossings (rows
-    times edges crossing them), never the polygon's pixel count.
+    The rule is GDAL's rasterizer's (``GDALdllImageFilledPolygon``, what
+    ``rasterio.features.rasterize`` with ``all_touched=False``, rioxarray ``clip``,
+    rasterstats and geocube use), reproduced to the rounding so every tie falls the same way:
+    row ``r``'s centre line ``y = r + 0.5`` crosses an edge when ``ylo <= y < yhi``, at
+    ``x = (y - ylo) * (x_hi - x_lo) / (yhi - ylo) + x_lo`` (``x_lo``, ``x_hi`` the x of the
+    edge's lower and upper end); crossings sorted and paired (even-odd), a pair covers
+    columns ``floor(x_in + 0.5) <= c < floor(x_out + 0.5)``, i.e. centres with
+    ``x_in < c + 0.5 <= x_out``. Horizontal edges cross nothing, but GDAL burns a horizontal
+    edge lying exactly on a row's centre line when it runs towards lower columns in the ring
+    order GDAL sees, which is every ring (holes too) clockwise *in the CRS*: so on a
+    ``mirrored`` pixel space (every north-up grid) the centres on the southern edge of an
+    exterior ring or of a hole count too, columns ``x_lo < c + 0.5 <= x_hi``. (Found by
+    comparing with ``rasterio.features.rasterize``, GDAL 3.10, under every ring orientation;
+    ``tests/test_reference_gdal.py`` holds the comparison.)
+
+    Cost: the crossings (rows times edges crossing them), never the polygon's pixel count.
+    We write the fill rather than call GDAL because the value limit needs the count of
+    covered pixels of regions far too large to rasterize, and runs give it cheaply.
     """
     _, row0, _, row1 = window
+    horizontal = _horizontal_edge_runs(poly, window, mirrored)
     rings = [poly.exterior, *poly.interiors]
     starts, stops = [], []
     for ring in rings:
@@ -721,23 +741,58 @@ def _polygon_runs(poly: shapely.Geometry, window: Window) -> Runs:
     p0, p1 = p0[sloped], p1[sloped]
     ylo = np.minimum(p0[:, 1], p1[:, 1])
     yhi = np.maximum(p0[:, 1], p1[:, 1])
-    # Rows r with ylo <= r + 0.5 < yhi, within the window.
-    r_first = np.maximum(np.ceil(ylo - 0.5), row0)
-    r_stop = np.minimum(np.ceil(yhi - 0.5), row1)
+    # Rows r with ylo <= r + 0.5 < yhi (compared as GDAL does, with r + 0.5), in the window.
+    r_first, r_stop = np.ceil(ylo - 0.5), np.ceil(yhi - 0.5)
+    # ``v - 0.5`` can round onto an integer for large or negative ``v``: settle the bounds
+    # with the comparison itself.
+    r_first += (r_first + 0.5 < ylo).astype(float) - (r_first - 0.5 >= ylo).astype(float)
+    r_stop += (r_stop + 0.5 < yhi).astype(float) - (r_stop - 0.5 >= yhi).astype(float)
+    r_first = np.maximum(r_first, row0)
+    r_stop = np.minimum(r_stop, row1)
     count = np.maximum(r_stop - r_first, 0).astype(np.int64)
     if count.sum() == 0:
-        return _NO_RUNS
+        return horizontal
     edge = np.repeat(np.arange(len(p0)), count)
     offsets = np.repeat(np.cumsum(count) - count, count)
     row = r_first[edge] + (np.arange(count.sum()) - offsets)
     y = row + 0.5
     a, b = p0[edge], p1[edge]
-    x = a[:, 0] + (y - a[:, 1]) * (b[:, 0] - a[:, 0]) / (b[:, 1] - a[:, 1])
+    # The lower and the upper end of each edge, as GDAL orders them before it interpolates.
+    up = a[:, 1] < b[:, 1]
+    lo = np.where(up[:, None], a, b)
+    hi = np.where(up[:, None], b, a)
+    x = (y - lo[:, 1]) * (hi[:, 0] - lo[:, 0]) / (hi[:, 1] - lo[:, 1]) + lo[:, 0]
     order = np.lexsort((x, row))
     row, x = row[order], x[order]
     # Each row has an even number of crossings: pair them up as (in, out).
     x_in, x_out, row = x[0::2], x[1::2], row[0::2]
-    c0 = np.ceil(x_in - 0.5).astype(np.int64)
-    c1 = np.ceil(x_out - 0.5).astype(np.int64)
+    c0 = np.floor(x_in + 0.5).astype(np.int64)
+    c1 = np.floor(x_out + 0.5).astype(np.int64)
     keep = c1 > c0
-    return Runs(row[keep].astype(np.int64), c0[keep], c1[keep])
+    crossed = Runs(row[keep].astype(np.int64), c0[keep], c1[keep])
+    if len(horizontal.row) == 0:
+        return crossed
+    return Runs(*(np.concatenate(pair) for pair in zip(crossed, horizontal, strict=True)))
+
+
+def _horizontal_edge_runs(poly: shapely.Geometry, window: Window, mirrored: bool) -> Runs:
+    """The runs GDAL burns for horizontal edges on a row's centre line (see
+    :func:`_polygon_runs`); they may overlap the crossings' runs."""
+    _, row0, _, row1 = window
+    # Every ring clockwise in the CRS is counter-clockwise in a mirrored pixel space.
+    xy = []
+    for ring in (poly.exterior, *poly.interiors):
+        coords = shapely.get_coordinates(ring)
+        xy.append(coords if ring.is_ccw == mirrored else coords[::-1])
+    p0 = np.concatenate([c[:-1] for c in xy])
+    p1 = np.concatenate([c[1:] for c in xy])
+    y = p0[:, 1]
+    row = np.floor(y)
+    on_centre = (p1[:, 1] == y) & (row + 0.5 == y) & (p0[:, 0] > p1[:, 0])
+    on_centre &= (row >= row0) & (row < row1)
+    if not on_centre.any():
+        return _NO_RUNS
+    c0 = np.floor(p1[on_centre, 0] + 0.5).astype(np.int64)
+    c1 = np.floor(p0[on_centre, 0] + 0.5).astype(np.int64)
+    keep = c1 > c0
+    return Runs(row[on_centre][keep].astype(np.int64), c0[keep], c1[keep])

@@ -128,7 +128,7 @@ def plan_features(
     pixel_shapes = to_pixel_space_many(
         np.asarray(list(shapes), dtype=object), shape_crs, grid, window
     )
-    runs = covered_runs_many(pixel_shapes, window)
+    runs = covered_runs_many(pixel_shapes, window, grid.mirrored)
     if grid.same_pixels(cube.grid):
         # The window is the cube itself: every covered pixel has a row, counted from runs.
         total = int((runs[2] - runs[1]).sum())

@@ -64,6 +64,13 @@ class Grid:
         """True when the grid has no rotation or shear (``b == d == 0``)."""
         return self.transform[1] == 0 and self.transform[3] == 0
 
+    @property
+    def mirrored(self) -> bool:
+        """True when pixel space is a mirror image of the CRS (``a*e - b*d < 0``): rows run
+        south as columns run east, as on every north-up grid."""
+        a, b, _, d, e, _ = self.transform
+        return a * e - b * d < 0
+
     def to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """CRS coordinates to fractional pixel coordinates ``(col, row)``.
 
