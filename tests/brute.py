@@ -1,6 +1,6 @@
 """A brute-force ``getRegion``: slow, simple and obviously correct, to check the real one.
 
-It follows ``SEMANTICS.md`` sections 3 to 6 literally and shares no code with
+It follows ``docs/semantics.md`` sections 3 to 6 literally and shares no code with
 ``xr_getregion`` (only the constant ``METRES_PER_DEGREE``, which is part of the contract):
 
 1. the working grid is built from the arguments by the table of section 3;
@@ -74,7 +74,7 @@ class BruteGrid:
     def to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fractional pixel coordinates of CRS coordinates: the inverse affine.
 
-        SEMANTICS.md section 4 gives ``col = (x - c) / a``, ``row = (y - f) / e`` for an
+        docs/semantics.md section 4 gives ``col = (x - c) / a``, ``row = (y - f) / e`` for an
         axis-aligned grid; a rotated one is inverted by Cramer's rule.
         """
         a, b, c, d, e, f = self.transform
@@ -103,7 +103,7 @@ def cube_grid(cube: xr.DataArray) -> BruteGrid:
 def working_grid(
     cube: xr.DataArray, scale: float | None, crs: Any, crs_transform: Any
 ) -> BruteGrid:
-    """The grid of SEMANTICS.md section 3, from ``getRegion``'s arguments."""
+    """The grid of docs/semantics.md section 3, from ``getRegion``'s arguments."""
     if isinstance(crs, str) and crs == "native":
         if scale is None and crs_transform is None:
             return cube_grid(cube)
@@ -210,7 +210,8 @@ def _line_cells(line: shapely.LineString) -> set[tuple[int, int]]:
 
 
 def covered_cells(pixel_geometry: shapely.Geometry) -> set[tuple[int, int]]:
-    """All pixels a pixel-space geometry covers: the union over its parts (SEMANTICS 4)."""
+    """All pixels a pixel-space geometry covers: the union over its parts
+    (docs/semantics.md section 4)."""
     cells: set[tuple[int, int]] = set()
     for part in _parts(pixel_geometry):
         if isinstance(part, shapely.Point):

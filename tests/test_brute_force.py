@@ -2,7 +2,7 @@
 
 Each example draws a small cube (EPSG:4326, UTM 15N EPSG:32615, or polar stereographic
 EPSG:3413 / EPSG:3031 around a pole; north-up or south-up; float with NaNs or int with a
-nodata value), a working grid in every mode of SEMANTICS.md section 3, a geometry and a
+nodata value), a working grid in every mode of docs/semantics.md section 3, a geometry and a
 chunking (numpy or dask), and compares the real table with the brute force's exactly.
 
 Geometries are drawn in the working grid's *pixel space* on a quarter-pixel lattice, so they

@@ -1,4 +1,4 @@
-"""Which pixels a geometry covers, in pixel space (SEMANTICS.md section 4)."""
+"""Which pixels a geometry covers, in pixel space (docs/semantics.md section 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading cubes as collections (SEMANTICS.md section 1), from metadata alone."""
+"""Reading cubes as collections (docs/semantics.md section 1), from metadata alone."""
 
 from __future__ import annotations
 

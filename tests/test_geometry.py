@@ -1,4 +1,4 @@
-"""Geometry inputs and EE-style constructors (SEMANTICS.md section 2)."""
+"""Geometry inputs and EE-style constructors (docs/semantics.md section 2)."""
 
 from __future__ import annotations
 

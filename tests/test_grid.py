@@ -1,4 +1,4 @@
-"""The working grid: EE's rules for scale, crs and crsTransform (SEMANTICS.md section 3)."""
+"""The working grid: EE's rules for scale, crs and crsTransform (docs/semantics.md section 3)."""
 
 from __future__ import annotations
 

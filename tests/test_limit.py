@@ -1,4 +1,7 @@
-"""EE's value limit, decided from coordinates before any chunk is read (SEMANTICS.md section 7)."""
+"""EE's value limit, decided from coordinates before any chunk is read.
+
+See docs/semantics.md section 7.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which pixels of a grid a geometry covers (SEMANTICS.md section 4).
+"""Which pixels of a grid a geometry covers (docs/semantics.md section 4).
 
 Everything here works in the grid's *pixel space*: the geometry is transformed once so that
 pixel ``(col, row)`` is the unit square ``[col, col+1) x [row, row+1)``. Then
