@@ -424,6 +424,12 @@ def extract(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"--out {args.out!r} must end in .parquet or .csv.")
+    if "*" in args.out:
+        # Checked before the cube is opened; write_table refuses it too (dask's wildcard).
+        raise UsageError(
+            f"--out {args.out!r} holds a '*', which dask's writers read as a partition-number "
+            f"wildcard; rename it without '*' (e.g. {args.out.replace('*', '_')!r})."
+        )
     if out.exists() and not args.overwrite:
         raise UsageError(f"--out {args.out!r} exists; remove it or pass --overwrite.")
     if out.parent.exists() and not out.parent.is_dir():
