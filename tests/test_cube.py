@@ -165,9 +165,12 @@ def test_one_pixel_wide_cube_uses_the_written_transform(cube):
 
 
 def test_nodata_attributes_are_read(cube):
-    ints = cube.astype(np.int16).assign_attrs(_FillValue=-9999)
-    assert read_cube(ints).bands[0].nodata == -9999
-    assert read_cube(cube.assign_attrs(nodata=0)).bands[1].nodata == 0
+    # Every declared value, as a number of the band's dtype.
+    ints = cube.astype(np.int16).assign_attrs(_FillValue=-9999, missing_value=[0, -9999])
+    nodata = read_cube(ints).bands[0].nodata
+    assert nodata == (-9999, 0) and all(type(v) is np.int16 for v in nodata)
+    assert read_cube(cube.assign_attrs(nodata="0")).bands[1].nodata == (0.0,)
+    assert read_cube(cube).bands[0].nodata == ()
 
 
 def test_a_cf_grid_mapping_coordinate_named_crs_is_read_from_its_attributes():

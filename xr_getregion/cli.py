@@ -285,7 +285,9 @@ def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Datas
         if not isinstance(obj, xr.Dataset) or variable not in obj.data_vars:
             names = list(obj.data_vars) if isinstance(obj, xr.Dataset) else [obj.name]
             raise UsageError(f"--variable {variable!r} is not in CUBE {path!r}; it has {names}.")
-        obj = obj[variable]
+        obj = _variable(obj, variable)
+    elif isinstance(obj, xr.Dataset):
+        obj = _the_cube_of(obj, path)
     if kind != "GeoTIFF":
         dims = set(obj.dims)
         spatial = {"y", "x", "lat", "lon", "latitude", "longitude"}
@@ -297,6 +299,42 @@ def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Datas
                 "time-stacked cubes. Add one (cube.expand_dims(time=[...])) or use a GeoTIFF."
             )
     return obj
+
+
+_SPATIAL_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
+
+
+def _variable(ds: xr.Dataset, name: str) -> xr.DataArray:
+    """``ds[name]``, keeping the Dataset's ``crs`` and ``transform`` attributes (the ones the
+    cube is read from) where the variable has none."""
+    var = ds[name]
+    extra = {k: ds.attrs[k] for k in ("crs", "transform") if k in ds.attrs and k not in var.attrs}
+    return var.assign_attrs(extra) if extra else var
+
+
+def _the_cube_of(ds: xr.Dataset, path: str) -> xr.DataArray | xr.Dataset:
+    """The cube a store holds when no --variable is given.
+
+    A store of one raster variable (what ``cube.to_dataset(name=...).to_zarr(...)`` writes)
+    is that variable, with its ``band`` dim if it has one. Several raster variables are the
+    bands of a Dataset, unless one has a ``band`` dim of its own: then the store holds
+    several cubes and the user picks one.
+    """
+    rasters = [
+        str(name)
+        for name, var in ds.data_vars.items()
+        if any(y in var.dims and x in var.dims for y, x in _SPATIAL_PAIRS)
+    ]
+    if len(rasters) == 1:
+        return _variable(ds, rasters[0])
+    banded = [name for name in rasters if "band" in ds[name].dims]
+    if banded:
+        raise UsageError(
+            f"CUBE {path!r} holds {len(rasters)} data variables {rasters}, and {banded} "
+            "have a 'band' dim, so they are not one band each: choose one with --variable "
+            f"NAME (e.g. --variable {banded[0]})."
+        )
+    return ds
 
 
 def _feature_kind(path: str) -> str:
@@ -424,6 +462,12 @@ def extract(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"--out {args.out!r} must end in .parquet or .csv.")
+    if "*" in args.out:
+        # Checked before the cube is opened; write_table refuses it too (dask's wildcard).
+        raise UsageError(
+            f"--out {args.out!r} holds a '*', which dask's writers read as a partition-number "
+            f"wildcard; rename it without '*' (e.g. {args.out.replace('*', '_')!r})."
+        )
     if out.exists() and not args.overwrite:
         raise UsageError(f"--out {args.out!r} exists; remove it or pass --overwrite.")
     if out.parent.exists() and not out.parent.is_dir():

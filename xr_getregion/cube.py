@@ -23,7 +23,8 @@ __all__ = ["Band", "Cube", "read_cube"]
 SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 GEOGRAPHIC_DIMS = {("lat", "lon"), ("latitude", "longitude")}
 BAND_DIM = "band"
-_NODATA_ATTRS = ("_FillValue", "nodata", "missing_value")
+# Every attribute that declares missing values: CF's, GDAL's, and those rioxarray reads.
+_NODATA_ATTRS = ("_FillValue", "missing_value", "nodata", "fill_value", "nodatavals")
 # stackstac and STAC-derived cubes carry the EPSG code as a coordinate under one of these.
 _EPSG_COORDS = ("epsg", "proj:epsg", "proj:code")
 
@@ -33,18 +34,20 @@ class Band:
     """One band: the array holding it and how to pick it out.
 
     ``array`` has dims ``image_dim`` (optional), ``band_dim`` (optional), ``y``, ``x`` in any
-    order; ``band_index`` is the band's position along ``band_dim``.
+    order; ``band_index`` is the band's position along ``band_dim``. ``nodata`` holds every
+    declared missing value, as numbers of the band's dtype (empty when none is declared).
     """
 
     name: str
     array: xr.DataArray
     band_dim: str | None
     band_index: int
-    nodata: Any
+    nodata: tuple[Any, ...]
 
     @property
     def dtype(self) -> np.dtype:
-        return self.array.dtype
+        """The band's dtype in native byte order, as its values are gathered."""
+        return self.array.dtype.newbyteorder("=")
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +94,16 @@ def read_cube(obj: xr.DataArray | xr.Dataset, *, allow_empty: bool = False) -> C
     else:
         raise CubeError(f"expected an xarray DataArray or Dataset; got {type(obj).__name__}.")
     ydim, xdim = _spatial_dims(dims, obj)
+    for dim in (ydim, xdim):
+        if obj.sizes[dim] == 0:
+            # Not EE's "No bands in collection": images and bands exist, pixels do not.
+            raise CubeError(
+                f"the cube is 0 pixels along {dim!r} (cube.sizes[{dim!r}] == 0): there is no "
+                "pixel to extract. A selection that kept nothing is the usual cause: a slice "
+                f"in the wrong order for a descending coordinate (on a north-up cube, "
+                f"cube.sel({dim}=slice(low, high)) keeps nothing; give slice(high, low), or "
+                f"cube.sortby({dim!r}) first), or a window outside the cube."
+            )
     others = [d for d in dims if d not in (ydim, xdim, BAND_DIM)]
     if len(others) > 1:
         raise CubeError(
@@ -126,19 +139,130 @@ def _spatial_dims(dims: tuple[str, ...], obj: Any) -> tuple[str, str]:
     )
 
 
-def _nodata(arr: xr.DataArray) -> Any:
-    sources = [arr.attrs]
-    # rio.write_nodata(encoded=True) and CF encoding keep the fill value in .encoding. For
-    # float bands xarray has already turned it into NaN (and a scaled band's raw fill value
-    # is not a decoded value), so it counts only for integer and boolean bands.
+def _missing_values(
+    arr: xr.DataArray, names: list[str], where: str
+) -> list[tuple[np.generic, ...]]:
+    """The declared missing values of each of ``names`` (the bands ``arr`` holds, in order),
+    as numbers of the band's dtype.
+
+    Every declaration counts, not only the first: ``_FillValue``, ``missing_value`` (CF
+    allows a vector), ``nodata``, and the attributes rioxarray's ``rio.nodata`` reads
+    (``fill_value``; old ``open_rasterio``'s ``nodatavals``, one value per band), each a
+    number or a number given as text. ``where`` is how the user reaches ``arr``
+    (``cube``, ``ds['B4']``), to name it in the fix.
+
+    Raises
+    ------
+    CubeError
+        A declared value is not a number (``nodata="abc"``).
+    """
+    declared: list[list[tuple[str, Any]]] = [[] for _ in names]
+    sources = [("attrs", arr.attrs)]
+    # .encoding holds the stored (raw) value: CF decoding, or rio.write_nodata(encoded=True),
+    # says the band was masked with it already. For a float band that means NaN already
+    # stands for it, and a value equal to the raw one is data (a scaled band's raw fill
+    # value is not even on its scale). An integer or boolean band was not masked: the raw
+    # value is still there and masks.
     if arr.dtype.kind in "iub":
-        sources.append(arr.encoding)
-    for source in sources:
+        sources.append(("encoding", arr.encoding))
+    for label, source in sources:
         for key in _NODATA_ATTRS:
             value = source.get(key)
-            if value is not None:
-                return np.asarray(value).item() if np.ndim(value) == 0 else np.asarray(value)[0]
-    return None
+            if value is None:
+                continue
+            values = _as_list(value)
+            if key == "nodatavals" and len(values) == len(names) > 1:
+                for k, v in enumerate(values):  # one per band
+                    declared[k].append((f"{label}[{key!r}]", v))
+                continue
+            for band in declared:
+                band.extend((f"{label}[{key!r}]", v) for v in values)
+    dtype = arr.dtype.newbyteorder("=")
+    out = []
+    for name, band in zip(names, declared, strict=True):
+        found: list[np.generic] = []
+        for attribute, value in band:
+            number = _as_band_number(value, dtype)
+            if number is _NOT_A_NUMBER:
+                raise CubeError(
+                    f"band {name!r}: {attribute} = {value!r} is not a number, so it cannot "
+                    f"mark {dtype} values as missing. Set the number it means (e.g. "
+                    f"{where}.{attribute} = -9999) or drop it: "
+                    f"del {where}.{attribute}."
+                )
+            if number is not None and not any(number == f for f in found):
+                found.append(number)
+        out.append(tuple(found))
+    return out
+
+
+_NOT_A_NUMBER = object()
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A scalar or vector attribute as a list of its elements."""
+    if isinstance(value, str | bytes):
+        return [value]
+    return list(np.asarray(value, dtype=object).ravel())
+
+
+def _as_band_number(value: Any, dtype: np.dtype) -> Any:
+    """``value`` as a number of ``dtype``; ``None`` when no value of ``dtype`` can equal it;
+    ``_NOT_A_NUMBER`` when it is no number at all.
+
+    A value out of an integer band's range (``nodata=1e10`` on int16, ``-9999`` on uint8) or
+    not a whole number there cannot occur in the band, so it masks nothing: that is what
+    ``band == value`` means. Refusing it would refuse files GDAL writes (it stores nodata
+    as a double whatever the band's type). NaN masks by itself in a float band and cannot
+    occur in an integer one. A float band's value is rounded to the band's precision, as it
+    was when the band was written (``0.1`` declared as a double marks the float32 ``0.1``).
+    """
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            return _NOT_A_NUMBER
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return _NOT_A_NUMBER
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, int | float):
+        return _NOT_A_NUMBER
+    if dtype.kind == "f":
+        if np.isnan(value):
+            return None  # NaN is masked in every float band anyway
+        with np.errstate(over="ignore"):
+            number = dtype.type(value)
+        # A finite value beyond the dtype's range would round to infinity: it masks nothing.
+        return None if np.isinf(number) and not np.isinf(value) else number
+    if dtype.kind in "iub":
+        if isinstance(value, float) and not (np.isfinite(value) and value.is_integer()):
+            return None
+        value = int(value)
+        low, high = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+        return dtype.type(value) if low <= value <= high else None
+    return None  # other dtypes (dates, text) hold no declared numeric missing values
+
+
+def _check_dtype(arr: xr.DataArray, names: list[str]) -> None:
+    """Refuse complex bands: EE's table and Parquet hold real numbers only."""
+    if arr.dtype.kind == "c":
+        which = f"band {names[0]!r}" if len(names) == 1 else f"bands {names}"
+        raise CubeError(
+            f"{which} hold {arr.dtype.name} (complex) values; a getRegion table holds real "
+            "numbers. Extract what you need as real bands: np.abs(cube) (the magnitude), or "
+            "cube.real and cube.imag as separate bands, e.g. xr.concat([cube.real, "
+            "cube.imag], 'band') with new band names."
+        )
 
 
 def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[str, ...]]:
@@ -151,11 +275,13 @@ def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[str, ...]]:
             ]
         else:
             names = [f"b{i}" for i in range(arr.sizes[BAND_DIM])]
-        nodata = _nodata(arr)
-        bands = [Band(n, arr, BAND_DIM, i, nodata) for i, n in enumerate(names)]
+        _check_dtype(arr, names)
+        missing = _missing_values(arr, names, "cube")
+        bands = [Band(n, arr, BAND_DIM, i, missing[i]) for i, n in enumerate(names)]
     else:
         name = str(arr.name) if arr.name is not None else "b0"
-        bands = [Band(name, arr, None, 0, _nodata(arr))]
+        _check_dtype(arr, [name])
+        bands = [Band(name, arr, None, 0, _missing_values(arr, [name], "cube")[0])]
     return bands, tuple(arr.dims)
 
 
@@ -180,7 +306,12 @@ def _dataset_bands(ds: xr.Dataset) -> tuple[list[Band], tuple[str, ...]]:
                 f"Dataset variable {name!r} has a {BAND_DIM!r} dim; in a Dataset the variables "
                 f"are the bands. Use ds[{name!r}] (a DataArray) or ds.isel(band=0)."
             )
-    bands = [Band(str(n), v, None, 0, _nodata(v)) for n, v in variables.items()]
+    for n, v in variables.items():
+        _check_dtype(v, [str(n)])
+    bands = [
+        Band(str(n), v, None, 0, _missing_values(v, [str(n)], f"ds[{str(n)!r}]")[0])
+        for n, v in variables.items()
+    ]
     return bands, tuple(first.dims)
 
 

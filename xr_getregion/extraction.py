@@ -312,7 +312,7 @@ def _eager_gather(
     picked = var.isel(
         {cube.ydim: xr.Variable("__pixel__", iy), cube.xdim: xr.Variable("__pixel__", ix)}
     )
-    values = np.asarray(picked.values)
+    values = _native(np.asarray(picked.values))
     if cube.image_dim is None:
         values = values[None]
     if band_dim is None:
@@ -341,7 +341,16 @@ def chunk_groups(
 
 
 def _take(block: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
-    return np.asarray(block[:, :, iy, ix])
+    return _native(np.asarray(block[:, :, iy, ix]))
+
+
+def _native(values: np.ndarray) -> np.ndarray:
+    """``values`` in native byte order: pandas and pyarrow refuse byte-swapped arrays (a
+    big-endian ``>i2`` band from a FITS file or ``astype('>f4')``). Swapping only the
+    gathered pixels costs little; the same array when already native."""
+    if values.dtype.isnative:
+        return values
+    return values.astype(values.dtype.newbyteorder("="))
 
 
 @dataclass(frozen=True)
@@ -450,7 +459,7 @@ def read_tasks(
                 targets.append((bands, images, pixels))
         keys.append(set_keys)
         shape = (data.shape[1], data.shape[0], len(iy))
-        placements.append(Placement(targets, shape, data.dtype))
+        placements.append(Placement(targets, shape, data.dtype.newbyteorder("=")))
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
     return Reads(graph, keys, placements)
 

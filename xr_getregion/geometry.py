@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -185,13 +186,21 @@ class Geometry:
         """``ee.Geometry.Rectangle(coords, ...)``: ``[xmin, ymin, xmax, ymax]``, two corners,
         or four numbers. Geodesic by default, as in Earth Engine."""
         if not isinstance(coords, Sequence):
-            numbers = [coords, proj, geodesic, maxError]
-            if not all(isinstance(v, int | float) for v in numbers):
+            four = [coords, proj, geodesic, maxError]
+            if not all(isinstance(v, int | float) for v in four):
                 raise GeometryError(
-                    f"Rectangle takes [xmin, ymin, xmax, ymax] or four numbers; got {numbers!r}."
+                    f"Rectangle takes [xmin, ymin, xmax, ymax] or four numbers; got {four!r}."
                 )
-            coords, proj, geodesic = numbers, None, None
-        flat = np.asarray(coords, dtype=float).ravel()
+            coords, proj, geodesic = four, None, None
+        items = np.asarray(coords, dtype=object).ravel().tolist()
+        for k, value in enumerate(items):
+            if not isinstance(value, numbers.Real):
+                raise GeometryError(
+                    f"Rectangle coordinate {k} is {value!r}, not a number: Rectangle takes "
+                    "[xmin, ymin, xmax, ymax] or two corners [[xmin, ymin], [xmax, ymax]], all "
+                    f"numbers; got {coords!r}."
+                )
+        flat = np.asarray(items, dtype=float)
         if flat.size != 4:
             raise GeometryError(
                 f"Rectangle needs 4 numbers (xmin, ymin, xmax, ymax); got {flat.size}: {coords!r}."
@@ -458,11 +467,35 @@ def _read_geojson(obj: dict[str, Any]) -> shapely.Geometry:
             raise GeometryError("the GeoJSON Feature has no geometry.")
         return _read_geojson(obj["geometry"])
     if kind == "FeatureCollection":
-        return shapely.GeometryCollection([_read_geojson(f) for f in obj.get("features", [])])
+        return shapely.GeometryCollection([_read_geojson(f) for f in _features_of(obj)])
     try:
         return shapely.geometry.shape(obj)
     except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.ShapelyError) as exc:
         raise GeometryError(f"not a GeoJSON geometry: {str(obj)[:80]} ({exc!r}).") from exc
+
+
+def _features_of(collection: dict[str, Any]) -> list[dict[str, Any]]:
+    """The features of a GeoJSON FeatureCollection, each checked to be an object (a dict).
+
+    Raises
+    ------
+    GeometryError
+        ``features`` is not a list, or one of its items is not a dict (named by position).
+    """
+    features = collection.get("features", [])
+    if not isinstance(features, list | tuple):
+        raise GeometryError(
+            f"the FeatureCollection's 'features' is {type(features).__name__} "
+            f"{str(features)[:60]!r}, not a list of GeoJSON Features."
+        )
+    for k, feature in enumerate(features):
+        if not isinstance(feature, dict):
+            raise GeometryError(
+                f"feature {k} of the FeatureCollection is {str(feature)[:60]!r} "
+                f"({type(feature).__name__}), not a GeoJSON Feature: each must be an object "
+                '{"type": "Feature", "geometry": {...}, "properties": {...}}. Fix or drop it.'
+            )
+    return list(features)
 
 
 def _validate(shape: shapely.Geometry | None) -> None:
@@ -598,7 +631,7 @@ def read_features(
 
     crs: CRS | None = None
     if isinstance(obj, dict):
-        feats = obj.get("features", [])
+        feats = _features_of(obj)
         shapes = [_read_geojson(f) if f.get("geometry") is not None else None for f in feats]
         table = pd.DataFrame([dict(f.get("properties") or {}) for f in feats])
         index = pd.Index([f.get("id", i) for i, f in enumerate(feats)])

@@ -40,13 +40,14 @@ def write_table(
     Raises
     ------
     ArgumentError
-        ``path`` has another suffix, or exists and ``overwrite`` is False.
+        ``path`` has another suffix, holds a ``*``, or exists and ``overwrite`` is False.
     """
     target = Path(path)
     if target.suffix.lower() not in SUFFIXES:
         raise ArgumentError(
             f"the output {str(target)!r} must end in .parquet or .csv; got {target.suffix!r}."
         )
+    check_no_wildcard(target)
     if target.exists() and not overwrite:
         raise ArgumentError(f"{str(target)!r} exists; remove it or pass overwrite=True.")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,23 @@ def write_table(
     finally:
         _discard(work)
     return target
+
+
+def check_no_wildcard(target: Path) -> None:
+    """Refuse a path holding ``*``: dask's writers read it as the place of a partition
+    number (``part-*.parquet``), and fail on a single table with an ``AssertionError``.
+
+    Raises
+    ------
+    ArgumentError
+        ``*`` is in the path, in its name or a directory's.
+    """
+    if "*" in str(target):
+        raise ArgumentError(
+            f"the output {str(target)!r} holds a '*', which dask's writers read as a "
+            "partition-number wildcard; rename it without '*' (e.g. "
+            f"{str(target).replace('*', '_')!r})."
+        )
 
 
 def _replace(staged: Path, target: Path, aside: Path) -> None:

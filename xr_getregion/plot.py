@@ -282,9 +282,10 @@ def _rgb(
             sel[info.image_dim] = index
         if band.band_dim is not None:
             sel[band.band_dim] = band.band_index
-        values = np.asarray(arr.isel(sel).transpose(info.ydim, info.xdim).values, float)
-        if band.nodata is not None:
-            values[values == band.nodata] = np.nan
+        raw = np.asarray(arr.isel(sel).transpose(info.ydim, info.xdim).values)
+        values = raw.astype(float)
+        for missing in band.nodata:  # every declared missing value, compared in the band's dtype
+            values[raw == missing] = np.nan
         layers.append(values)
     stack = np.stack(layers, axis=-1)
     finite = stack[np.isfinite(stack)]

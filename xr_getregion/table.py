@@ -1,9 +1,10 @@
 """Turning gathered values into EE's list of lists or a tidy DataFrame.
 
 Rows are image-major (the collection's order), then the plan's pixels in raster order of the
-working grid; with several features, grouped by feature first. Masked values (NaN, the band's
-``_FillValue``/``nodata``) become ``None`` in EE's table and NaN / ``pd.NA`` in the DataFrame.
-Column dtypes depend on the bands' metadata only (dtype, whether a nodata value is declared),
+working grid; with several features, grouped by feature first. Masked values (NaN, and every
+value the band declares missing: ``_FillValue``, ``missing_value``, ``nodata``...) become
+``None`` in EE's table and NaN / ``pd.NA`` in the DataFrame. Column dtypes depend on the
+bands' metadata only (dtype, whether a missing value that the dtype can hold is declared),
 never on the values read, so a lazy table's schema is known before anything runs.
 """
 
@@ -36,11 +37,12 @@ HEADER = ["id", "longitude", "latitude", "time"]
 
 @dataclass(frozen=True)
 class BandSpec:
-    """A band's name, dtype and declared nodata value (``None`` if none)."""
+    """A band's name, dtype (native byte order) and declared missing values (numbers of
+    that dtype; empty if none)."""
 
     name: str
     dtype: np.dtype
-    nodata: Any
+    nodata: tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -54,21 +56,16 @@ class TableSpec:
 
     @classmethod
     def of(cls, cube: Cube) -> TableSpec:
-        bands = tuple(BandSpec(b.name, b.dtype, _declared_nodata(b.nodata)) for b in cube.bands)
+        bands = tuple(BandSpec(b.name, b.dtype, tuple(b.nodata)) for b in cube.bands)
         return cls(cube.ids, cube.times_ms, bands)
 
 
-def _declared_nodata(nodata: Any) -> Any:
-    if nodata is None or (isinstance(nodata, float) and np.isnan(nodata)):
-        return None
-    return nodata
-
-
 def missing_mask(values: np.ndarray, band: BandSpec) -> np.ndarray:
-    """True where ``values`` of ``band`` are masked: NaN, or equal to its nodata value."""
+    """True where ``values`` of ``band`` are masked: NaN, or equal to any declared missing
+    value."""
     mask = np.isnan(values) if values.dtype.kind in "fc" else np.zeros(values.shape, bool)
-    if band.nodata is not None:
-        mask |= values == band.nodata
+    for value in band.nodata:
+        mask |= values == value
     return mask
 
 
@@ -93,14 +90,14 @@ def to_list(plan: Plan, values: dict[str, np.ndarray]) -> list[list[Any]]:
 
 def _band_column(flat: np.ndarray, band: BandSpec) -> Any:
     kind = flat.dtype.kind
-    if kind in "fc" and band.nodata is None:
+    if kind in "fc" and not band.nodata:
         return flat  # NaN already marks what is masked
     mask = missing_mask(flat, band)
     if kind in "fc":
         return np.where(mask, np.nan, flat).astype(flat.dtype, copy=False)
-    if band.nodata is not None and kind in "iu":
+    if band.nodata and kind in "iu":
         return pd.arrays.IntegerArray(flat.copy(), mask)
-    if band.nodata is not None and kind == "b":
+    if band.nodata and kind == "b":
         return pd.arrays.BooleanArray(flat.copy(), mask)
     return flat
 
