@@ -365,7 +365,6 @@ def test_a_write_still_running_when_the_job_fails_cannot_recreate_the_temporary(
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
-SIGNALS = [signal.SIGTERM, signal.SIGHUP]
 
 
 def start(argv: list[str], **kwargs) -> subprocess.Popen:
@@ -412,8 +411,9 @@ def slow_job_files(tmp_path_factory):
     signal.getsignal(signal.SIGHUP) is signal.SIG_IGN,
     reason="SIGHUP is ignored here (nohup), and a child inherits that",
 )
-@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
-@pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "signum, suffix", [(signal.SIGTERM, ".parquet"), (signal.SIGHUP, ".csv")], ids=["TERM", "HUP"]
+)
 def test_extract_killed_mid_job_removes_its_temporary(slow_job_files, tmp_path, signum, suffix):
     """``kill``/``timeout`` (SIGTERM) or a closed terminal (SIGHUP) while the partitions are
     written: exit status 128 + signal, one line, no table and no temporary directory."""
@@ -447,11 +447,11 @@ print("finished")
 """
 
 
-@pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: s.name)
-def test_a_python_job_killed_in_to_parquet_removes_its_temporary(tmp_path, signum):
-    """A program calling to_parquet, sent SIGTERM or SIGHUP while reads are held mid-job:
-    the temporary is removed and the process ends with status 128 + signal, quietly, as an
-    uncaught signal would have ended it."""
+def test_a_python_job_killed_in_to_parquet_removes_its_temporary(tmp_path):
+    """A program calling to_parquet, sent SIGTERM while reads are held mid-job: the
+    temporary is removed and the process ends with status 143 (128 + 15), quietly, as an
+    uncaught signal would have ended it. (SIGHUP takes the same handler: see the CLI test.)"""
+    signum = signal.SIGTERM
     markers = tmp_path / "markers"
     markers.mkdir()
     out_dir = tmp_path / "out"
