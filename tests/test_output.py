@@ -311,3 +311,31 @@ def test_a_signal_during_cleanup_waits_for_the_cleanup(default_ending_signals):
         signal.raise_signal(signal.SIGTERM)  # a second one is ignored, not raised twice
         done.append("the rest of the cleanup")
     assert done == ["the rest of the cleanup"] and info.value.code == 143
+
+
+def test_ctrl_c_wrapped_by_the_code_it_landed_in_is_still_ctrl_c(
+    tmp_path, cube, monkeypatch, capfd
+):
+    """The job's failure handler sees a RuntimeError whose cause is the KeyboardInterrupt:
+    the command reports the interrupt (one line, 130), not a failed job (status 1)."""
+
+    def interrupted_inside_a_wrapper(pending, progress):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__") from exc
+
+    monkeypatch.setattr(output, "_run", interrupted_inside_a_wrapper)
+    cube.to_dataset(name="v").to_zarr(tmp_path / "c.zarr")
+    gpd.GeoDataFrame(geometry=[field(2, 2)], crs=UTM).to_file(tmp_path / "f.geojson")
+    inputs = [
+        str(tmp_path / "c.zarr"),
+        "--variable",
+        "v",
+        "--geometry",
+        str(tmp_path / "f.geojson"),
+    ]
+    capfd.readouterr()
+    assert main(["extract", *inputs, "--out", str(tmp_path / "t.parquet")]) == 130
+    assert capfd.readouterr().err == "xr-getregion: interrupted; no table was written.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr", "f.geojson"]

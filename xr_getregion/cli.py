@@ -507,6 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"xr-getregion: error: {exc}")
         return 2
     except JobFailed as exc:
+        if _caused_by_ctrl_c(exc):
+            _say(INTERRUPTED)
+            return 130
         _say(f"xr-getregion: error: {exc}")
         return 1
     except KeyboardInterrupt:
@@ -516,6 +519,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated as exc:
         _say(f"xr-getregion: stopped by {exc.name}; no table was written.")
         return 128 + exc.signum
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the chain: Ctrl-C lands wherever the main thread is,
+    and some code wraps what it catches (CPython, one raised in ``__set_name__``)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _say(line: str) -> None:
