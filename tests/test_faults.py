@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -357,3 +359,140 @@ def test_a_write_still_running_when_the_job_fails_cannot_recreate_the_temporary(
         time.sleep(0.005)
     assert len(writes) == 1 and [type(e) for e in late] == [FileNotFoundError]
     assert list(out_dir.iterdir()) == []
+
+
+# --- signals: kill, timeout, batch schedulers, a closed terminal, Ctrl-C at start-up ----------
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+
+
+def start(argv: list[str], **kwargs) -> subprocess.Popen:
+    """A child process with this worktree's package first on its path."""
+    return subprocess.Popen(
+        argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
+
+
+def wait_for(condition: Callable[[], object], proc: subprocess.Popen, what: str) -> None:
+    """Poll until ``condition()`` holds, failing if the child exits first."""
+    deadline = time.monotonic() + 3 * TIMEOUT
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the child exited ({proc.returncode}) before {what}:\n{out}\n{err}")
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.005)
+
+
+def temporaries(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.fixture(scope="module")
+def slow_job_files(tmp_path_factory):
+    """A Zarr cube and 2,000 points over it: a real extract that takes a few seconds on 2
+    cores (100 partitions), long enough to be signalled while its partitions are written."""
+    root = tmp_path_factory.mktemp("slow-job")
+    cube = xr_getregion.sample_cube().isel(x=slice(0, 320), y=slice(0, 320))
+    cube.chunk({"time": 1, "band": -1, "y": 32, "x": 32}).to_dataset(name="r").to_zarr(
+        root / "cube.zarr"
+    )
+    x0, y0 = float(cube.x[0]), float(cube.y[0])
+    rng = np.random.default_rng(5)
+    points = gpd.points_from_xy(rng.uniform(x0, x0 + 9500, 2000), rng.uniform(y0 - 9500, y0, 2000))
+    gpd.GeoDataFrame({"name": range(2000)}, geometry=points, crs=cube.rio.crs).to_file(
+        root / "points.geojson"
+    )
+    return root
+
+
+@pytest.mark.skipif(
+    signal.getsignal(signal.SIGHUP) is signal.SIG_IGN,
+    reason="SIGHUP is ignored here (nohup), and a child inherits that",
+)
+@pytest.mark.parametrize(
+    "signum, suffix", [(signal.SIGTERM, ".parquet"), (signal.SIGHUP, ".csv")], ids=["TERM", "HUP"]
+)
+def test_extract_killed_mid_job_removes_its_temporary(slow_job_files, tmp_path, signum, suffix):
+    """``kill``/``timeout`` (SIGTERM) or a closed terminal (SIGHUP) while the partitions are
+    written: exit status 128 + signal, one line, no table and no temporary directory."""
+    out = tmp_path / f"t{suffix}"
+    proc = start([sys.executable, "-m", "xr_getregion", "extract",
+                  str(slow_job_files / "cube.zarr"), "--variable", "r", "--geometry",
+                  str(slow_job_files / "points.geojson"), "--out", str(out)])  # fmt: skip
+    wait_for(lambda: temporaries(tmp_path), proc, "the temporary directory")
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=3 * TIMEOUT)
+    assert proc.returncode == 128 + signum, err
+    assert err == f"xr-getregion: stopped by {signum.name}; no table was written.\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+API_JOB = """
+import sys
+from pathlib import Path
+
+import dask
+import shapely
+
+import xr_getregion
+from test_faults import slow_cube
+
+markers, out = Path(sys.argv[1]), Path(sys.argv[2])
+box = shapely.box(500_020, 3_998_210, 502_390, 3_999_990)
+with dask.config.set(scheduler="threads", num_workers=2):
+    xr_getregion.to_parquet(slow_cube(markers, hold_after=4), box, out, geometry_crs=32615)
+print("finished")
+"""
+
+
+def test_a_python_job_killed_in_to_parquet_removes_its_temporary(tmp_path):
+    """A program calling to_parquet, sent SIGTERM while reads are held mid-job: the
+    temporary is removed and the process ends with status 143 (128 + 15), quietly, as an
+    uncaught signal would have ended it. (SIGHUP takes the same handler: see the CLI test.)"""
+    signum = signal.SIGTERM
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = start([sys.executable, "-c", API_JOB, str(markers), str(out_dir / "t.parquet")])
+    wait_for(lambda: list(markers.glob("waiting-*")), proc, "a held read")
+    assert temporaries(out_dir)
+    proc.send_signal(signum)
+    time.sleep(0.2)
+    (markers / "go").touch()  # let the held reads end, so the threads can be joined
+    out, err = proc.communicate(timeout=3 * TIMEOUT)
+    assert proc.returncode == 128 + signum, err
+    assert (out, err) == ("", "")
+    assert list(out_dir.iterdir()) == []
+
+
+def _mapped(pid: int, library: str) -> bool:
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("how", ["-m", "script"])
+def test_ctrl_c_during_start_up_is_one_line_and_status_130(tmp_path, how):
+    """SIGINT while the command is still importing numpy (xarray, dask, pandas follow): one
+    line, exit status 130, no traceback. The moment is the import of numpy's C core, which
+    the child is seen to have mapped, so the signal lands mid-import every time."""
+    if how == "-m":
+        argv = [sys.executable, "-m", "xr_getregion"]
+    else:
+        script = Path(sys.executable).parent / "xr-getregion"
+        if not script.exists():
+            pytest.skip("the xr-getregion console script is not installed beside python")
+        argv = [str(script)]
+    proc = start([*argv, "extract", str(tmp_path / "c.zarr"), "--geometry",
+                  str(tmp_path / "f.geojson"), "--out", str(tmp_path / "t.csv")])  # fmt: skip
+    wait_for(lambda: _mapped(proc.pid, "_multiarray_umath"), proc, "numpy's import")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=3 * TIMEOUT)
+    assert proc.returncode == 130, err
+    assert (out, err) == ("", "xr-getregion: interrupted; no table was written.\n")
+    assert list(tmp_path.iterdir()) == []

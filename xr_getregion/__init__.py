@@ -13,6 +13,10 @@ Importing the package registers the ``.ee`` accessor on ``xarray.DataArray`` and
 
 from __future__ import annotations
 
+# First, before xarray and dask load: when this process is the xr-getregion command, Ctrl-C
+# during those imports must be the command's one line, not a traceback.
+from xr_getregion import _signals  # noqa: F401  # isort: skip
+
 import rioxarray  # noqa: F401  (registers .rio, used to read CRSs)
 
 from xr_getregion import (
@@ -30,6 +34,7 @@ from xr_getregion.errors import (
     GetRegionWarning,
     GridError,
     MissingCRSError,
+    OutputExistsError,
     TooManyValuesError,
 )
 from xr_getregion.extraction import MAX_VALUES, Plan
@@ -55,6 +60,7 @@ __all__ = [
     "Grid",
     "GridError",
     "MissingCRSError",
+    "OutputExistsError",
     "Plan",
     "TooManyValuesError",
     "__version__",

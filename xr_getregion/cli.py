@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from xr_getregion._signals import INTERRUPTED, Terminated, command_start_over, terminate_as_exit
+
 __all__ = ["main"]
 
 
@@ -405,6 +407,11 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+def _as_flags(exc: BaseException) -> str:
+    """The first line of an output error, naming the command's flag, not the Python argument."""
+    return _first_line(exc).replace("overwrite=True", "--overwrite")
+
+
 def _crs_transform(text: str | None) -> list[float] | None:
     if text is None:
         return None
@@ -456,8 +463,8 @@ def extract(args: argparse.Namespace) -> int:
     import dask
 
     from xr_getregion.api import get_region
-    from xr_getregion.errors import ArgumentError, GetRegionError
-    from xr_getregion.output import write_table
+    from xr_getregion.errors import ArgumentError, GetRegionError, OutputExistsError
+    from xr_getregion.output import check_target, write_table
 
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".csv"):
@@ -468,8 +475,10 @@ def extract(args: argparse.Namespace) -> int:
             f"--out {args.out!r} holds a '*', which dask's writers read as a partition-number "
             f"wildcard; rename it without '*' (e.g. {args.out.replace('*', '_')!r})."
         )
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"--out {args.out!r} exists; remove it or pass --overwrite.")
+    try:
+        check_target(out, args.overwrite)
+    except OutputExistsError as exc:
+        raise UsageError(f"cannot write --out {args.out!r}: {_as_flags(exc)}") from exc
     if out.parent.exists() and not out.parent.is_dir():
         raise UsageError(f"--out {args.out!r}: {str(out.parent)!r} is not a directory.")
     crs_transform = _crs_transform(args.crs_transform)
@@ -507,7 +516,7 @@ def extract(args: argparse.Namespace) -> int:
             try:
                 written = write_table(table, out, overwrite=args.overwrite, progress=args.progress)
             except ArgumentError as exc:
-                raise UsageError(f"cannot write --out {args.out!r}: {_first_line(exc)}") from exc
+                raise UsageError(f"cannot write --out {args.out!r}: {_as_flags(exc)}") from exc
             except GetRegionError as exc:
                 raise UsageError(str(exc)) from exc
             except Exception as exc:
@@ -527,7 +536,55 @@ def extract(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``xr-getregion`` and ``python -m xr_getregion``."""
+    """Entry point of ``xr-getregion`` and ``python -m xr_getregion``.
+
+    Ctrl-C anywhere gives one line and exit status 130; SIGTERM (``kill``, ``timeout``, batch
+    schedulers) and SIGHUP (a closed terminal) give one line and 128 + the signal number. Each
+    unwinds through write_table's cleanup first, so no temporary directory is left behind.
+    (Ctrl-C while the package is still being imported, before this runs, is handled by
+    ``xr_getregion._signals``.)
+    """
+    try:
+        with command_start_over(), terminate_as_exit():
+            return _main(argv)
+    except UsageError as exc:
+        _say(f"xr-getregion: error: {exc}")
+        return 2
+    except JobFailed as exc:
+        if _caused_by_ctrl_c(exc):
+            _say(INTERRUPTED)
+            return 130
+        _say(f"xr-getregion: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        # write_table removes its temporary on any exit, so there is nothing half-written.
+        _say(INTERRUPTED)
+        return 130
+    except Terminated as exc:
+        _say(f"xr-getregion: stopped by {exc.name}; no table was written.")
+        return 128 + exc.signum
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the chain: Ctrl-C lands wherever the main thread is,
+    and some code wraps what it catches (CPython, one raised in ``__set_name__``)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _say(line: str) -> None:
+    # After SIGHUP the terminal may be gone; the exit status still tells.
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="xr-getregion",
         description="Earth Engine's ImageCollection.getRegion for xarray cubes.",
@@ -563,18 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--overwrite", action="store_true", help="replace an existing TABLE")
     run.set_defaults(func=extract)
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except UsageError as exc:
-        print(f"xr-getregion: error: {exc}", file=sys.stderr)
-        return 2
-    except JobFailed as exc:
-        print(f"xr-getregion: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        # write_table removes its temporary on any exit, so there is nothing half-written.
-        print("xr-getregion: interrupted; no table was written.", file=sys.stderr)
-        return 130
+    return args.func(args)
 
 
 if __name__ == "__main__":

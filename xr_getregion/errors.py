@@ -17,6 +17,7 @@ __all__ = [
     "GetRegionWarning",
     "GridError",
     "MissingCRSError",
+    "OutputExistsError",
     "TooManyValuesError",
 ]
 
@@ -55,6 +56,10 @@ class GridError(GetRegionError, ValueError):
 
 class GeometryError(GetRegionError, ValueError):
     """The geometry is empty, invalid, non-finite or of a type that cannot be read."""
+
+
+class OutputExistsError(ArgumentError, FileExistsError):
+    """The output path exists and may not be replaced (no ``overwrite``, or not our table)."""
 
 
 class GetRegionWarning(UserWarning):

@@ -1,8 +1,54 @@
-"""Writing tables to Parquet or CSV, so that a failed job leaves nothing that looks complete."""
+"""Writing tables to Parquet or CSV, so that a failed job leaves nothing that looks complete.
+
+How a table reaches its path
+----------------------------
+Every partition is written inside a hidden directory beside the target NAME,
+``.NAME.tmp-XXXX``. Only a complete table is moved to NAME, by one operation that publishes
+all of it or nothing and, without ``overwrite``, refuses a NAME that exists:
+
+- a CSV file is published with ``os.link(staged, NAME)``, which fails if anything is at NAME
+  (a file, a directory, a link). On a filesystem without hard links, NAME is claimed with
+  ``os.open(NAME, O_CREAT | O_EXCL)`` (which fails the same way) and filled by ``os.replace``;
+  a reader may then see an empty file for that moment.
+- a Parquet dataset directory is published with ``os.rename(staged, NAME)``, which fails if
+  NAME is a file or a directory that is not empty. The staged directory always holds the
+  marker file ``_xr_getregion`` (Parquet readers skip names starting with ``_``), so a
+  published table is never empty and a second rename onto it always fails. The rename would
+  replace an empty directory, which holds nothing to lose; one there when the job starts or
+  ends is refused like any existing NAME.
+
+So of two jobs writing one NAME without ``overwrite``, exactly one publishes its table however
+their steps interleave; the other raises :class:`~xr_getregion.errors.OutputExistsError` and
+removes its temporary directory. A reader sees no table or a whole one, never part of one.
+
+What ``overwrite`` may replace
+------------------------------
+A file at NAME is replaced by one ``os.replace``. A directory is first renamed into the
+temporary directory, checked there (nothing can be added to it once moved) and the new table
+renamed to NAME; if that fails, the old one is moved back. ``overwrite`` replaces only:
+
+- a file (a CSV or single-file Parquet table, or anything else the caller named);
+- an empty directory;
+- a directory holding nothing but regular files named ``part.<n>.parquet``, ``_metadata``,
+  ``_common_metadata`` and the marker ``_xr_getregion``: a Parquet dataset written by this
+  package, or by dask under its default file names.
+
+Anything else is left as it is and refused: a ``.csv`` NAME that is a directory (this package
+writes a CSV table as one file), or a directory holding any other file or a subdirectory.
+
+Signals
+-------
+While a table is written on the main thread, SIGTERM and SIGHUP (when their handlers are the
+default, which ends the process at once) raise ``Terminated``, a ``SystemExit`` with status
+128 + the signal number, so the temporary directory is removed as it is after Ctrl-C.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -13,12 +59,20 @@ import dask
 import dask.dataframe as dd
 import xarray as xr
 
-from xr_getregion.errors import ArgumentError
+from xr_getregion._signals import signals_deferred, terminate_as_exit
+from xr_getregion.errors import ArgumentError, OutputExistsError
 from xr_getregion.extraction import MAX_VALUES
 
 __all__ = ["to_parquet", "write_table"]
 
 SUFFIXES = (".parquet", ".csv")
+# Written into every Parquet dataset directory this package publishes (see the module doc).
+MARKER = "_xr_getregion"
+_TABLE_FILE = re.compile(rf"part\.\d+\.parquet|_metadata|_common_metadata|{MARKER}")
+# A rename or link that fails because something is already at the target.
+_TAKEN = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)
+# os.link failing because the filesystem has no hard links (FAT, some network shares).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS}
 
 
 def write_table(
@@ -31,16 +85,20 @@ def write_table(
     """Write a lazy table to ``path`` (``.parquet``: a dataset directory; ``.csv``: one file).
 
     The table is written inside a temporary directory beside ``path`` (``.NAME.tmp-XXXX``)
-    and renamed into place only when every partition is written. If the job fails or is
-    interrupted (an exception in a task, a worker lost too often, Ctrl-C), ``path`` is as it
-    was before the call (absent, or the previous table when ``overwrite``) and the temporary
-    directory is removed. It runs on the current scheduler; with ``progress`` and a
-    ``distributed.Client`` active, distributed's progress bar shows.
+    and moved into place only when every partition is written, in one step that refuses an
+    existing ``path`` unless ``overwrite`` (see the module docstring). If the job fails or is
+    interrupted (an exception in a task, a worker lost too often, Ctrl-C, SIGTERM or SIGHUP),
+    ``path`` is as it was before the call (absent, or the previous table when ``overwrite``)
+    and the temporary directory is removed. It runs on the current scheduler; with
+    ``progress`` and a ``distributed.Client`` active, distributed's progress bar shows.
 
     Raises
     ------
     ArgumentError
-        ``path`` has another suffix, holds a ``*``, or exists and ``overwrite`` is False.
+        ``path`` has another suffix, or holds a ``*``.
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False (also when another job published a table
+        there while this one ran), or ``path`` is a directory ``overwrite`` may not replace.
     """
     target = Path(path)
     if target.suffix.lower() not in SUFFIXES:
@@ -48,33 +106,39 @@ def write_table(
             f"the output {str(target)!r} must end in .parquet or .csv; got {target.suffix!r}."
         )
     check_no_wildcard(target)
-    if target.exists() and not overwrite:
-        raise ArgumentError(f"{str(target)!r} exists; remove it or pass overwrite=True.")
+    check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Absolute, so worker processes with another working directory write to the same place.
     work = target.absolute().with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
-    work.mkdir()
-    staged = work / target.name
     # No directory may be created by a write task: after a failure the temporary directory
     # is removed while tasks of the job may still be running, and one that recreated it would
     # leave a partial table behind (fsspec's local filesystem makes parents when asked).
     no_mkdir = {"auto_mkdir": False}
-    try:
-        if target.suffix.lower() == ".parquet":
-            pending = table.to_parquet(
-                staged, engine="pyarrow", write_index=False, compute=False,
-                storage_options=no_mkdir,
-            )  # fmt: skip
-        else:
-            pending = table.to_csv(
-                staged, single_file=True, index=False, compute=False, storage_options=no_mkdir
-            )
-        _run(pending, progress)
-        if target.exists() and not overwrite:
-            raise ArgumentError(f"{str(target)!r} appeared while writing; it is left alone.")
-        _replace(staged, target, work / "previous")
-    finally:
-        _discard(work)
+    with terminate_as_exit():
+        work.mkdir()
+        staged = work / target.name
+        try:
+            if target.suffix.lower() == ".parquet":
+                pending = table.to_parquet(
+                    staged, engine="pyarrow", write_index=False, compute=False,
+                    storage_options=no_mkdir,
+                )  # fmt: skip
+            else:
+                pending = table.to_csv(
+                    staged, single_file=True, index=False, compute=False,
+                    storage_options=no_mkdir,
+                )  # fmt: skip
+            _run(pending, progress)
+            if target.suffix.lower() == ".parquet":
+                staged.mkdir(exist_ok=True)
+                (staged / MARKER).write_text(
+                    "A table written by xr_getregion; `overwrite` may replace this directory "
+                    "only while it holds nothing but part.<n>.parquet files and this one.\n"
+                )
+            _publish(staged, target, work / "previous", overwrite)
+        finally:
+            with signals_deferred():
+                _discard(work)
     return target
 
 
@@ -95,21 +159,126 @@ def check_no_wildcard(target: Path) -> None:
         )
 
 
+def check_target(target: Path, overwrite: bool) -> None:
+    """Refuse a ``target`` that exists (unless ``overwrite``) or that ``overwrite`` may not
+    replace: a directory that is not a table this package wrote (see the module docstring)."""
+    if not os.path.lexists(target):
+        return
+    if not overwrite:
+        raise OutputExistsError(f"{str(target)!r} exists; remove it or pass overwrite=True.")
+    if target.is_dir() and not target.is_symlink():
+        _refuse_foreign_directory(target, target)
+
+
+def _refuse_foreign_directory(directory: Path, target: Path) -> None:
+    """Raise unless ``directory`` (the target, or the target moved aside) may be replaced."""
+    if target.suffix.lower() == ".csv":
+        raise OutputExistsError(
+            f"{str(target)!r} is a directory, and a .csv table is one file: it is left alone. "
+            "Remove it yourself or write to another path."
+        )
+    with os.scandir(directory) as entries:
+        foreign = sorted(
+            entry.name + ("/" if entry.is_dir(follow_symlinks=False) else "")
+            for entry in entries
+            if not (entry.is_file(follow_symlinks=False) and _TABLE_FILE.fullmatch(entry.name))
+        )
+    if foreign:
+        raise OutputExistsError(
+            f"{str(target)!r} is not a table this package wrote (it holds {foreign[0]!r}"
+            + (f" and {len(foreign) - 1} other entries" if len(foreign) > 1 else "")
+            + "), so it is left alone: overwrite=True replaces only a file, an empty directory "
+            "or a directory of part.<n>.parquet files. Remove it yourself or write elsewhere."
+        )
+
+
+def _published_meanwhile(target: Path, exc: OSError | None = None) -> OutputExistsError:
+    error = OutputExistsError(
+        f"{str(target)!r} was written by another job while this one ran; this job's table is "
+        "discarded and that one left as it is. Remove it or pass overwrite=True to replace it."
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _publish(staged: Path, target: Path, aside: Path, overwrite: bool) -> None:
+    """Move the complete table ``staged`` to ``target`` in one step (see the module doc)."""
+    if overwrite:
+        _replace(staged, target, aside)
+    elif staged.is_dir():
+        # The rename would replace an empty directory; one that is there now is refused.
+        if os.path.lexists(target):
+            raise _published_meanwhile(target)
+        try:
+            os.rename(staged, target)
+        except OSError as exc:
+            if exc.errno in _TAKEN:
+                raise _published_meanwhile(target, exc) from exc
+            raise
+    else:
+        _link_new(staged, target)
+
+
+def _link_new(staged: Path, target: Path) -> None:
+    """Publish the file ``staged`` as ``target``, failing if anything is at ``target``."""
+    try:
+        os.link(staged, target)
+    except FileExistsError as exc:
+        raise _published_meanwhile(target, exc) from exc
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError as claimed:
+            raise _published_meanwhile(target, claimed) from claimed
+        os.replace(staged, target)
+    else:
+        os.unlink(staged)
+
+
 def _replace(staged: Path, target: Path, aside: Path) -> None:
-    """Move ``staged`` to ``target``; the previous ``target`` is moved to ``aside`` first.
+    """Move ``staged`` to ``target``; a previous ``target`` directory is moved to ``aside``.
 
     A file replaces a file in one atomic rename. A directory cannot replace a directory that
-    way, so the old one is moved aside first and moved back if the second rename fails: once
-    this returns or raises, ``target`` holds the new table or the old one.
+    way, so the old one is moved aside first, checked there (so nothing this package may not
+    replace is lost, whatever was added to it meanwhile) and moved back if the second rename
+    fails: once this returns or raises, ``target`` holds the new table or the old one.
     """
-    if not target.exists() or (staged.is_file() and target.is_file()):
-        os.replace(staged, target)
+    check_target(target, overwrite=True)
+    # A signal between the two renames waits for the second: the old table is never lost.
+    with signals_deferred():
+        _swap(staged, target, aside)
+
+
+def _swap(staged: Path, target: Path, aside: Path) -> None:
+    if staged.is_file():
+        try:
+            os.replace(staged, target)
+        except IsADirectoryError as exc:  # a directory appeared since the check
+            raise _published_meanwhile(target, exc) from exc
         return
-    os.rename(target, aside)
+    try:
+        os.rename(target, aside)
+    except FileNotFoundError:
+        moved = False
+    else:
+        moved = True
+        if aside.is_dir() and not aside.is_symlink():
+            try:
+                _refuse_foreign_directory(aside, target)
+            except OutputExistsError:
+                os.rename(aside, target)
+                raise
     try:
         os.rename(staged, target)
-    except BaseException:
-        os.rename(aside, target)
+    except BaseException as exc:
+        if moved:
+            # Fails only if another job's table took the name meanwhile: it stays.
+            with contextlib.suppress(OSError):
+                os.rename(aside, target)
+        if isinstance(exc, OSError) and exc.errno in _TAKEN:
+            raise _published_meanwhile(target, exc) from exc
         raise
 
 
