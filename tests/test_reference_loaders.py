@@ -318,6 +318,8 @@ LOADERS = {
     # Items with proj:code alone: stackstac pads its grid by a pixel on each side.
     "stackstac-proj-code-only": lambda items, tmp: floats([without_proj_epsg(i) for i in items]),
     "stackstac-dask-chunks": lambda items, tmp: floats(items, chunksize=16),
+    # xarray keeps attrs through arithmetic from 2025.11 (the lowest version allowed).
+    "stackstac-topleft-arithmetic": lambda items, tmp: floats(items) * 1.0,
     "stackstac-zarr-transform-kept": lambda items, tmp: stackstac_to_zarr(
         floats(items), tmp / "kept.zarr", kept_transform(floats(items))
     ),
