@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -100,8 +102,12 @@ def test_crs_conventions_are_all_read_and_compared_with_pyproj():
     base = make_cube(crs=None)
     assert read_cube(base.rio.write_crs("EPSG:32615")).grid.crs == CRS.from_epsg(32615)
     assert read_cube(base.assign_attrs(crs="EPSG:32615")).grid.crs == CRS.from_epsg(32615)
-    assert read_cube(base.assign_coords(epsg=32615)).grid.crs == CRS.from_epsg(32615)
-    per_image = base.assign_coords(epsg=("time", [32615, 32615, 32615]))
+    # stackstac's 'epsg' coordinate comes with the transform attribute that tells labels
+    # corners or centres (here centres); without it the cube is refused (see below).
+    centres = {"transform": (30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0)}
+    stac = base.assign_attrs(centres)
+    assert read_cube(stac.assign_coords(epsg=32615)).grid.crs == CRS.from_epsg(32615)
+    per_image = stac.assign_coords(epsg=("time", [32615, 32615, 32615]))
     assert read_cube(per_image).grid.crs == CRS.from_epsg(32615)
     # Same CRS written as WKT and as an EPSG code: equal for pyproj, so no conflict.
     wkt = base.rio.write_crs("EPSG:32615").assign_attrs(crs=CRS.from_epsg(32615).to_wkt())
@@ -195,9 +201,56 @@ def test_stac_item_crs_coordinates_do_not_override_the_cubes_own():
     # next to the cube's own 'epsg': the cube's wins; proj:epsg alone still counts.
     cube = make_cube(4, 5, 3).assign_coords({"proj:epsg": ("time", [4326, 32616, 32615])})
     assert read_cube(cube).grid.crs == CRS.from_epsg(32615)
+    # Without a grid mapping these look like stackstac output: the transform says centres.
+    centres = {"transform": (30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0)}
     bare = make_cube(4, 5, 3, crs=None).assign_coords(
         {"epsg": 32615, "proj:epsg": ("time", [32616, 32616, 32616])}
     )
-    assert read_cube(bare).grid.crs == CRS.from_epsg(32615)
+    assert read_cube(bare.assign_attrs(centres)).grid.crs == CRS.from_epsg(32615)
     items_only = make_cube(4, 5, 3, crs=None).assign_coords({"proj:epsg": 32615})
-    assert read_cube(items_only).grid.crs == CRS.from_epsg(32615)
+    assert read_cube(items_only.assign_attrs(centres)).grid.crs == CRS.from_epsg(32615)
+
+
+def test_stackstac_cube_that_lost_its_transform_is_refused_with_both_statements():
+    # stackstac labels corners by default and says so only in attrs['transform']; once it is
+    # gone (attrs cleared for Zarr, arithmetic on older xarray) the labels could be either.
+    corners = make_cube(4, 5, 3, crs=None).assign_coords(
+        x=500_000.0 + 30 * np.arange(5), y=4_000_000.0 - 30 * np.arange(4), epsg=32615
+    )
+    lost = corners.rename("stackstac-4f2a")
+    with pytest.raises(CubeError) as info:
+        read_cube(lost)
+    message = str(info.value)
+    assert "its name 'stackstac-4f2a', its 'epsg' coordinate" in message
+    assert (
+        "for corner labels cube.attrs['transform'] = (30.0, 0.0, 500000.0, 0.0, -30.0, "
+        "4000000.0); for centre labels cube.attrs['transform'] = (30.0, 0.0, 499985.0, 0.0, "
+        "-30.0, 4000015.0)"
+    ) in message
+    # Either statement is read as stated: corners put the centres half a pixel in.
+    stated = lost.assign_attrs(transform=(30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0))
+    assert read_cube(stated).grid.transform == (30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0)
+    centres = lost.assign_attrs(transform=(30.0, 0.0, 499_985.0, 0.0, -30.0, 4_000_015.0))
+    assert read_cube(centres).grid.transform == (30.0, 0.0, 499_985.0, 0.0, -30.0, 4_000_015.0)
+
+
+def test_stackstac_marks_are_its_name_epsg_and_stac_coordinates_without_a_grid_mapping(cube):
+    plain = make_cube(4, 5, 3, crs=None)
+    for marked, mark in [
+        (plain.rename("stackstac-0").rio.write_crs(32615), "its name 'stackstac-0'"),
+        (plain.assign_coords(epsg=32615).to_dataset(dim="band"), "its 'epsg' coordinate"),
+        (plain.assign_coords({"proj:epsg": 32615}), "its STAC coordinates ['proj:epsg']"),
+    ]:
+        holder = "ds" if isinstance(marked, xr.Dataset) else "cube"
+        pattern = rf"\({re.escape(mark)}\).*{holder}\.attrs\['transform'\]"
+        with pytest.raises(CubeError, match=pattern):
+            read_cube(marked)
+    # STAC coordinates on a cube with a rioxarray grid mapping (centre labels) are read.
+    stac = cube.assign_coords({"proj:epsg": ("time", [32615] * 3)})
+    assert read_cube(stac).grid.transform == (30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0)
+
+
+def test_one_pixel_wide_stackstac_cube_gets_the_statement_in_words():
+    one = make_cube(4, 1, 3, crs=None).assign_coords(epsg=32615)
+    with pytest.raises(CubeError, match=r"\(xres, 0\.0, left, 0\.0, -yres, top\)"):
+        read_cube(one)

@@ -579,6 +579,75 @@ def _registration(
     return a / 2, e / 2
 
 
+def _stackstac_marks(obj: Any) -> list[str]:
+    """What still says a cube came from ``stackstac.stack`` once its attrs are gone.
+
+    Clearing attrs (needed to write it to Zarr) or arithmetic on xarray before 2025.11
+    drops ``attrs['transform']`` but keeps the name and the coordinates. STAC ``proj:``
+    coordinates count only on a cube with no rioxarray/CF grid mapping: stackstac writes
+    none, and a cube that has one was declared in a convention whose labels are centres.
+    """
+    names = [obj.name] if isinstance(obj, xr.DataArray) else list(obj.data_vars)
+    marks = [f"its name {n!r}" for n in names if str(n).startswith("stackstac-")]
+    if "epsg" in obj.coords:
+        marks.append("its 'epsg' coordinate")
+    stac = sorted(str(k) for k in obj.coords if str(k).startswith("proj:"))
+    if stac and not _has_grid_mapping(obj):
+        marks.append(f"its STAC coordinates {stac}")
+    return marks
+
+
+def _has_grid_mapping(obj: Any) -> bool:
+    try:
+        mapping = obj.rio.grid_mapping
+    except Exception:
+        return False
+    return mapping in obj.coords or (isinstance(obj, xr.Dataset) and mapping in obj.variables)
+
+
+def _refuse_unregistered_stackstac(
+    obj: Any, ydim: str, xdim: str, x0: float, dx: float, y0: float, dy: float
+) -> None:
+    """Refuse a stackstac cube whose registration went with its ``attrs['transform']``.
+
+    stackstac labels pixel top-left corners by default (``xy_coords='topleft'``) and centres
+    on request, and nothing left on the cube tells which: its ``proj:transform`` coordinate
+    is the items' grid, not the cube's (stackstac snaps its own grid to multiples of the
+    resolution, so on grids like Landsat's, offset by half a pixel, corner labels sit on the
+    items' pixel centres), and when the items share it stackstac 0.5.1 stores it as a Python
+    set, its order lost. Reading corners as centres takes every value from the neighbouring
+    pixel, so the cube is refused with the two statements that fix it.
+
+    Raises
+    ------
+    CubeError
+        The cube looks like stackstac output and has no transform attribute.
+    """
+    marks = _stackstac_marks(obj)
+    if not marks:
+        return
+    holder = "ds" if isinstance(obj, xr.Dataset) else "cube"
+    if np.isnan(dx) or np.isnan(dy):
+        corner = centre = "(xres, 0.0, left, 0.0, -yres, top)"
+    else:
+        ax, ay = abs(dx), abs(dy)
+        # The corner statement names the first labels themselves: only the fraction of a
+        # pixel between labels and transform decides, whichever way y runs.
+        corner = repr((ax, 0.0, x0, 0.0, -ay, y0))
+        centre = repr((ax, 0.0, x0 - ax / 2, 0.0, -ay, y0 + ay / 2))
+    raise CubeError(
+        f"the cube looks like stackstac output ({', '.join(marks)}) but has no transform "
+        f"attribute, so whether its {xdim!r} and {ydim!r} coordinates label pixel top-left "
+        "corners (stackstac's default, xy_coords='topleft') or pixel centres "
+        "(xy_coords='center') is unknown; reading corners as centres would take every value "
+        "from the neighbouring pixel. State it with the transform stackstac wrote: for "
+        f"corner labels {holder}.attrs['transform'] = {corner}; for centre labels "
+        f"{holder}.attrs['transform'] = {centre}. To write a stackstac cube to Zarr, keep it "
+        f"when clearing attrs: {holder}.attrs = {{'transform': "
+        f"tuple({holder}.attrs['transform'])}}."
+    )
+
+
 def _written_geotransform(obj: Any) -> bool:
     try:
         mapping = obj.rio.grid_mapping
@@ -591,6 +660,8 @@ def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
     x0, dx = _axis(obj, xdim, longitude=crs.is_geographic)
     y0, dy = _axis(obj, ydim)
     attr = _transform_attr(obj, ydim, xdim)
+    if attr is None:
+        _refuse_unregistered_stackstac(obj, ydim, xdim, x0, dx, y0, dy)
     if attr is not None and not np.isnan(dx) and not np.isclose(abs(dx), abs(attr[0]), rtol=1e-6):
         raise CubeError(
             f"the cube's transform attribute {list(attr)} gives {attr[0]!r}-unit pixels but its "
