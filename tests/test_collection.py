@@ -51,6 +51,22 @@ def test_filter_date_is_half_open_and_takes_every_date_type(start, end, kept):
     assert ids(got) == [str(t) for t in kept]
 
 
+@pytest.mark.parametrize("zone", ["UTC", "America/Chicago", "Asia/Kolkata", "Pacific/Chatham"])
+def test_filter_date_and_sort_on_timezone_aware_times(zone):
+    # The same three instants as make_cube's, held in a zone: they used to read as no time,
+    # so filterDate kept nothing.
+    aware = pd.DatetimeIndex(np.array([T2, T0, T1], dtype="datetime64[ms]"), tz="UTC")
+    cube = make_cube().assign_coords(time=aware.tz_convert(zone))
+    kept = cube.ee.filterDate("2021-01-01", "2021-02-01")
+    assert ids(kept.assign_coords(time=kept.indexes["time"].tz_convert(None))) == [
+        str(T0),
+        str(T1),
+    ]
+    assert kept.ee.size() == 2
+    ordered = cube.ee.sort("system:time_start")
+    assert list(ordered.coords["system:index"].values) == ["1", "2", "0"]
+
+
 def test_filter_date_to_nothing_then_get_region_says_the_collection_is_empty():
     empty = make_cube().ee.filterDate("2030-01-01", "2031-01-01")
     assert empty.ee.size() == 0

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import re
+import warnings
 
+import cftime
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest import make_cube, raise_if_dask_computes
 from pyproj import CRS
 
-from xr_getregion import CubeError, EmptyCollectionError, MissingCRSError
+from xr_getregion import (
+    CubeError,
+    EmptyCollectionError,
+    Geometry,
+    MissingCRSError,
+    get_region,
+    getRegion,
+)
 from xr_getregion.cube import read_cube
 
 
@@ -254,3 +264,164 @@ def test_one_pixel_wide_stackstac_cube_gets_the_statement_in_words():
     one = make_cube(4, 1, 3, crs=None).assign_coords(epsg=32615)
     with pytest.raises(CubeError, match=r"\(xres, 0\.0, left, 0\.0, -yres, top\)"):
         read_cube(one)
+
+
+# --- times: every representation as exact UTC milliseconds (issue 12, items 3 and 4) -------
+
+
+def _times(cube, coords):
+    return read_cube(cube.isel(time=slice(0, 2)).assign_coords(coords)).times_ms
+
+
+def test_timezone_aware_times_are_their_utc_instants(cube):
+    chicago = pd.DatetimeIndex(["2020-07-09 08:02:27", "1960-01-01"], tz="America/Chicago")
+    # 08:02:27 CDT is 13:02:27 UTC; 1960-01-01 00:00 CST is 06:00 UTC.
+    expected = (1594299747000, -315597600000)
+    assert _times(cube, {"time": chicago}) == expected
+    assert _times(cube, {"time": ("time", np.array(list(chicago), dtype=object))}) == expected
+    mixed = [pd.Timestamp("2020-07-09 18:32:27", tz="Asia/Kolkata"),
+             pd.Timestamp("1960-01-01 18:45", tz="Pacific/Chatham")]  # fmt: skip
+    assert _times(cube, {"time": ("time", np.array(mixed, dtype=object))}) == expected
+    assert _times(cube, {"time": chicago.tz_convert("UTC").as_unit("s")}) == expected
+
+
+def test_periods_are_their_start_instants(cube):
+    assert _times(cube, {"time": pd.period_range("1969-12", periods=2, freq="M")}) == (
+        -2678400000,
+        0,
+    )
+    weeks = pd.period_range("2020-01-01", periods=2, freq="W")  # Monday 2019-12-30 starts it
+    assert _times(cube, {"time": weeks}) == (1577664000000, 1578268800000)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            np.array(["2040-02-29", "1969-12-31"], dtype="datetime64[D]"),
+            (2214086400000, -86400000),
+        ),
+        (np.array(["1901-12-13T20:45:52", "NaT"], dtype="datetime64[s]"), (-2147483648000, None)),
+        (np.array([-1, 1500], dtype="datetime64[us]"), (-1, 1)),  # floored, not truncated
+        (np.array([-999_999, 2_000_001], dtype="datetime64[ns]"), (-1, 2)),
+    ],
+)
+def test_datetime64_of_every_unit_gives_floored_milliseconds(cube, values, expected):
+    assert _times(cube, {"time": values}) == expected
+
+
+def test_a_date_beyond_int64_milliseconds_is_refused(cube):
+    far = np.array(["300000000", "2000"], dtype="datetime64[Y]")
+    with pytest.raises(
+        CubeError, match=r"'time' coordinate holds 300000000-01-01T00:00:00 .*int64 milli"
+    ):
+        _times(cube, {"time": far})
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (np.array([1594303347000.0, np.nan]), (1594303347000, None)),
+        (np.array([2**53, -1], dtype=np.int64), (2**53, -1)),
+        (np.array([1594303347000, None], dtype=object), (1594303347000, None)),
+        (pd.DatetimeIndex(["2020-07-09", "NaT"], tz="America/Chicago"), (1594270800000, None)),
+        (
+            np.array(["2020-07-09T05:00:00.0019", "NaT"], dtype="datetime64[us]"),
+            (1594270800001, None),
+        ),
+    ],
+)
+def test_system_time_start_of_numbers_or_datetimes(cube, values, expected):
+    assert _times(cube, {"system:time_start": ("time", values)}) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.array([0.0, np.inf]), r"holds inf \(image 1\), not a finite number"),
+        (np.array([np.nan, -np.inf]), r"holds -inf \(image 1\), not a finite number"),
+        (np.array([1594303347.25, 0.0]), r"holds 1594303347.25 \(image 0\), not whole milli"),
+        (np.array([1e300, 0.0]), r"holds 1e\+300 \(image 0\), beyond int64"),
+        (np.array([2**64 - 1, 0], dtype=np.uint64), r"holds 18446744073709551615 \(image 0\)"),
+        (np.array(["2020-07-09", "x"]), r"holds '2020-07-09' \(image 0\), not a time"),
+        (np.array([True, False]), r"holds True \(image 0\), not a time"),
+    ],
+)
+def test_bad_system_time_start_is_a_cube_error_naming_value_and_fix(cube, values, message):
+    with pytest.raises(CubeError, match=message) as err:
+        _times(cube, {"system:time_start": ("time", values)})
+    assert "'system:time_start' coordinate" in str(err.value)
+    assert "cube.drop_vars('system:time_start')" in str(err.value)
+
+
+def _cftimes(calendar, *dates):
+    return np.array([cftime.datetime(*d, calendar=calendar) for d in dates], dtype=object)
+
+
+@pytest.mark.parametrize(
+    "calendar", ["noleap", "365_day", "all_leap", "366_day", "julian", "proleptic_gregorian",
+                 "360_day", "standard"],
+)  # fmt: skip
+def test_cftime_dates_that_exist_map_to_the_same_fields_without_a_warning(cube, calendar):
+    dates = _cftimes(calendar, (2020, 2, 28, 12, 30, 0, 1999), (2300, 12, 30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # xarray's calendar warning would fail the test
+        times = _times(cube, {"time": dates})
+        table = getRegion(cube.isel(time=slice(0, 2)).assign_coords(time=dates),
+                          Geometry.Point(*_centre(cube)), crs="native")  # fmt: skip
+    assert times == (1582893000001, 10445155200000)
+    assert [row[3] for row in table[1:]] == [1582893000001, 10445155200000]
+
+
+@pytest.mark.parametrize(
+    ("calendar", "date", "shown"),
+    [
+        ("360_day", (2001, 2, 30), "2001-02-30 00:00:00"),
+        ("360_day", (2000, 2, 30), "2000-02-30 00:00:00"),
+        ("all_leap", (2001, 2, 29), "2001-02-29 00:00:00"),
+        ("julian", (1900, 2, 29), "1900-02-29 00:00:00"),
+    ],
+)
+def test_a_date_the_real_calendar_lacks_names_convert_calendar(cube, calendar, date, shown):
+    dates = _cftimes(calendar, (2001, 1, 1), date)
+    with pytest.raises(CubeError) as err:
+        _times(cube, {"time": dates})
+    assert str(err.value) == (
+        f"the 'time' coordinate holds {shown} in the {calendar!r} calendar (image 1), a date "
+        "that does not exist in the standard calendar Earth Engine's times (milliseconds since "
+        "1970-01-01 UTC) count in. Convert the cube first: "
+        'cube.convert_calendar("standard", align_on="date") drops such dates, '
+        'align_on="year" moves every date to keep them all.'
+    )
+
+
+def test_the_named_calendar_fix_works_and_names_a_non_time_dim(cube):
+    days = cube.isel(time=slice(0, 2)).assign_coords(
+        # The subclass xarray's decoders give: its convert_calendar cannot compare a plain
+        # cftime.datetime(..., calendar="360_day") with its reform date.
+        time=[cftime.Datetime360Day(2001, 2, 28), cftime.Datetime360Day(2001, 2, 30)]
+    )
+    fixed = days.convert_calendar("standard", align_on="date")
+    assert read_cube(fixed).times_ms == (983318400000,)
+    renamed = days.rename(time="t")
+    with pytest.raises(
+        CubeError, match=r'convert_calendar\("standard", align_on="date", dim="t"\)'
+    ):
+        read_cube(renamed)
+    assert read_cube(renamed.convert_calendar("standard", align_on="date", dim="t")).n_images == 1
+
+
+def test_get_region_time_column_is_the_utc_instant(cube):
+    kolkata = pd.DatetimeIndex(["2021-01-01 05:30", "2021-01-17 16:00"], tz="Asia/Kolkata")
+    frame = get_region(cube.isel(time=slice(0, 2)).assign_coords(time=kolkata),
+                       Geometry.Point(*_centre(cube)))  # fmt: skip
+    assert frame["time"].tolist() == [pd.Timestamp("2021-01-01", tz="UTC"),
+                                      pd.Timestamp("2021-01-17 10:30", tz="UTC")]  # fmt: skip
+
+
+def _centre(cube):
+    """Longitude, latitude of the cube's first pixel centre."""
+    from pyproj import Transformer
+
+    to_lonlat = Transformer.from_crs(cube.rio.crs, "EPSG:4326", always_xy=True)
+    return to_lonlat.transform(float(cube.x[0]), float(cube.y[0]))

@@ -449,3 +449,43 @@ def test_the_package_reads_files_only_with_format_readers():
             assert all(k.arg != "allow_pickle" for k in node.keywords), where
             if func.attr in ("open_dataset", "open_mfdataset", "load_dataset"):
                 assert any(k.arg == "engine" for k in node.keywords), where
+
+
+def _calendar_cube(tmp_path: Path, calendar: str, days: list[int]) -> Path:
+    """A CF NetCDF cube, 2 x 2 lat/lon pixels, with times in ``calendar``."""
+    import xarray as xr
+
+    times = xr.DataArray(
+        days, dims="time", attrs={"units": "days since 2001-02-28", "calendar": calendar}
+    )
+    cube = xr.Dataset(
+        {"b": (("time", "lat", "lon"), np.arange(4.0 * len(days)).reshape(-1, 2, 2))},
+        coords={"time": times, "lat": [1.5, 0.5], "lon": [10.5, 11.5]},
+    )
+    path = tmp_path / f"{calendar}.nc"
+    cube.to_netcdf(path, engine="h5netcdf")  # encoded: the reader decodes the calendar
+    (tmp_path / "p.geojson").write_text(json.dumps({"type": "Point", "coordinates": [10.5, 1.5]}))
+    return path
+
+
+def test_a_360_day_date_without_a_real_date_is_one_line_naming_convert_calendar(tmp_path, capsys):
+    cube = _calendar_cube(tmp_path, "360_day", [0, 2])  # 2001-02-28, 2001-02-30
+    out = tmp_path / "o.csv"
+    assert run(cube, "--geometry", tmp_path / "p.geojson", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "2001-02-30 00:00:00 in the '360_day' calendar" in err
+    assert 'cube.convert_calendar("standard", align_on="date")' in err
+    assert not out.exists()
+
+
+def test_a_noleap_cube_extracts_exact_times_without_a_calendar_warning(tmp_path, capsys):
+    cube = _calendar_cube(tmp_path, "noleap", [0, 1])  # 2001-02-28, 2001-03-01
+    out = tmp_path / "o.csv"
+    assert run(cube, "--geometry", tmp_path / "p.geojson", "--out", out) == 0
+    assert "Warning" not in capsys.readouterr().err
+    table = pd.read_csv(out)
+    assert list(pd.to_datetime(table["time"])) == [
+        pd.Timestamp("2001-02-28", tz="UTC"),
+        pd.Timestamp("2001-03-01", tz="UTC"),
+    ]

@@ -129,6 +129,14 @@ def getRegion(
         milliseconds since the Unix epoch (UTC), masked values ``None``, ``longitude`` and
         ``latitude`` the working pixel's centre.
 
+        ``time`` is the ``system:time_start`` coordinate (whole milliseconds or datetimes),
+        else the time coordinate: naive times are UTC, timezone-aware ones their UTC instant,
+        a ``Period`` its start, a cftime date (``noleap``, ``360_day``, ``julian``...) the same
+        year-month-day hour:minute:second read as a proleptic Gregorian UTC time (a date
+        with no such day, ``360_day`` 30 February, is a ``CubeError`` naming
+        ``cube.convert_calendar("standard", align_on="date")``). Sub-millisecond parts are
+        floored.
+
     Raises
     ------
     TooManyValuesError

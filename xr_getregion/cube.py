@@ -6,6 +6,7 @@ grid all come from coordinates and attributes, so a dask-backed cube is never co
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -698,36 +699,226 @@ def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
 def _ids_and_times(
     obj: Any, image_dim: str | None, n: int
 ) -> tuple[tuple[str, ...], tuple[int | None, ...]]:
-    def coord(name: str) -> np.ndarray | None:
+    """The images' ids and times (``system:time_start``: integer milliseconds, UTC).
+
+    The time is the ``system:time_start`` coordinate if there is one (integers, floats of whole
+    milliseconds, or datetimes; NaN or NaT is an image without a time), else the ``time``
+    coordinate (or the image dim's own), read by :func:`_instants_ms`.
+    """
+
+    def coord(name: str) -> xr.DataArray | None:
         if name not in obj.coords:
             return None
         c = obj.coords[name]
-        if image_dim is None and c.ndim == 0:
-            return np.asarray(c.values).reshape(1)
-        if image_dim is not None and c.dims == (image_dim,):
-            return np.asarray(c.values)
-        return None
+        along = () if image_dim is None else (image_dim,)
+        return c if c.dims == along else None
 
     raw_ids = coord("system:index")
     if raw_ids is None:
         raw_ids = coord("id")
     ids = (
-        tuple(str(v) for v in raw_ids.tolist())
+        tuple(str(v) for v in np.asarray(raw_ids.values).reshape(-1).tolist())
         if raw_ids is not None
         else tuple(str(i) for i in range(n))
     )
     start = coord("system:time_start")
     if start is not None:
-        return ids, tuple(None if pd.isna(v) else int(v) for v in start.tolist())
-    time = coord(image_dim) if image_dim is not None else coord("time")
-    if time is None and image_dim is not None and image_dim != "time":
-        time = coord("time")
-    if time is None:
-        return ids, (None,) * n
-    if time.dtype.kind != "M":
-        if time.dtype == object and len(time) and hasattr(time[0], "calendar"):
-            time = xr.CFTimeIndex(time).to_datetimeindex(time_unit="ms").values
+        return ids, _time_start_ms(_coord_values(start), "system:time_start")
+    # The image dim's own coordinate if it holds times, else a 'time' coordinate along it
+    # (images along 't' numbered 0, 1, ... with their times beside them).
+    for name in dict.fromkeys([image_dim or "time", "time"]):
+        time = coord(name)
+        if time is None:
+            continue
+        try:
+            return ids, _instants_ms(_coord_values(time), name, image_dim)
+        except _NotATime:  # numbers, strings: a coordinate that holds no times
+            continue
+    return ids, (None,) * n
+
+
+# Earth Engine's times are int64 milliseconds; the smallest int64 is NaT in numpy and pandas.
+_MS_MIN, _MS_MAX = -(2**63) + 1, 2**63 - 1
+# numpy units no finer than a millisecond: casting them to milliseconds multiplies, and may
+# overflow; finer units divide (numpy floors), which cannot.
+_COARSE_UNITS = ("Y", "M", "W", "D", "h", "m", "s", "ms")
+
+
+class _NotATime(Exception):
+    """A coordinate value that is neither a time nor missing."""
+
+    def __init__(self, position: int, value: Any) -> None:
+        super().__init__(position, value)
+        self.position, self.value = position, value
+
+
+def _coord_values(c: xr.DataArray) -> np.ndarray | pd.Index:
+    """A coordinate's values, keeping what numpy would lose: a pandas extension dtype
+    (timezone-aware ``datetime64[ns, tz]``, ``period[M]``) comes back as its pandas index,
+    whose ``.values`` would be bare nanoseconds or objects."""
+    if c.ndim == 1 and not isinstance(c.dtype, np.dtype):
+        return c.to_index()
+    return np.asarray(c.values).reshape(-1)
+
+
+def _instants_ms(
+    values: np.ndarray | pd.Index, name: str, image_dim: str | None = None
+) -> tuple[int | None, ...]:
+    """Milliseconds since 1970-01-01 UTC of each time, floored; ``None`` where missing.
+
+    - ``datetime64`` of any unit without a zone: a UTC time, as in Earth Engine.
+    - Timezone-aware times (a pandas ``DatetimeIndex`` with ``tz``, ``Timestamp`` or
+      ``datetime`` objects with ``tzinfo``, zones mixed or not): the UTC instant they denote.
+    - ``Period``: the instant its period starts (``Period.start_time``), UTC.
+    - cftime dates in any calendar: the same year, month, day, hour, minute, second and
+      microsecond read as a proleptic Gregorian UTC time (so ``noleap`` 2001-03-01 is
+      2001-03-01, and a ``julian`` or pre-1582 ``standard`` date keeps its labels, not its
+      day count). A date with no such Gregorian date (``360_day`` 30 February, ``all_leap``
+      29 February 2001) is refused, naming ``convert_calendar``. Reading the fields directly
+      never calls xarray's ``CFTimeIndex.to_datetimeindex``, so its calendar warning is not
+      raised on every call.
+
+    Finer than a millisecond is floored (toward negative infinity): the millisecond holding the
+    instant, so instants before 1970 keep their order and ``filterDate``'s ``[start, end)``
+    holds on whole milliseconds.
+
+    Raises
+    ------
+    _NotATime
+        A value is neither a time nor missing.
+    CubeError
+        A date with no Gregorian equivalent, or a time beyond int64 milliseconds.
+    """
+    if isinstance(values, pd.PeriodIndex):
+        # Microsecond periods count from the epoch; every frequency's start is whole us.
+        micros = values.asfreq("us", how="start").asi8
+        pairs = zip(values, micros, strict=True)
+        return tuple(None if p is pd.NaT else int(u) // 1000 for p, u in pairs)
+    if isinstance(values, pd.DatetimeIndex):
+        values = (values.tz_convert(None) if values.tz is not None else values).to_numpy()
+    values = np.asarray(values)
+    if values.dtype.kind == "M":
+        return _datetime64_ms(values, name)
+    if values.dtype != object:
+        raise _NotATime(0, values[0] if len(values) else None)
+    return tuple(_instant_ms(v, i, name, image_dim) for i, v in enumerate(values.tolist()))
+
+
+def _datetime64_ms(values: np.ndarray, name: str) -> tuple[int | None, ...]:
+    ms = values.astype("datetime64[ms]")  # numpy floors finer units
+    if np.datetime_data(values.dtype)[0] in _COARSE_UNITS:
+        wrapped = (ms.astype(values.dtype) != values) & ~np.isnat(values)
+        if wrapped.any():
+            k = int(np.flatnonzero(wrapped)[0])
+            raise CubeError(
+                f"the {name!r} coordinate holds {values[k]} (image {k}), beyond the range of "
+                "Earth Engine's times (int64 milliseconds since 1970-01-01 UTC). Fix or drop "
+                f"that image's time."
+            )
+    missing = np.isnat(ms).tolist()
+    return tuple(None if m else v for m, v in zip(missing, ms.view(np.int64).tolist(), strict=True))
+
+
+def _instant_ms(value: Any, position: int, name: str, image_dim: str | None) -> int | None:
+    """One object's milliseconds (see :func:`_instants_ms`)."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.datetime64):
+        return _datetime64_ms(np.asarray([value]), name)[0]
+    if isinstance(value, pd.Period):
+        return int(value.asfreq("us", how="start").ordinal) // 1000
+    if hasattr(value, "calendar") and hasattr(value, "dayofyr"):  # a cftime date
+        return _cftime_ms(value, position, name, image_dim)
+    if isinstance(value, dt.datetime):
+        offset = value.utcoffset()  # None for a naive time: UTC, as in Earth Engine
+        micros = _wall_micros(value, value.year)
+        if offset is not None:
+            micros -= offset // dt.timedelta(microseconds=1)
+        return micros // 1000
+    if isinstance(value, dt.date):
+        return _civil_micros(value.year, value.month, value.day) // 1000
+    raise _NotATime(position, value)
+
+
+def _cftime_ms(value: Any, position: int, name: str, image_dim: str | None) -> int:
+    year = value.year
+    if year < 1 and not getattr(value, "has_year_zero", True):
+        year += 1  # 1 BC is year 0 of the proleptic Gregorian calendar
+    if not 1 <= value.day <= _days_in_month(year, value.month):
+        dim = "" if image_dim in (None, "time") else f', dim="{image_dim}"'
+        raise CubeError(
+            f"the {name!r} coordinate holds {value} in the {value.calendar!r} calendar (image "
+            f"{position}), a date that does not exist in the standard calendar Earth Engine's "
+            "times (milliseconds since 1970-01-01 UTC) count in. Convert the cube first: "
+            f'cube.convert_calendar("standard", align_on="date"{dim}) drops such dates, '
+            f'align_on="year" moves every date to keep them all.'
+        )
+    return _wall_micros(value, year) // 1000
+
+
+def _wall_micros(value: Any, year: int) -> int:
+    """Microseconds from 1970-01-01T00:00 to ``value``'s fields read as a proleptic Gregorian
+    time (sub-microsecond parts, a ``Timestamp``'s nanoseconds, cannot change the floored ms)."""
+    seconds = (value.hour * 60 + value.minute) * 60 + value.second
+    return _civil_micros(year, value.month, value.day) + seconds * 1_000_000 + value.microsecond
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def _civil_micros(year: int, month: int, day: int) -> int:
+    """Microseconds from 1970-01-01 to midnight of a proleptic Gregorian date, any year.
+
+    Howard Hinnant's ``days_from_civil``, in Python integers: no year range to overflow.
+    """
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return (era * 146097 + doe - 719468) * 86_400_000_000
+
+
+def _time_start_ms(values: np.ndarray | pd.Index, name: str) -> tuple[int | None, ...]:
+    """A ``system:time_start`` coordinate: integer milliseconds, or datetimes converted.
+
+    Floats must be whole milliseconds (NaN is an image without a time); a fraction, an
+    infinity, a number beyond int64, a string or a bool is refused, naming the value.
+    """
+    fix = (
+        f" Earth Engine's {name} is integer milliseconds since 1970-01-01 UTC (a time in "
+        "seconds must be multiplied by 1000). Fix it, e.g. cube.assign_coords({'"
+        f"{name}': (cube['{name}'] // 1).astype('int64')}}), or drop it "
+        f"(cube.drop_vars('{name}')) to use the time coordinate."
+    )
+    if isinstance(values, pd.Index) or np.asarray(values).dtype.kind == "M":
+        return _instants_ms(values, name)
+    out: list[int | None] = []
+    for i, v in enumerate(np.asarray(values).tolist()):
+        if isinstance(v, np.integer | np.floating | np.bool_):  # numpy scalars in an object array
+            v = v.item()
+        if v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+            out.append(None)
+        elif isinstance(v, bool) or isinstance(v, str | bytes):
+            raise CubeError(f"the {name!r} coordinate holds {v!r} (image {i}), not a time." + fix)
+        elif isinstance(v, int | float):
+            if isinstance(v, float) and not (np.isfinite(v) and v == int(v)):
+                what = "not a finite number" if not np.isfinite(v) else "not whole milliseconds"
+                raise CubeError(f"the {name!r} coordinate holds {v!r} (image {i}), {what}." + fix)
+            if not _MS_MIN <= int(v) <= _MS_MAX:
+                raise CubeError(
+                    f"the {name!r} coordinate holds {v!r} (image {i}), beyond int64 "
+                    "milliseconds." + fix
+                )
+            out.append(int(v))
         else:
-            return ids, (None,) * n
-    ms = time.astype("datetime64[ms]")
-    return ids, tuple(None if np.isnat(v) else int(v.astype(np.int64)) for v in ms)
+            try:
+                out.append(_instant_ms(v, i, name, None))
+            except _NotATime:
+                raise CubeError(
+                    f"the {name!r} coordinate holds {v!r} (image {i}), not a time." + fix
+                ) from None
+    return tuple(out)
