@@ -101,6 +101,21 @@ def test_a_torn_polar_polygon_at_a_degree_scale_is_refused_at_once():
     assert len(cube.ee.getRegion(polygon, scale=5000, geometry_crs="EPSG:3031")) > 1
 
 
+def test_a_huge_region_on_the_cubes_own_grid_without_a_limit_is_refused_not_a_memory_error():
+    import dask.array as da
+
+    n = 100_000  # 10 billion pixels, counted from runs, never listed
+    data = da.zeros((1, 1, n, n), chunks=(1, 1, 10_000, 10_000), dtype="uint8")
+    cube = make_cube(n, n, 1, ["b"], data=data)
+    whole = shapely.box(500_000, 4_000_000 - 30 * n, 500_000 + 30 * n, 4_000_000)
+    message, seconds = refused(
+        lambda: cube.ee.get_region(whole, geometry_crs="EPSG:32615", max_values=None)
+    )
+    assert seconds < SECONDS
+    assert "1e+10 pixels of the working grid (30 m pixels)" in message
+    assert "split the region" in message and "degrees" not in message
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("scale")

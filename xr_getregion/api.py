@@ -132,9 +132,19 @@ def getRegion(
     Raises
     ------
     TooManyValuesError
-        More than ``max_values`` values.
+        More than ``max_values`` values; or, whatever ``max_values``, a region spanning more
+        working-grid pixels than a plan can hold (a ``scale`` in degrees, most often).
+    GeometryError
+        Among others: coordinates that cannot be longitude/latitude (a latitude past 90
+        degrees, metres) in a geographic CRS; pass ``geometry_crs=``.
     GetRegionError
         Any other refusal; see :mod:`xr_getregion.errors`.
+
+    Warns
+    -----
+    GetRegionWarning
+        The geometry misses the cube (the table is the header alone), naming both extents in
+        lon/lat; or no ``scale`` nor ``crsTransform`` was given.
 
     Examples
     --------

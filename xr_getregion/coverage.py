@@ -533,9 +533,9 @@ def grid_too_fine(work: float, grid: Grid, native: Grid | None = None) -> TooMan
     naming the likely mistake, a scale in degrees, and the scale meant."""
     size = _pixel_metres(grid)
     text = (
-        f"the working grid is too fine for this region: its pixels are {size:.3g} m wide "
-        f"and the region spans about {work:.3g} of them within the cube's bounds, more than "
-        f"the {MAX_WORK:,} a plan can hold (with or without max_values). "
+        f"the region spans about {work:.3g} pixels of the working grid ({size:.3g} m pixels) "
+        f"within the cube's bounds, more than the {MAX_WORK:,} a plan can hold (with or "
+        "without max_values). "
     )
     if size < 1:
         text += f"scale= is in metres, not degrees: scale={size:g} makes {size:g} m pixels. "

@@ -469,7 +469,10 @@ def _read_list(
         try:
             parts.append(_read(o, override))
         except GeometryError as exc:
-            raise GeometryError(f"{what} {k} (position {k}): {exc}") from None
+            where = (
+                f"feature {k} (position {k})" if what == "feature" else f"{what} {k} of the list"
+            )
+            raise GeometryError(f"{where}: {exc}") from None
     crss = {c for _, c in parts if c is not None}
     if len(crss) > 1:
         raise GeometryError(
