@@ -45,7 +45,8 @@ def plan(
     the ``max_values`` limit is checked against. Several features (a ``GeoDataFrame``, ...)
     are planned each on its own, as :func:`get_region` extracts them, so ``n_pixels`` counts
     a pixel once per feature covering it. With ``max_values``, a plan over it is only
-    counted: it holds ``n_pixels`` but no pixel arrays.
+    counted: it holds ``n_pixels`` but no pixel arrays. On a resampled grid counting stops
+    past the limit, so there ``n_pixels`` is a lower bound (``Plan.at_least``).
     """
     return _plan(cube, geometry, scale, crs, crs_transform, geometry_crs, max_values)[0]
 
