@@ -265,7 +265,7 @@ def _centre_test(
         # The centres to test, counted by arithmetic before any is listed: a scale in
         # degrees by mistake makes billions of them.
         n_rows = min(row1 - row0, (lat_hi - lat_lo + 2 * margin) / abs(e) + 2)
-        n_cols = col1 - col0
+        n_cols = float(col1 - col0)
         if width + 2 * lon_margin < 360.0:
             n_cols = min(n_cols, (width + 2 * lon_margin) / abs(a) + 2)
         if n_rows * n_cols > MAX_WORK:

@@ -148,8 +148,8 @@ def plan_features(
     per_pixel = len(cube.bands) * cube.n_images
     budget = None if max_values is None else max_values // per_pixel
     window = window_of(cube.grid, grid)
-    shapes = np.asarray(list(shapes), dtype=object)
-    pixel_shapes = to_pixel_space_many(shapes, shape_crs, grid, window)
+    geoms = np.asarray(list(shapes), dtype=object)
+    pixel_shapes = to_pixel_space_many(geoms, shape_crs, grid, window)
     same = grid.same_pixels(cube.grid)
     if not same:
         # Before any run or pixel is listed: the area and outline, counted in pixels of a
@@ -157,7 +157,7 @@ def plan_features(
         work = work_of(pixel_shapes, window)
         if work > MAX_WORK:
             raise grid_too_fine(work, grid, cube.grid)
-    _warn_missed(cube.grid, shapes, shape_crs, pixel_shapes, window, per_feature)
+    _warn_missed(cube.grid, geoms, shape_crs, pixel_shapes, window, per_feature)
     runs = covered_runs_many(pixel_shapes, window)
     at_least = False
     if same:
