@@ -26,14 +26,13 @@ Run many more examples with ``HYPOTHESIS_PROFILE=thorough`` (see ``conftest.py``
 
 from __future__ import annotations
 
-import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyproj
-import pytest
 import shapely
 import xarray as xr
 from brute import BruteGrid, brute_get_region, covered_cells, cube_grid, working_grid
@@ -434,6 +433,10 @@ def regions(
         assume(np.isfinite(xy).all())
         assume(all(part.is_valid for part in _parts(world)))
         assume(not CRS.from_user_input(geometry_crs).is_geographic or np.ptp(xy[:, 0]) < 180)
+    if CRS.from_user_input(geometry_crs).is_geographic:
+        # A latitude past a pole is no place on Earth: refused, as test_geometry_crs_mistakes
+        # checks, so not drawn here.
+        assume(np.abs(shapely.get_coordinates(world)[:, 1]).max() <= 90)
     return world, geometry_crs
 
 
@@ -479,14 +482,22 @@ def check(case: Case, geometry: shapely.Geometry, geometry_crs: str, chunks: Any
     lazy = chunked(case.cube, chunks)
     default = case.scale is None and case.crs is None and case.crs_transform is None
 
-    def warns() -> Any:  # EE's 1-degree default grid warns (an error under pytest's config)
-        return pytest.warns(GetRegionWarning) if default else contextlib.nullcontext()
-
-    with raise_if_dask_computes(0), warns():  # planning reads no chunk
-        plan = lazy.ee.plan(*args, geometry_crs=geometry_crs)
-    with raise_if_dask_computes(1), warns():
+    with raise_if_dask_computes(0), warnings.catch_warnings(record=True) as planning:
+        warnings.simplefilter("always", GetRegionWarning)
+        plan = lazy.ee.plan(*args, geometry_crs=geometry_crs)  # planning reads no chunk
+    with raise_if_dask_computes(1), warnings.catch_warnings(record=True) as getting:
+        warnings.simplefilter("always", GetRegionWarning)
         got = lazy.ee.getRegion(*args, geometry_crs=geometry_crs, max_values=None)
     assert_same_table(got, expected)
+    for caught in (planning, getting):
+        # EE's 1-degree default grid warns; so does a geometry that misses the cube, and
+        # then it has no row.
+        messages = [str(w.message) for w in caught if issubclass(w.category, GetRegionWarning)]
+        missed = [m for m in messages if "misses the cube" in m]
+        assert len(messages) == int(default) + len(missed) and len(missed) <= 1, messages
+        assert not missed or len(got) == 1, missed
+        if missed:
+            event("the geometry misses the cube")
     # Shown by --hypothesis-show-statistics: what the examples exercised.
     mode = "native" if case.crs == "native" else f"scale={case.scale is not None}"
     event(f"grid {mode}, crs={case.crs}, transform={case.crs_transform is not None}")

@@ -30,6 +30,7 @@ from conftest import make_cube
 from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
 
 import xr_getregion
+from xr_getregion import GetRegionWarning
 
 NT, NB, NY, NX = 4, 2, 60, 80
 CHUNKS = (1, NB, 20, 20)  # 4 x 3 x 4 = 48 chunk reads
@@ -352,7 +353,11 @@ def test_a_write_still_running_when_the_job_fails_cannot_recreate_the_temporary(
     failing_data = chunked.map_blocks(fail_once_a_write_started, dtype=chunked.dtype)
     cube = make_cube(40, NX, 1, ("a", "b"), data=failing_data)
     out_dir = tmp_path / "out"
-    with dask.config.set(scheduler="threads", num_workers=2), pytest.raises(RuntimeError):
+    with (
+        dask.config.set(scheduler="threads", num_workers=2),
+        pytest.raises(RuntimeError),
+        pytest.warns(GetRegionWarning, match="1 of 4 features miss the cube"),  # p2: row 59
+    ):
         xr_getregion.to_parquet(cube, features, out_dir / f"table{suffix}")
     deadline = time.monotonic() + TIMEOUT
     while not late and time.monotonic() < deadline:

@@ -123,7 +123,8 @@ def test_reprojection_to_the_ee_grid_samples_the_nearest_source_pixel(col_numpy)
 
 def test_point_outside_the_cube_gives_no_row_not_the_edge_pixel(cube):
     just_outside = shapely.Point(500_000 - 0.001, 4_000_000 - 45)
-    table = cube.ee.getRegion(just_outside, crs="native", geometry_crs="EPSG:32615")
+    with pytest.warns(GetRegionWarning, match="misses the cube"):
+        table = cube.ee.getRegion(just_outside, crs="native", geometry_crs="EPSG:32615")
     assert table == [["id", "longitude", "latitude", "time", "a", "b"]]
     on_edge = shapely.Point(500_000, 4_000_000 - 45)
     assert len(cube.ee.getRegion(on_edge, crs="native", geometry_crs="EPSG:32615")) == 4
@@ -131,10 +132,12 @@ def test_point_outside_the_cube_gives_no_row_not_the_edge_pixel(cube):
 
 def test_nothing_covered_is_the_header_alone(col):
     far = Geometry.BBox(10, 10, 10.1, 10.1)
-    assert col.ee.getRegion(far, scale=30) == [
-        ["id", "longitude", "latitude", "time", "B2", "B3", "B4"]
-    ]
-    df = col.ee.get_region(far, scale=30)
+    with pytest.warns(GetRegionWarning, match="misses the cube"):
+        assert col.ee.getRegion(far, scale=30) == [
+            ["id", "longitude", "latitude", "time", "B2", "B3", "B4"]
+        ]
+    with pytest.warns(GetRegionWarning, match="misses the cube"):
+        df = col.ee.get_region(far, scale=30)
     assert len(df) == 0 and list(df.columns) == [
         "id",
         "longitude",

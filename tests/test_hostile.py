@@ -24,6 +24,7 @@ from xr_getregion import (
     Geometry,
     GeometryError,
     GetRegionError,
+    GetRegionWarning,
 )
 from xr_getregion.cube import read_cube
 
@@ -150,8 +151,11 @@ def test_nan_coordinate_among_features_is_refused_naming_the_feature(cube):
 )
 @pytest.mark.parametrize("grid", [{"crs": "native"}, {"scale": 30}], ids=["native", "scale30"])
 def test_geometry_far_outside_the_cube_gives_the_header_alone(cube, far, grid):
-    assert cube.ee.getRegion(far, **grid) == [HEADER]
-    df = cube.ee.get_region(far, **grid)
+    # The header alone, as in EE, and a warning: a miss is almost always a mistake.
+    with pytest.warns(GetRegionWarning, match="misses the cube"):
+        assert cube.ee.getRegion(far, **grid) == [HEADER]
+    with pytest.warns(GetRegionWarning, match="misses the cube"):
+        df = cube.ee.get_region(far, **grid)
     assert len(df) == 0 and list(df.columns) == HEADER
 
 
@@ -369,7 +373,8 @@ def test_single_pixel_cube_takes_its_size_from_the_written_transform(cube):
         1000601.0,
         2000601.0,
     ]
-    assert native(one, utm_point(2.1, 2.1), geometry_crs=UTM) == [HEADER]
+    with pytest.warns(GetRegionWarning, match="misses the cube"):
+        assert native(one, utm_point(2.1, 2.1), geometry_crs=UTM) == [HEADER]
 
 
 def test_single_pixel_cube_takes_its_size_from_a_stackstac_transform_attribute(cube):

@@ -16,7 +16,7 @@ from dask._task_spec import Alias, DataNode
 from dask.optimization import cull
 
 import xr_getregion
-from xr_getregion import ArgumentError, Geometry, TooManyValuesError
+from xr_getregion import ArgumentError, Geometry, GetRegionWarning, TooManyValuesError
 
 UTM = "EPSG:32615"
 KEY = ["id", "latitude", "longitude"]
@@ -104,7 +104,8 @@ def test_scattered_points_group_by_chunk_and_read_each_chunk_once():
 
 def test_a_lazy_table_of_nothing_has_the_schema():
     cube = make_cube()
-    lazy = cube.ee.get_region(Geometry.Point(10, 10), lazy=True)
+    with pytest.warns(GetRegionWarning, match="misses the cube"):
+        lazy = cube.ee.get_region(Geometry.Point(10, 10), lazy=True)
     assert len(lazy.compute()) == 0 and "a" in lazy.columns
 
 
@@ -249,7 +250,8 @@ def test_an_empty_lazy_table_has_the_same_schema_as_a_full_one(cube):
         {"flag": [True]}, geometry=[shapely.Point(0, 0)], index=["f1"], crs=UTM
     )
     full = cube.ee.get_region(g_in, properties=["flag"], lazy=True)
-    empty = cube.ee.get_region(g_out, properties=["flag"], lazy=True)
+    with pytest.warns(GetRegionWarning, match="1 of 1 features miss the cube"):
+        empty = cube.ee.get_region(g_out, properties=["flag"], lazy=True)
     pd.testing.assert_series_equal(full.dtypes, empty.dtypes)
     pd.testing.assert_series_equal(
         empty.dtypes, cube.ee.get_region(g_in, properties=["flag"]).dtypes

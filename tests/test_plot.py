@@ -10,7 +10,7 @@ import shapely
 from conftest import make_cube
 
 import xr_getregion
-from xr_getregion import ArgumentError, Geometry
+from xr_getregion import ArgumentError, Geometry, GetRegionWarning
 from xr_getregion.plot import PIXELS_GID, region_map, time_series
 
 matplotlib.use("Agg")
@@ -72,7 +72,10 @@ def test_region_map_on_a_south_up_cube_puts_the_top_row_at_the_highest_y():
 
 
 def test_region_map_refuses_what_it_cannot_draw(col):
-    with pytest.raises(ArgumentError, match="outside the cube"):
+    with (
+        pytest.warns(GetRegionWarning, match="misses the cube"),
+        pytest.raises(ArgumentError, match="outside the cube"),
+    ):
         region_map(col, Geometry.Point(0, 0), scale=30)
     with pytest.raises(ArgumentError, match="no band"):
         region_map(col, ROI, scale=30, bands=["B9", "B3", "B2"])

@@ -45,7 +45,8 @@ def plan(
     the ``max_values`` limit is checked against. Several features (a ``GeoDataFrame``, ...)
     are planned each on its own, as :func:`get_region` extracts them, so ``n_pixels`` counts
     a pixel once per feature covering it. With ``max_values``, a plan over it is only
-    counted: it holds ``n_pixels`` but no pixel arrays.
+    counted: it holds ``n_pixels`` but no pixel arrays. On a resampled grid counting stops
+    past the limit, so there ``n_pixels`` is a lower bound (``Plan.at_least``).
     """
     return _plan(cube, geometry, scale, crs, crs_transform, geometry_crs, max_values)[0]
 
@@ -140,9 +141,19 @@ def getRegion(
     Raises
     ------
     TooManyValuesError
-        More than ``max_values`` values.
+        More than ``max_values`` values; or, whatever ``max_values``, a region spanning more
+        working-grid pixels than a plan can hold (a ``scale`` in degrees, most often).
+    GeometryError
+        Among others: coordinates that cannot be longitude/latitude (a latitude past 90
+        degrees, metres) in a geographic CRS; pass ``geometry_crs=``.
     GetRegionError
         Any other refusal; see :mod:`xr_getregion.errors`.
+
+    Warns
+    -----
+    GetRegionWarning
+        The geometry misses the cube (the table is the header alone), naming both extents in
+        lon/lat; or no ``scale`` nor ``crsTransform`` was given.
 
     Examples
     --------

@@ -216,13 +216,24 @@ def _warnings_only_on_success() -> Iterator[None]:
     Zarr's note that a store has no consolidated metadata is dropped: xarray reads the store
     either way and the user can do nothing about it here.
     """
+    from xr_getregion.errors import GetRegionWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     for w in caught:
         if "consolidated metadata" in str(w.message):
             continue
+        if issubclass(w.category, GetRegionWarning):
+            # Ours are about the user's input: one line each, in the command's words.
+            print(f"xr-getregion: warning: {_in_cli_words(str(w.message))}", file=sys.stderr)
+            continue
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _in_cli_words(text: str) -> str:
+    """A message of the Python API, naming the command's options instead of its arguments."""
+    return text.replace("geometry_crs=", "--geometry-crs ")
 
 
 def _checked_input(
@@ -371,8 +382,9 @@ def _check_feature_content(p: Path, label: str, kind: str) -> None:
             raise UsageError(f"{label} is not a Parquet file: no PAR1 marks; {_starts(head)}.")
 
 
-def read_feature_file(path: str) -> Any:
-    """Read GeoJSON, GeoPackage, Shapefile or GeoParquet features with geopandas."""
+def read_feature_file(path: str, geometry_crs: str | None = None) -> Any:
+    """Read GeoJSON, GeoPackage, Shapefile or GeoParquet features with geopandas; features
+    without a CRS need ``geometry_crs`` (``--geometry-crs``)."""
     import geopandas as gpd
 
     p, kind, label = _checked_input(path, "FEATURES", _feature_kind, _check_feature_content)
@@ -383,10 +395,10 @@ def read_feature_file(path: str) -> Any:
         raise
     except Exception as exc:
         raise UsageError(f"cannot read {label} as {kind}: {_first_line(exc)}") from exc
-    if gdf.crs is None:
+    if gdf.crs is None and geometry_crs is None:
         raise UsageError(
             f"FEATURES {path!r} have no CRS: set one in the file (for a Shapefile, its .prj), "
-            "e.g. gdf.set_crs('EPSG:4326').to_file(...)."
+            "e.g. gdf.set_crs('EPSG:4326').to_file(...), or pass --geometry-crs."
         )
     if len(gdf) == 0:
         raise UsageError(f"FEATURES {path!r} hold no feature.")
@@ -496,14 +508,15 @@ def extract(args: argparse.Namespace) -> int:
     # the error it leads to; it is shown only if the inputs pass.
     with _warnings_only_on_success():
         cube = open_cube(args.cube, args.variable)
-        features = read_feature_file(args.geometry)
+        features = read_feature_file(args.geometry, args.geometry_crs)
         try:
             table = get_region(
                 cube, features, args.scale, args.crs, crs_transform,
                 max_values=max_values, id_column=args.id_column, lazy=True,
+                geometry_crs=args.geometry_crs,
             )  # fmt: skip
         except GetRegionError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(_in_cli_words(str(exc))) from exc
     with _scheduler(args.scheduler, args.workers) as client:
         if args.progress and client is None:
             from dask.diagnostics import ProgressBar
@@ -608,6 +621,8 @@ def _main(argv: Sequence[str] | None) -> int:
     run.add_argument("--crs", default="native",
                      help="working grid CRS (default: the cube's own grid)")  # fmt: skip
     run.add_argument("--crs-transform", metavar="a,b,c,d,e,f", help="working grid transform")
+    run.add_argument("--geometry-crs", metavar="CRS",
+                     help="the features' CRS (overrides the file's)")  # fmt: skip
     run.add_argument("--variable", metavar="NAME", help="one data variable of the cube")
     run.add_argument("--id-column", metavar="COL", help="feature column naming each feature")
     run.add_argument("--max-values", default="none", metavar="N|none",

@@ -32,20 +32,23 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from xr_getregion.errors import GeometryError
+from xr_getregion.errors import GeometryError, TooManyValuesError
 from xr_getregion.geometry import EPSG4326, edge_lines
-from xr_getregion.grid import Grid, transformer
+from xr_getregion.grid import METRES_PER_DEGREE, Grid, transformer
 
 __all__ = [
+    "MAX_WORK",
     "Runs",
     "Window",
     "covered_pixels",
     "covered_runs",
     "covered_runs_many",
     "expand_runs",
+    "grid_too_fine",
     "to_pixel_space",
     "to_pixel_space_many",
     "window_of",
+    "work_of",
 ]
 
 Window = tuple[int, int, int, int]  # col0, row0, col1, row1, half-open
@@ -259,12 +262,23 @@ def _centre_test(
         # in 0..360 (the polygon crosses at most one of their seams when under half a turn).
         west, width = _longitude_span(lon) if not held and len(lon) else (0.0, 360.0)
         margin = 0.01 * (lat_hi - lat_lo) + 2 * abs(e)
-        rows = np.arange(row0, row1)
+        lon_margin = 0.01 * width + 2 * abs(a)
+        # The centres to test, counted by arithmetic before any is listed: a scale in
+        # degrees by mistake makes billions of them.
+        n_rows = min(row1 - row0, (lat_hi - lat_lo + 2 * margin) / abs(e) + 2)
+        n_cols = float(col1 - col0)
+        if width + 2 * lon_margin < 360.0:
+            n_cols = min(n_cols, (width + 2 * lon_margin) / abs(a) + 2)
+        if n_rows * n_cols > MAX_WORK:
+            raise grid_too_fine(n_rows * n_cols, grid)
+        # Only the rows within reach are listed (the window's may be many more).
+        ends = sorted(((lat_lo - margin - f) / e - 0.5, (lat_hi + margin - f) / e - 0.5))
+        rows = np.arange(max(row0, math.floor(ends[0])), min(row1, math.ceil(ends[1]) + 1))
         lat_c = e * (rows + 0.5) + f
         rows = rows[(lat_c >= lat_lo - margin) & (lat_c <= lat_hi + margin)]
         cols = np.arange(col0, col1)
         lon_c = a * (cols + 0.5) + c
-        margin = 0.01 * width + 2 * abs(a)
+        margin = lon_margin
         if width + 2 * margin < 360.0:
             cols = cols[np.mod(lon_c - (west - margin), 360.0) <= width + 2 * margin]
         if len(rows) == 0 or len(cols) == 0:
@@ -475,6 +489,80 @@ def _poles_inside(cube_grid: Grid) -> list[float]:
     with np.errstate(invalid="ignore"):
         inside = (px >= 0) & (px <= cols) & (py >= 0) & (py <= rows)
     return [lat for lat, hit in zip((90.0, -90.0), inside.tolist(), strict=True) if hit]
+
+
+#: The most work a plan takes on: working-grid pixels over the region (within the cube's
+#: bounds) plus the crossings of the region's outline with pixel rows and columns. A plan
+#: holds some 50 bytes per pixel, so 2**30 pixels are already about 50 GB, and testing them
+#: takes an hour: past it, the scale is wrong (degrees given as metres) or the region is to
+#: be split. Refused with or without ``max_values``, before any pixel is listed.
+MAX_WORK = 1 << 30
+
+
+def work_of(shapes: np.ndarray, window: Window) -> float:
+    """The pixels and crossings that covering pixel-space ``shapes`` in ``window`` goes
+    through: their area and outline length (``|dx| + |dy|`` per edge) clipped to the window,
+    and one per point. Arithmetic on outlines, so it costs what they do whatever the grid.
+    """
+    shapes = np.asarray(shapes, dtype=object)
+    edged = shapely.get_dimensions(shapes) > 0
+    work = float(shapely.get_num_coordinates(shapes[~edged]).sum())
+    if not edged.any():
+        return work
+    col0, row0, col1, row1 = window
+    with np.errstate(invalid="ignore"):
+        bounds = shapely.bounds(shapes[edged])
+        width = np.clip(bounds[:, 2], col0, col1) - np.clip(bounds[:, 0], col0, col1)
+        height = np.clip(bounds[:, 3], row0, row1) - np.clip(bounds[:, 1], row0, row1)
+    # The clipped bounding boxes hold every pixel the shapes can cover, and an edge crosses
+    # at most their rows and columns: when that is small enough, no need to look closer.
+    edges = shapely.get_num_coordinates(shapes[edged])
+    quick = np.nansum((width + 1) * (height + 1) + (width + height + 2) * edges)
+    if work + quick <= MAX_WORK:
+        return work + float(quick)
+    with np.errstate(invalid="ignore"):
+        clipped = shapely.clip_by_rect(shapes[edged], col0, row0, col1, row1)
+    work += float(np.nansum(shapely.area(clipped)))
+    lines, _ = edge_lines(clipped)
+    xy, line = shapely.get_coordinates(lines, return_index=True)
+    same = line[1:] == line[:-1]
+    return work + float(np.nansum(np.abs(np.diff(xy, axis=0))[same]))
+
+
+def grid_too_fine(work: float, grid: Grid, native: Grid | None = None) -> TooManyValuesError:
+    """The refusal of a region spanning ``work`` (> :data:`MAX_WORK`) pixels of ``grid``,
+    naming the likely mistake, a scale in degrees, and the scale meant."""
+    size = _pixel_metres(grid)
+    text = (
+        f"the region spans about {work:.3g} pixels of the working grid ({size:.3g} m pixels) "
+        f"within the cube's bounds, more than the {MAX_WORK:,} a plan can hold (with or "
+        "without max_values). "
+    )
+    if size < 1:
+        text += f"scale= is in metres, not degrees: scale={size:g} makes {size:g} m pixels. "
+        if size * METRES_PER_DEGREE >= 1:
+            metres = size * METRES_PER_DEGREE
+            text += (
+                f"If you meant {size:g} degrees, that is about {metres:.4g} m: pass "
+                f"scale={max(1, round(metres))}. "
+            )
+    if native is not None and native.shape is not None:
+        own = _pixel_metres(native)
+        text += f"The cube's own pixels are about {own:.3g} m. "
+    return TooManyValuesError(
+        text + "If the scale is right, split the region or pass a coarser scale=."
+    )
+
+
+def _pixel_metres(grid: Grid) -> float:
+    """The side of a square of ``grid``'s pixel area, in metres (EE's metres per degree for
+    a geographic CRS)."""
+    a, b, _, d, e, _ = grid.transform
+    side = math.sqrt(abs(a * e - b * d))
+    if grid.crs.is_geographic:
+        return side * METRES_PER_DEGREE
+    axis = grid.crs.axis_info[0] if grid.crs.axis_info else None
+    return side * (axis.unit_conversion_factor if axis else 1.0)
 
 
 class Runs(NamedTuple):

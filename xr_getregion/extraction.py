@@ -10,6 +10,7 @@ holding covered pixels are read, each once for all the bands it holds.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+import shapely
 import xarray as xr
 from dask.array.chunk import getitem
 from dask.base import is_dask_collection, tokenize
@@ -25,9 +27,18 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from pyproj import CRS
 
-from xr_getregion.coverage import covered_runs_many, expand_runs, to_pixel_space_many, window_of
+from xr_getregion.coverage import (
+    MAX_WORK,
+    _poles_inside,
+    covered_runs_many,
+    expand_runs,
+    grid_too_fine,
+    to_pixel_space_many,
+    window_of,
+    work_of,
+)
 from xr_getregion.cube import Band, Cube
-from xr_getregion.errors import ArgumentError, CubeError, TooManyValuesError
+from xr_getregion.errors import ArgumentError, CubeError, GetRegionWarning, TooManyValuesError
 from xr_getregion.geometry import EPSG4326
 from xr_getregion.grid import Grid, transformer
 
@@ -74,10 +85,12 @@ class Plan:
     ix: np.ndarray
     feature: np.ndarray | None = None
     count: int | None = None
+    at_least: bool = False
 
     @property
     def n_pixels(self) -> int:
-        """Rows per image: the covered pixels whose centre is inside the cube."""
+        """Rows per image: the covered pixels whose centre is inside the cube. For a plan
+        over its limit, where counting stopped once past it (``at_least``), a lower bound."""
         return len(self.cols) if self.count is None else self.count
 
     @property
@@ -116,23 +129,43 @@ def plan_features(
     planned once for each, and ``Plan.feature`` says which feature each pixel belongs to.
 
     With ``max_values``, pixel arrays are only built while the count stays within it: a plan
-    over the limit holds the exact count (``n_pixels``) and no pixels, so refusing a huge
-    region costs no memory. On the cube's own grid the count comes from the coverage runs
-    alone; on another grid each covered pixel's centre is tested against the cube's extent,
-    batch by batch.
+    over the limit holds the count (``n_pixels``) and no pixels, so refusing a huge region
+    costs no memory. On the cube's own grid the count comes from the coverage runs alone,
+    exactly; on another grid each covered pixel's centre is tested against the cube's
+    extent, batch by batch, and counting stops at the first batch past the limit
+    (``Plan.at_least``).
+
+    Shapes that miss the cube's bounds altogether (on the working grid) give no pixel and
+    one :class:`GetRegionWarning` naming how many missed and both extents in lon/lat.
+
+    Raises
+    ------
+    TooManyValuesError
+        The region spans more than :data:`~xr_getregion.coverage.MAX_WORK` working pixels
+        (a scale in degrees, most often), whatever ``max_values``.
     """
     check_max_values(max_values)
     per_pixel = len(cube.bands) * cube.n_images
     budget = None if max_values is None else max_values // per_pixel
     window = window_of(cube.grid, grid)
-    pixel_shapes = to_pixel_space_many(
-        np.asarray(list(shapes), dtype=object), shape_crs, grid, window
-    )
+    geoms = np.asarray(list(shapes), dtype=object)
+    pixel_shapes = to_pixel_space_many(geoms, shape_crs, grid, window)
+    same = grid.same_pixels(cube.grid)
+    if not same:
+        # Before any run or pixel is listed: the area and outline, counted in pixels of a
+        # grid in degrees-as-metres, run to 1e11 and more.
+        work = work_of(pixel_shapes, window)
+        if work > MAX_WORK:
+            raise grid_too_fine(work, grid, cube.grid)
+    _warn_missed(cube.grid, geoms, shape_crs, pixel_shapes, window, per_feature)
     runs = covered_runs_many(pixel_shapes, window, grid.mirrored)
-    if grid.same_pixels(cube.grid):
+    at_least = False
+    if same:
         # The window is the cube itself: every covered pixel has a row, counted from runs.
         total = int((runs[2] - runs[1]).sum())
         keep = budget is None or total <= budget
+        if keep and total > MAX_WORK:
+            raise grid_too_fine(total, grid, cube.grid)
         if keep:
             cols, rows, feature = expand_runs(*runs)
             iy, ix = rows, cols
@@ -149,8 +182,11 @@ def plan_features(
             iy, ix, inside = _source_pixels(cube.grid, grid, cols, rows)
             total += int(inside.sum())
             keep = budget is None or total <= budget
-            if keep:
-                kept.append((cols[inside], rows[inside], iy[inside], ix[inside], feature[inside]))
+            if not keep:
+                # Past the limit: the rest need not be tested (they may be billions).
+                at_least = start < len(lengths)
+                break
+            kept.append((cols[inside], rows[inside], iy[inside], ix[inside], feature[inside]))
         keep = budget is None or total <= budget
         if keep and kept:
             cols, rows, iy, ix, feature = (np.concatenate(a) for a in zip(*kept, strict=True))
@@ -159,7 +195,7 @@ def plan_features(
     if not keep:
         empty = np.empty(0, np.int64)
         return Plan(cube, grid, empty, empty, empty.astype(float), empty.astype(float),
-                    empty, empty, None, count=total)  # fmt: skip
+                    empty, empty, None, count=total, at_least=at_least)  # fmt: skip
     x, y = grid.centres(cols, rows)
     if grid.crs == EPSG4326:
         lon, lat = x, y
@@ -169,6 +205,76 @@ def plan_features(
         cube, grid, cols, rows, np.asarray(lon, float), np.asarray(lat, float),
         iy.astype(np.int64), ix.astype(np.int64), feature if per_feature else None,
     )  # fmt: skip
+
+
+def _warn_missed(
+    cube_grid: Grid,
+    shapes: np.ndarray,
+    shape_crs: CRS,
+    pixel_shapes: np.ndarray,
+    window: Any,
+    per_feature: bool,
+) -> None:
+    """Warn once when shapes miss the cube's bounds on the working grid (so they give no
+    row), naming how many and, in lon/lat, their extent and the cube's.
+
+    An empty table is Earth Engine's answer to a geometry outside the collection, but almost
+    always a mistake (a wrong CRS, the wrong cube). A shape inside the bounds that covers no
+    pixel centre (a tiny polygon) is no miss: that empty table is the right answer.
+    """
+    col0, row0, col1, row1 = window
+    bounds = shapely.box(col0, row0, col1, row1)
+    shapely.prepare(bounds)
+    with np.errstate(invalid="ignore"):
+        missed = ~shapely.intersects(bounds, pixel_shapes)
+    if not missed.any():
+        return
+    xy = shapely.get_coordinates(shapes[missed])
+    lon, lat = xy[:, 0], xy[:, 1]
+    if shape_crs != EPSG4326:
+        lon, lat = (np.asarray(v) for v in transformer(shape_crs, EPSG4326).transform(lon, lat))
+    theirs = _extent(lon, lat)
+    ours = _extent(*_cube_lonlat(cube_grid))
+    if not per_feature:
+        head = "the geometry misses the cube, so the table is the header alone (as in Earth Engine)"
+        who, verb, crs_of = "the geometry", "spans", "it is"
+    else:
+        head = (
+            f"{int(missed.sum())} of {len(shapes)} features miss the cube and give no rows "
+            f"(the first at position {int(np.flatnonzero(missed)[0])})"
+        )
+        who, verb, crs_of = "they", "span", "they are"
+    warnings.warn(
+        f"{head}. In EPSG:4326 longitude/latitude, {who} {verb} {theirs}; the cube spans "
+        f"{ours}. Check the CRS: {crs_of} read in {shape_crs.to_string()}; pass "
+        "geometry_crs= if the numbers are in another CRS.",
+        GetRegionWarning,
+        stacklevel=4,
+    )
+
+
+def _extent(lon: np.ndarray, lat: np.ndarray) -> str:
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if not ok.any():
+        return "no place on Earth (its coordinates cannot be transformed)"
+    w, e, s, n = lon[ok].min(), lon[ok].max(), lat[ok].min(), lat[ok].max()
+    return f"longitude {w:.6g} to {e:.6g}, latitude {s:.6g} to {n:.6g}"
+
+
+def _cube_lonlat(cube_grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Points of the cube's outline in lon/lat (64 per side), and the poles it holds."""
+    rows, cols = cube_grid.shape or (1, 1)
+    t = np.linspace(0.0, 1.0, 65)
+    edge_cols = np.concatenate([t * cols, np.full_like(t, cols), t[::-1] * cols, 0 * t])
+    edge_rows = np.concatenate([0 * t, t * rows, np.full_like(t, rows), t[::-1] * rows])
+    a, b, c, d, e, f = cube_grid.transform
+    x, y = a * edge_cols + b * edge_rows + c, d * edge_cols + e * edge_rows + f
+    if cube_grid.crs != EPSG4326:
+        x, y = (np.asarray(v) for v in transformer(cube_grid.crs, EPSG4326).transform(x, y))
+    # A pole inside a projected cube is no point of its outline, but its latitude bounds it.
+    for lat in _poles_inside(cube_grid):
+        x, y = np.append(x, [-180.0, 180.0]), np.append(y, [lat, lat])
+    return x, y
 
 
 def _source_pixels(
@@ -217,7 +323,8 @@ def check_limit(plan: Plan, max_values: int | None) -> None:
     """
     check_max_values(max_values)
     if max_values is not None and plan.n_values > max_values:
-        p, b, i = plan.n_pixels, len(plan.cube.bands), plan.cube.n_images
+        b, i = len(plan.cube.bands), plan.cube.n_images
+        p = f"at least {plan.n_pixels}" if plan.at_least else plan.n_pixels
         raise TooManyValuesError(
             f"ImageCollection.getRegion: Too many values: {p} points x {b} bands x {i} images "
             f"> {max_values}. To get under it: a smaller geometry or a coarser scale= (fewer "

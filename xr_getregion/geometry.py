@@ -401,19 +401,39 @@ def read_geometry(obj: Any, geometry_crs: Any = None) -> tuple[shapely.Geometry,
     GeometryError
         The input is of an unknown type, empty, not finite or invalid.
     """
-    shape, crs = _read(obj)
-    if geometry_crs is not None:
-        crs = read_crs(geometry_crs, "geometry_crs")
+    override = None if geometry_crs is None else read_crs(geometry_crs, "geometry_crs")
+    shape, crs = _read(obj, override)
+    source = "its own CRS" if crs is not None else "no CRS was given"
+    if override is not None:
+        crs, source = override, "geometry_crs= says so"
     crs = crs or EPSG4326
     _validate(shape)
+    # Before the antimeridian check: UTM metres read as degrees would "jump" thousands of
+    # degrees, and that message would send the user the wrong way.
+    coords, owner = shapely.get_coordinates(np.array([shape], dtype=object), return_index=True)
+    _check_lonlat(coords, owner, crs, source)
     _check_antimeridian(np.array([shape], dtype=object), crs, None)
     return shape, crs
 
 
-def _read(obj: Any) -> tuple[shapely.Geometry, CRS | None]:
+def _read(obj: Any, override: CRS | None = None) -> tuple[shapely.Geometry, CRS | None]:
+    """The shapely geometry of ``obj`` and the CRS it brings (``None`` if it brings none).
+
+    ``override`` is ``geometry_crs=``: a :class:`Geometry` is read in it (its edges stay
+    geodesic only in a geographic CRS, EE's default for a projected ``proj``).
+    """
     if isinstance(obj, Geometry):
-        # Densifying geodesic edges needs finite vertices: check them first.
-        _check_finite(shapely.get_coordinates(obj.shape))
+        if override is not None:
+            obj = Geometry(obj.shape, override, obj.geodesic and override.is_geographic)
+        # Densifying geodesic edges needs finite vertices, and lon/lat ones: check them first.
+        xy = shapely.get_coordinates(obj.shape)
+        _check_finite(xy)
+        source = (
+            "geometry_crs= says so"
+            if override is not None
+            else "that is its proj (an EE-style constructor's default is EPSG:4326)"
+        )
+        _check_lonlat(xy, np.zeros(len(xy), np.intp), obj.crs, source)
         return obj.to_planar()
     if isinstance(obj, shapely.Geometry):
         return obj, None
@@ -426,7 +446,7 @@ def _read(obj: Any) -> tuple[shapely.Geometry, CRS | None]:
         text = obj.strip()
         if text.startswith("{"):
             try:
-                return _read(json.loads(text))
+                return _read(json.loads(text), override)
             except json.JSONDecodeError as exc:
                 raise GeometryError(f"geometry text is not valid GeoJSON: {exc}.") from exc
         try:
@@ -436,11 +456,11 @@ def _read(obj: Any) -> tuple[shapely.Geometry, CRS | None]:
                 f"geometry text is neither WKT nor GeoJSON: {text[:60]!r} ({exc})."
             ) from exc
     if hasattr(obj, "__geo_interface__") and not isinstance(obj, dict):
-        return _read(obj.__geo_interface__)
+        return _read(obj.__geo_interface__, override)
     if isinstance(obj, dict):
         return _read_geojson(obj), None
     if isinstance(obj, Iterable):
-        shapes, crs = _read_list(obj)
+        shapes, crs = _read_list(obj, override)
         return shapely.GeometryCollection(shapes), crs
     raise GeometryError(
         f"cannot read a geometry from {type(obj).__name__}. Pass a shapely geometry, GeoJSON, "
@@ -448,9 +468,20 @@ def _read(obj: Any) -> tuple[shapely.Geometry, CRS | None]:
     )
 
 
-def _read_list(objs: Iterable[Any]) -> tuple[list[shapely.Geometry], CRS | None]:
-    """Read each geometry of a list; they must agree on their CRS (or bring none)."""
-    parts = [_read(o) for o in objs]
+def _read_list(
+    objs: Iterable[Any], override: CRS | None = None, what: str = "part"
+) -> tuple[list[shapely.Geometry], CRS | None]:
+    """Read each geometry of a list; they must agree on their CRS (or bring none). An error
+    names the ``what`` (part, feature) by its position."""
+    parts = []
+    for k, o in enumerate(objs):
+        try:
+            parts.append(_read(o, override))
+        except GeometryError as exc:
+            where = (
+                f"feature {k} (position {k})" if what == "feature" else f"{what} {k} of the list"
+            )
+            raise GeometryError(f"{where}: {exc}") from None
     crss = {c for _, c in parts if c is not None}
     if len(crss) > 1:
         raise GeometryError(
@@ -533,6 +564,65 @@ def edge_lines(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rings, k = shapely.get_rings(geoms[kind == 3], return_index=True)
     lines = np.concatenate([geoms[is_line], rings])
     return lines, np.concatenate([owner[is_line], owner[kind == 3][k]]).astype(np.intp)
+
+
+# Longitudes are accepted up to 540 degrees either way: one more turn past either common
+# labelling (-180..180 and 0..360). EE accepts longitudes past 180 (a BBox across the
+# antimeridian is written 170..190), this package asks for such boxes so, and a cube labelled
+# 0..360 is met by a box written 359..361. 360 would refuse that last box; beyond 540 no
+# labelling in use reaches, while projected metres (UTM eastings 166,000..834,000, northings
+# up to 10,000,000) are far past it.
+MAX_LONGITUDE = 540.0
+
+
+def _check_lonlat(
+    xy: np.ndarray,
+    owner: np.ndarray,
+    crs: CRS,
+    source: str,
+    ids: pd.Index | None = None,
+) -> None:
+    """Refuse coordinates that cannot be longitude/latitude in a geographic ``crs``.
+
+    A latitude past +-90 degrees, or a longitude past +-:data:`MAX_LONGITUDE`, is almost
+    surely a number in another CRS (metres, most often), or latitude and longitude swapped:
+    read as lon/lat it would silently miss the cube. ``owner`` gives the feature of each
+    coordinate (``ids`` names the features; ``None`` for one geometry); ``source`` says why
+    the CRS is what it is.
+    """
+    if not crs.is_geographic or len(xy) == 0:
+        return
+    axis = crs.axis_info[0] if crs.axis_info else None
+    # Degrees per unit of the CRS's angles (1 for degrees; grads and radians exist).
+    per_unit = math.degrees(axis.unit_conversion_factor) if axis else 1.0
+    lon, lat = xy[:, 0] * per_unit, xy[:, 1] * per_unit
+    bad = (np.abs(lat) > 90.0) | (np.abs(lon) > MAX_LONGITUDE)
+    if not bad.any():
+        return
+    k = int(np.flatnonzero(bad)[0])
+    x, y = float(xy[k, 0]), float(xy[k, 1])
+    if abs(lat[k]) > 90.0:
+        why = f"latitude {y!r} is beyond +-90 degrees"
+    else:
+        why = f"longitude {x!r} is beyond +-{MAX_LONGITUDE:g} degrees"
+    where = ""
+    if ids is not None:
+        f = int(owner[k])
+        feature_id = ids[f]
+        feature_id = feature_id.item() if hasattr(feature_id, "item") else feature_id
+        n_bad = len(np.unique(owner[bad]))
+        where = (
+            f"{n_bad} of {len(ids)} features have coordinates that cannot be "
+            f"longitude/latitude; the first, feature {feature_id!r} (position {f}): "
+        )
+    raise GeometryError(
+        f"{where}the coordinate ({x!r}, {y!r}) cannot be longitude/latitude: {why}. The "
+        f"geometry is read in {crs.to_string()} (longitude, latitude) because {source}. If its "
+        "numbers are in another CRS (metres of a UTM zone, say), pass that CRS: "
+        "geometry_crs='EPSG:32615' for UTM zone 15N, for example (or the geometry's own proj, "
+        "or gdf.set_crs(...) for a GeoDataFrame); if latitude and longitude are swapped, give "
+        "longitude first."
+    )
 
 
 def _check_antimeridian(geoms: np.ndarray, crs: CRS, ids: pd.Index | None) -> None:
@@ -645,7 +735,8 @@ def read_features(
         )
         index = obj.index
     else:
-        shapes, crs = _read_list(obj)
+        override = None if geometry_crs is None else read_crs(geometry_crs, "geometry_crs")
+        shapes, crs = _read_list(obj, override, "feature")
         table = pd.DataFrame(index=range(len(shapes)))
         index = pd.RangeIndex(len(shapes))
     table = table.reset_index(drop=True)
@@ -679,9 +770,12 @@ def read_features(
         except GeometryError as exc:
             feature_id = index[k].item() if hasattr(index[k], "item") else index[k]
             raise GeometryError(f"feature {feature_id!r}: {exc}") from None
+    source = "its own CRS" if crs is not None else "no CRS was given"
     if geometry_crs is not None:
-        crs = read_crs(geometry_crs, "geometry_crs")
+        crs, source = read_crs(geometry_crs, "geometry_crs"), "geometry_crs= says so"
     crs = crs or EPSG4326
+    # Before the antimeridian check, whose message would mislead for metres read as degrees.
+    _check_lonlat(coords, where, crs, source, index)
     _check_antimeridian(geoms, crs, index)
     chosen = table[list(properties or [])].apply(_concrete)
     return Features(shapes, crs, pd.Index(_concrete(index)), chosen)
