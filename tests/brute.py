@@ -161,14 +161,30 @@ def _window(geometry: shapely.Geometry) -> tuple[np.ndarray, np.ndarray]:
     return cc.ravel(), rr.ravel()
 
 
-def _polygon_cells(polygon: shapely.Polygon) -> set[tuple[int, int]]:
-    """Pixels whose centre is inside (holes respected), boundary ties by the half-open rule."""
+def _polygon_cells(polygon: shapely.Polygon, mirrored: bool = False) -> set[tuple[int, int]]:
+    """Pixels whose centre is inside (holes respected), boundary ties by GDAL's rule.
+
+    On a ``mirrored`` grid (pixel rows running south), GDAL also burns the centres on a
+    horizontal edge with the interior on its lower-row side (a ring's southern edge): the
+    limit of the interior test nudged by (-NUDGE_COL, -NUDGE_ROW), for centres on such an edge.
+    """
     cols, rows = _window(polygon)
     cx, cy = cols + 0.5, rows + 0.5
     inside = shapely.contains_xy(polygon, cx, cy)
     on_boundary = shapely.intersects_xy(polygon.boundary, cx, cy)
     nudged_inside = shapely.contains_xy(polygon, cx - NUDGE_COL, cy + NUDGE_ROW)
     covered = inside | (on_boundary & nudged_inside)
+    if mirrored:
+        horizontal = [
+            shapely.LineString([p, q])
+            for ring in (polygon.exterior, *polygon.interiors)
+            for p, q in itertools.pairwise(ring.coords)
+            if p[1] == q[1]
+        ]
+        if horizontal:
+            on_flat = shapely.intersects_xy(shapely.MultiLineString(horizontal), cx, cy)
+            above = shapely.contains_xy(polygon, cx - NUDGE_COL, cy - NUDGE_ROW)
+            covered |= on_flat & above
     return set(zip(cols[covered].tolist(), rows[covered].tolist(), strict=True))
 
 
@@ -209,9 +225,11 @@ def _line_cells(line: shapely.LineString) -> set[tuple[int, int]]:
     return cells
 
 
-def covered_cells(pixel_geometry: shapely.Geometry) -> set[tuple[int, int]]:
+def covered_cells(
+    pixel_geometry: shapely.Geometry, mirrored: bool = False
+) -> set[tuple[int, int]]:
     """All pixels a pixel-space geometry covers: the union over its parts
-    (docs/semantics.md section 4)."""
+    (docs/semantics.md section 4). ``mirrored``: the grid's ``a*e - b*d < 0``."""
     cells: set[tuple[int, int]] = set()
     for part in _parts(pixel_geometry):
         if isinstance(part, shapely.Point):
@@ -221,7 +239,7 @@ def covered_cells(pixel_geometry: shapely.Geometry) -> set[tuple[int, int]]:
         elif isinstance(part, shapely.LineString):  # LinearRing is a LineString too
             cells |= _line_cells(part)
         elif isinstance(part, shapely.Polygon):
-            cells |= _polygon_cells(part)
+            cells |= _polygon_cells(part, mirrored)
         else:
             raise TypeError(f"unexpected geometry part {part.geom_type}")
     return cells
@@ -251,7 +269,9 @@ def brute_get_region(
     grid = working_grid(cube, scale, crs, crsTransform)
     source = cube_grid(cube)
     shape = pixel_space(geometry, CRS.from_user_input(geometry_crs), grid)
-    cells = sorted(covered_cells(shape), key=lambda cell: (cell[1], cell[0]))  # raster order
+    a, b, _, d, e, _ = grid.transform
+    mirrored = a * e - b * d < 0
+    cells = sorted(covered_cells(shape, mirrored), key=lambda cell: (cell[1], cell[0]))
     cols = np.array([c for c, _ in cells], dtype=np.int64)
     rows = np.array([r for _, r in cells], dtype=np.int64)
 

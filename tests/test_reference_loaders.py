@@ -21,6 +21,7 @@ import functools
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ pystac = pytest.importorskip("pystac")
 
 from pystac.extensions.projection import ProjectionExtension  # noqa: E402
 
-from xr_getregion import CubeError, get_region, getRegion  # noqa: E402
+from xr_getregion import CubeError, GetRegionWarning, get_region, getRegion  # noqa: E402
 from xr_getregion.cli import main  # noqa: E402
 
 # odc-geo (under odc-stac) still calls shapely.ops.transform.
@@ -344,7 +345,11 @@ def item_ids(name: str, items: list[Any]) -> list[str]:
 def test_loaded_cube_table_equals_rasterio_reads(name, items, tmp_path):
     cube = LOADERS[name](items, tmp_path)
     ids = item_ids(name, items)
-    frame = get_region(cube, POINTS_UTM, geometry_crs=UTM)
+    # The point outside the files gives no row, and the package warns of it, except where
+    # the loader pads its grid (stackstac with proj:code only) and the point gets NaNs.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "1 of 16 features miss the cube", GetRegionWarning)
+        frame = get_region(cube, POINTS_UTM, geometry_crs=UTM)
     points = check_point_frame(frame, items, ids)
     assert points.passed(), points.report()
     table = getRegion(cube, POLYGON_UTM, crs="native", geometry_crs=UTM)
