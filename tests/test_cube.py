@@ -14,6 +14,7 @@ from conftest import make_cube, raise_if_dask_computes
 from pyproj import CRS
 
 from xr_getregion import (
+    CRSError,
     CubeError,
     EmptyCollectionError,
     Geometry,
@@ -193,6 +194,38 @@ def test_a_cf_grid_mapping_coordinate_named_crs_is_read_from_its_attributes():
     cube = make_cube(crs=None).rio.write_crs("EPSG:32615", grid_mapping_name="crs")
     assert int(cube.coords["crs"].values) == 0  # a dummy value, the CRS is in the attributes
     assert read_cube(cube).grid.crs == CRS.from_epsg(32615)
+
+
+def test_a_cf_grid_mapping_given_as_parameters_only_is_read_with_pyproj(tmp_path):
+    # A valid CF file may describe its projection by parameters alone, with no crs_wkt.
+    params = {
+        "grid_mapping_name": "transverse_mercator",
+        "scale_factor_at_central_meridian": 0.9996,
+        "longitude_of_central_meridian": -93.0,
+        "latitude_of_projection_origin": 0.0,
+        "false_easting": 500000.0,
+        "false_northing": 0.0,
+        "semi_major_axis": 6378137.0,
+        "inverse_flattening": 298.257223563,
+    }
+    ds = make_cube(crs=None).to_dataset(dim="band")
+    ds = ds.assign_coords(utm=xr.DataArray(0, attrs=params))
+    for name in ds.data_vars:
+        ds[name].attrs["grid_mapping"] = "utm"
+    path = tmp_path / "cf.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    with xr.open_dataset(path, engine="h5netcdf") as opened:
+        crs = read_cube(opened).grid.crs
+    assert crs == CRS.from_cf(params)
+    assert crs.to_dict()["proj"] == "utm" and crs.to_dict()["zone"] == 15  # pyproj knows it
+    # Parameters pyproj cannot read: a CRSError naming the variable and the fixes.
+    bad = make_cube(crs=None).to_dataset(dim="band").assign_coords(
+        utm=xr.DataArray(0, attrs={"grid_mapping_name": "no_such_projection"})
+    )
+    for name in bad.data_vars:
+        bad[name].attrs["grid_mapping"] = "utm"
+    with pytest.raises(CRSError, match=r"grid_mapping variable 'utm'.*crs_wkt.*rio\.write_crs"):
+        read_cube(bad)
 
 
 def test_regular_float32_coordinates_are_regular():

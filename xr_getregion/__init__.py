@@ -41,8 +41,8 @@ from xr_getregion.extraction import MAX_VALUES, Plan
 from xr_getregion.geometry import Geometry
 from xr_getregion.grid import METRES_PER_DEGREE, Grid
 from xr_getregion.output import to_parquet, write_table
-from xr_getregion.sample import sample_cube
 from xr_getregion.table import to_geodataframe
+from xr_getregion.tutorial import sample_cube
 
 __version__ = "0.1.0"
 

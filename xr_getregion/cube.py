@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyproj
 import xarray as xr
 from pyproj import CRS
 
-from xr_getregion.errors import CubeError, EmptyCollectionError, MissingCRSError
+from xr_getregion.errors import CRSError, CubeError, EmptyCollectionError, MissingCRSError
 from xr_getregion.geometry import EPSG4326, read_crs
 from xr_getregion.grid import Grid
 
@@ -389,6 +390,16 @@ def _cf_grid_mapping_crs(obj: xr.DataArray | xr.Dataset) -> CRS | None:
         wkt = holder.attrs.get("crs_wkt") or holder.attrs.get("spatial_ref")
         if wkt:
             return read_crs(wkt, f"the CF grid_mapping variable {name!r}")
+        if "grid_mapping_name" in holder.attrs:
+            # A valid CF file may give the grid mapping as parameters only: pyproj reads those.
+            try:
+                return CRS.from_cf(dict(holder.attrs))
+            except pyproj.exceptions.CRSError as exc:
+                raise CRSError(
+                    f"the CF grid_mapping variable {name!r} ({dict(holder.attrs)}) cannot be "
+                    f"read as a CRS: {exc}. Add its WKT as a 'crs_wkt' attribute, or set the "
+                    "CRS with cube.rio.write_crs(...)."
+                ) from exc
     return None
 
 

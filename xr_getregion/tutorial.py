@@ -1,4 +1,5 @@
-"""A built-in, generated Landsat-8-TOA-like cube over Earth Engine's getRegion example.
+"""The tutorial cube: a built-in, generated Landsat-8-TOA-like cube over Earth Engine's
+getRegion example (the module is named as xarray names its own, ``xarray.tutorial``).
 
 Each value is a pure function of the pixel's global position, the image and the band, so the
 cube is identical whatever its chunking, and nothing is downloaded.
@@ -11,6 +12,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
+
+from xr_getregion.errors import ArgumentError
 
 __all__ = ["sample_cube"]
 
@@ -107,7 +110,7 @@ def sample_cube(
     else:
         if isinstance(chunks, str):
             if chunks != "default":
-                raise ValueError(
+                raise ArgumentError(
                     f"chunks must be 'default', a dict, a tuple or None; got {chunks!r}."
                 )
             chunks = (1, 1, 256, 256)
