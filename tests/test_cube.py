@@ -8,6 +8,7 @@ import warnings
 import cftime
 import numpy as np
 import pandas as pd
+import pyproj
 import pytest
 import xarray as xr
 from conftest import make_cube, raise_if_dask_computes
@@ -217,7 +218,10 @@ def test_a_cf_grid_mapping_given_as_parameters_only_is_read_with_pyproj(tmp_path
     with xr.open_dataset(path, engine="h5netcdf") as opened:
         crs = read_cube(opened).grid.crs
     assert crs == CRS.from_cf(params)
-    assert crs.to_dict()["proj"] == "utm" and crs.to_dict()["zone"] == 15  # pyproj knows it
+    # The same projection as UTM 15N: a point maps to the same metres (to the millimetre).
+    here = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(-92.5, 35.0)
+    utm = pyproj.Transformer.from_crs("EPSG:4326", 32615, always_xy=True).transform(-92.5, 35.0)
+    np.testing.assert_allclose(here, utm, atol=1e-3)
     # Parameters pyproj cannot read: a CRSError naming the variable and the fixes.
     bad = make_cube(crs=None).to_dataset(dim="band").assign_coords(
         utm=xr.DataArray(0, attrs={"grid_mapping_name": "no_such_projection"})
