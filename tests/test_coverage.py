@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import shapely
@@ -281,8 +283,9 @@ def test_lon_lat_window_of_a_projected_cube_across_the_antimeridian_misses_no_co
     step = 1000 / 111319.49079327357
     cols = np.round(np.array([r[1] for r in table[1:]]) / step - 0.5).astype(int)
     rows = np.round(np.array([r[2] for r in table[1:]]) / step - 0.5).astype(int)
-    # Every pixel of one turn of this lattice, near 180, whose centre is inside the cube.
-    turn = np.arange(cols.min(), cols.min() + 40_075)
+    # Every pixel of EE's grid (the columns of longitudes in [-180, 180)), near 180, whose
+    # centre is inside the cube.
+    turn = np.arange(math.floor(-180 / step), math.floor(np.nextafter(180, 0) / step) + 1)
     near = turn[np.abs(np.mod((turn + 0.5) * step, 360) - 180) < 5]
     cc, rr = (a.ravel() for a in np.meshgrid(near, np.arange(8800, 9000)))
     x, y = Transformer.from_crs(4326, 3413, always_xy=True).transform(
