@@ -52,10 +52,10 @@ NUDGE_ROW = 1e-9
 # into pieces of at most 1/64 of the geometry's extent (the diagonal of its bounds), so an edge
 # straight in its own CRS is followed as such; the pieces are then straight in pixel space.
 SEGMENTS_PER_EXTENT = 64
-# Except near a pole, where those pieces stray from the edges by a good part of a pixel: a
+# Except where those pieces stray from the edges by a good part of a pixel (near a pole): a
 # polygon in a projected CRS whose pieces span more than this many degrees of longitude on an
 # axis-aligned lon/lat grid covers the pixels whose centre, taken into its own CRS, is inside.
-NEAR_A_POLE_DEGREES = 1.0
+WIDE_DEGREES = 1.0
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ def brute_get_region(
         for original in _parts(geometry):
             part = pixel_space(original, shape_crs, grid, whole=geometry)
             xs = shapely.get_coordinates(part)[:, 0]
-            if isinstance(part, shapely.Polygon) and np.ptp(xs) * abs(a) > NEAR_A_POLE_DEGREES:
+            if isinstance(part, shapely.Polygon) and np.ptp(xs) * abs(a) > WIDE_DEGREES:
                 found |= _centres_inside(part, original, shape_crs, grid)
             else:
                 found |= covered_cells(part)
