@@ -131,7 +131,7 @@ def to_pixel_space_many(
     GeometryError
         A line or polygon cannot be projected, or tears on a rotated lon/lat grid.
     """
-    shapes = np.asarray(shapes, dtype=object)
+    shapes = given = np.asarray(shapes, dtype=object)
     differs = crs != grid.crs
     if differs and window is not None:
         shapes = _clip_to_window(shapes, crs, grid, window)
@@ -142,12 +142,15 @@ def to_pixel_space_many(
     clipped = shapes
     has_edges = shapely.get_dimensions(shapes) > 0
     if differs and has_edges.any():
-        bounds = shapely.bounds(shapes[has_edges])
+        # The pieces follow from the geometry as given, not as clipped: clipping must not
+        # move the chords of the edges it keeps (a centre near such an edge would change
+        # sides with the window).
+        bounds = shapely.bounds(given[has_edges])
         extent = np.hypot(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
         step = np.where(extent > 0, extent / _SEGMENTS_PER_EXTENT, np.inf)
         shapes = shapes.copy()
         shapes[has_edges] = shapely.segmentize(shapes[has_edges], step)
-    ee = window is not None and _ee_columns(grid) is not None
+    ee = window is not None and grid.shape is None and grid.crs.is_geographic
     points = shapely.get_dimensions(shapes) == 0
     out = np.empty(len(shapes), dtype=object)
     out[~points] = shapely.transform(shapes[~points], lambda xy: _project(xy, crs, grid))
@@ -167,7 +170,7 @@ def to_pixel_space_many(
     exact: dict[int, shapely.Geometry] = {}
     if torn.any() and window is not None:
         out, exact = _mend_torn(clipped, out, torn, crs, grid, window)
-    if ee and window is not None:
+    if ee and window is not None and grid.axis_aligned:
         out = _ee_longitudes(out, grid, window)
     elif window is not None and grid.crs.is_geographic and grid.axis_aligned:
         out = _wrap_longitudes(out, grid, window)
@@ -565,7 +568,17 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
     if columns is not None:
         return _ee_window(x, y, cube_grid, grid, columns)
     ok = np.isfinite(x)
-    if cube_grid.crs != grid.crs and grid.crs.is_geographic and ok.any():
+    if grid.shape is None and grid.crs.is_geographic:
+        # EE's rotated lon/lat grids too give each place the pixel of its longitude in
+        # [-180, 180): a footprint across 180 lies in two places of pixel space, and the
+        # window holds both and the seam between the outline's samples.
+        x = _minus_180_to_180(x)
+        with np.errstate(invalid="ignore"):
+            jump = np.flatnonzero(np.abs(np.diff(x)) > 180.0)
+        lat = np.concatenate([y[jump], y[jump + 1]])
+        x = np.concatenate([x, np.full(len(lat), -180.0), np.full(len(lat), 180.0)])
+        y = np.concatenate([y, lat, lat])
+    elif cube_grid.crs != grid.crs and grid.crs.is_geographic and ok.any():
         # A projected cube across the antimeridian has an outline whose longitudes jump from
         # 180 to -180: read continuously (past 180), its window is the cube's longitudes
         # rather than the rest of the world, and the columns near 180 between the outline's
