@@ -431,3 +431,29 @@ def test_random_geometries_near_poles_and_180_equal_the_reference(case):
     got = got_table(cube, shape, crs, scale)
     expected = reference(cube, shape, crs, scale)
     assert got == expected, (sorted(got - expected)[:3], sorted(expected - got)[:3])
+
+
+def test_a_0_to_360_lon_lat_cube_reports_ees_longitudes_on_ees_grid_and_its_own_on_its_own():
+    # EE's grid labels every place in [-180, 180), whatever the cube's labels; the cube's own
+    # grid (crs="native") keeps them (269.5 for -90.5).
+    values = 1000.0 * np.arange(180)[:, None] + np.arange(360)[None, :]
+    cube = xr.DataArray(
+        values,
+        dims=("lat", "lon"),
+        coords={"lat": 89.5 - np.arange(180), "lon": 0.5 + np.arange(360)},
+        name="v",
+    )
+    point = shapely.Point(-90.5, 10.5)
+    s = step(1000)
+    assert cube.ee.getRegion(point, scale=1000)[1] == [
+        "0", (math.floor(-90.5 / s) + 0.5) * s, (math.floor(10.5 / s) + 0.5) * s, None, 79269.0
+    ]  # fmt: skip
+    assert cube.ee.getRegion(point, scale=1000)[1][1:3] == [-90.5007732986212, 10.496814094936608]
+    assert cube.ee.getRegion(point, crs="native")[1] == ["0", 269.5, 10.5, None, 79269.0]
+    # A box across 180: EE's columns at both ends of [-180, 180), each place once.
+    table = cube.ee.getRegion(shapely.box(179.99, 10.2, 180.02, 10.21), scale=1000)
+    assert sorted({(r[1], r[4]) for r in table[1:]}) == [
+        (-179.99992505544913, 79180.0), (-179.99094190260794, 79180.0),
+        (-179.98195874976673, 79180.0), (179.99094190260794, 79179.0),
+        (179.99992505544913, 79179.0),
+    ]  # fmt: skip
