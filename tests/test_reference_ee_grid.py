@@ -6,10 +6,13 @@ EE works on EPSG:4326 with origin (0, 0) and square pixels of ``s = scale /
 111319.49079327357`` degrees, longitudes in [-180, 180). So
 
 - a point at ``(lon, lat)`` (``lon`` first brought into [-180, 180)) is pixel
-  ``(floor(lon / s), floor(lat / s))``, whose centre is ``((col + 0.5) * s, (row + 0.5) * s)``;
+  ``(floor(lon / s), floor(lat / s))``, whose centre is ``((col + 0.5) * s, (row + 0.5) * s)``
+  (the last column's centre may lie a little past 180: a turn is no whole number of pixels);
 - a polygon covers the pixels whose centre is inside it: the candidate centres of its lon/lat
-  range are taken into the polygon's own CRS with pyproj and tested there with shapely;
-- a line covers the pixels its points fall in: it is sampled densely;
+  range (among the columns of longitudes in [-180, 180)) are taken into the polygon's own
+  CRS with pyproj and tested there with shapely;
+- a lon/lat line covers the pixels its points fall in: every pixel holding one of its dense
+  samples must be in the table, and every other pixel of the table must touch the line;
 - the value at a pixel is that of the cube pixel holding its centre: the centre taken into the
   cube's CRS with pyproj, then a plain floor on the cube's affine (from its coordinates); a
   centre outside the cube gives no row.
