@@ -53,6 +53,10 @@ NUDGE_ROW = 1e-9
 # into pieces of at most 1/64 of the geometry's extent (the diagonal of its bounds), so an edge
 # straight in its own CRS is followed as such; the pieces are then straight in pixel space.
 SEGMENTS_PER_EXTENT = 64
+# Except where those pieces stray from the edges by a good part of a pixel (near a pole): a
+# polygon in a projected CRS whose pieces span more than this many degrees of longitude on an
+# axis-aligned lon/lat grid covers the pixels whose centre, taken into its own CRS, is inside.
+WIDE_DEGREES = 1.0
 
 
 @dataclass(frozen=True)
@@ -130,11 +134,17 @@ def _parts(geometry: shapely.Geometry) -> list[shapely.Geometry]:
     return [] if geometry.is_empty else [geometry]
 
 
-def pixel_space(geometry: shapely.Geometry, geometry_crs: CRS, grid: BruteGrid) -> shapely.Geometry:
-    """The geometry in ``grid``'s pixel space (densified first when the CRS differs)."""
+def pixel_space(
+    geometry: shapely.Geometry,
+    geometry_crs: CRS,
+    grid: BruteGrid,
+    whole: shapely.Geometry | None = None,
+) -> shapely.Geometry:
+    """The geometry in ``grid``'s pixel space (densified first when the CRS differs, by the
+    extent of ``whole`` when ``geometry`` is a part of it)."""
     if geometry_crs != grid.crs:
         if shapely.get_dimensions(geometry) > 0:
-            xmin, ymin, xmax, ymax = geometry.bounds
+            xmin, ymin, xmax, ymax = (geometry if whole is None else whole).bounds
             extent = math.hypot(xmax - xmin, ymax - ymin)
             if extent > 0:
                 geometry = shapely.segmentize(geometry, extent / SEGMENTS_PER_EXTENT)
@@ -245,6 +255,21 @@ def covered_cells(
     return cells
 
 
+def _centres_inside(
+    pixel_polygon: shapely.Polygon, polygon: shapely.Polygon, crs: CRS, grid: BruteGrid
+) -> set[tuple[int, int]]:
+    """Pixels whose centre, taken into ``crs``, lies inside ``polygon`` there: every pixel of
+    its pixel-space bounds, widened by a tenth (the pieces stray near a pole) is tested."""
+    xmin, ymin, xmax, ymax = pixel_polygon.bounds
+    mx, my = 0.1 * (xmax - xmin) + 2, 0.1 * (ymax - ymin) + 2
+    cols, rows = _window(shapely.box(xmin - mx, ymin - my, xmax + mx, ymax + my))
+    x, y = grid.centre(cols, rows)
+    to_crs = pyproj.Transformer.from_crs(grid.crs, crs, always_xy=True)
+    px, py = (np.asarray(v, float) for v in to_crs.transform(x, y))
+    inside = shapely.contains_xy(polygon, px, py)
+    return set(zip(cols[inside].tolist(), rows[inside].tolist(), strict=True))
+
+
 def _nodata(cube: xr.DataArray) -> Any:
     for key in ("_FillValue", "nodata", "missing_value"):
         if cube.attrs.get(key) is not None:
@@ -268,10 +293,22 @@ def brute_get_region(
     """
     grid = working_grid(cube, scale, crs, crsTransform)
     source = cube_grid(cube)
-    shape = pixel_space(geometry, CRS.from_user_input(geometry_crs), grid)
+    shape_crs = CRS.from_user_input(geometry_crs)
+    shape = pixel_space(geometry, shape_crs, grid)
     a, b, _, d, e, _ = grid.transform
     mirrored = a * e - b * d < 0
-    cells = sorted(covered_cells(shape, mirrored), key=lambda cell: (cell[1], cell[0]))
+    if grid.crs.is_geographic and not shape_crs.is_geographic and b == 0 and d == 0:
+        found: set[tuple[int, int]] = set()
+        for original in _parts(geometry):
+            part = pixel_space(original, shape_crs, grid, whole=geometry)
+            xs = shapely.get_coordinates(part)[:, 0]
+            if isinstance(part, shapely.Polygon) and np.ptp(xs) * abs(a) > WIDE_DEGREES:
+                found |= _centres_inside(part, original, shape_crs, grid)
+            else:
+                found |= covered_cells(part, mirrored)
+        cells = sorted(found, key=lambda cell: (cell[1], cell[0]))
+    else:
+        cells = sorted(covered_cells(shape, mirrored), key=lambda cell: (cell[1], cell[0]))
     cols = np.array([c for c, _ in cells], dtype=np.int64)
     rows = np.array([r for _, r in cells], dtype=np.int64)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import shapely
@@ -9,7 +11,13 @@ from conftest import make_cube
 from pyproj import CRS, Transformer
 
 from xr_getregion import Geometry
-from xr_getregion.coverage import covered_pixels, covered_runs, to_pixel_space, window_of
+from xr_getregion.coverage import (
+    covered_pixels,
+    covered_runs,
+    to_pixel_space,
+    to_pixel_space_many,
+    window_of,
+)
 from xr_getregion.geometry import read_geometry
 from xr_getregion.grid import Grid, working_grid
 
@@ -288,8 +296,9 @@ def test_lon_lat_window_of_a_projected_cube_across_the_antimeridian_misses_no_co
     step = 1000 / 111319.49079327357
     cols = np.round(np.array([r[1] for r in table[1:]]) / step - 0.5).astype(int)
     rows = np.round(np.array([r[2] for r in table[1:]]) / step - 0.5).astype(int)
-    # Every pixel of one turn of this lattice, near 180, whose centre is inside the cube.
-    turn = np.arange(cols.min(), cols.min() + 40_075)
+    # Every pixel of EE's grid (the columns of longitudes in [-180, 180)), near 180, whose
+    # centre is inside the cube.
+    turn = np.arange(math.floor(-180 / step), math.floor(np.nextafter(180, 0) / step) + 1)
     near = turn[np.abs(np.mod((turn + 0.5) * step, 360) - 180) < 5]
     cc, rr = (a.ravel() for a in np.meshgrid(near, np.arange(8800, 9000)))
     x, y = Transformer.from_crs(4326, 3413, always_xy=True).transform(
@@ -325,3 +334,39 @@ def test_projected_line_across_the_antimeridian_is_followed_continuously():
     table = cube.ee.getRegion(line, scale=1000, geometry_crs="EPSG:3413")
     assert 300 < len(table) - 1 < 500
     assert table == cube.ee.getRegion(lonlat, scale=1000)
+
+
+def test_rotated_lon_lat_grid_finds_a_point_of_a_polar_cube_across_180():
+    # Found by the thorough profile: the cube (EPSG:3413, 1-3.6 km from the pole) spans lon
+    # 135..180 and -180..-135. Its window was read with continuous longitudes (past 180), which
+    # on a rotated grid is no shift of columns: the point's pixel, at lon -165.96, was outside.
+    cube = make_cube(2, 2, 1, ["a"], crs="EPSG:3413", x0=-3000.0, y0=2000.0, res=1000.0)
+    transform = [0.0078125, -0.0078125, -168.6875, 0.0078125, 0.0078125, 89.96875]
+    point = shapely.Point(-3628.6194081511303, 2176.928847009779)
+    table = cube.ee.getRegion(
+        point, crs="EPSG:4326", crsTransform=transform, geometry_crs="EPSG:3413"
+    )
+    assert table[1:] == [["0", -165.9609375, 89.96875, 1609459200000, 0.0]]
+
+
+def test_clipping_to_the_window_keeps_the_chords_of_the_edges_it_keeps():
+    # Found by the thorough profile: a lon/lat polygon near the pole on an EPSG:3413 grid,
+    # clipped to the cube's window, was densified by the clipped extent: its kept edges
+    # were followed by other chords than the whole polygon's, and a centre 2e-5 degrees from
+    # an edge changed sides with the window. Its pieces now follow from the polygon given.
+    cube = make_cube(8, 6, 1, ["a"], crs="EPSG:3413", x0=-16000.0, y0=-2000.0, res=2000.0)
+    polygon = shapely.Polygon(
+        [(-117.30290307087735, 89.81862015934851), (-102.06037520035581, 89.89860002274244),
+         (-101.33753463419605, 89.90052892985635), (-139.95265846683841, 89.9168982179727)]
+    )  # fmt: skip
+    grid = working_grid(None, scale=1000.0, crs="EPSG:3413")
+    cube_grid = Grid((2000.0, 0, -16000.0, 0, -2000.0, -2000.0), CRS.from_epsg(3413), (8, 6))
+    window = window_of(cube_grid, grid)
+    whole = to_pixel_space_many(np.array([polygon]), CRS.from_epsg(4326), grid)[0]
+    clipped = to_pixel_space_many(np.array([polygon]), CRS.from_epsg(4326), grid, window)[0]
+    kept = {tuple(v) for v in shapely.get_coordinates(clipped).tolist()}
+    # The kept edges have the very vertices of the whole polygon's pieces (4 were given).
+    assert len(kept & {tuple(v) for v in shapely.get_coordinates(whole).tolist()}) > 20
+    table = cube.ee.getRegion(polygon, 1000.0, "EPSG:3413")
+    assert len(table) - 1 == 27
+    assert [-107.52556837372288, 89.86994050177456] not in [r[1:3] for r in table[1:]]

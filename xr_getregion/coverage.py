@@ -19,8 +19,15 @@ grows with the geometry's outline and the covered pixels, never with the whole g
 
 One exception keeps a table right where no outline can: a polygon in a projected CRS that
 goes around a pole or across the antimeridian has no faithful outline on a lon/lat grid
-(there the pole is a whole row, and the outline jumps a turn at 180). Its pixels are found
-by testing the centres it can reach in its own CRS: a test per pixel of its lon/lat bounds.
+(there the pole is a whole row, and the outline jumps a turn at 180), and one spanning over
+a degree of longitude (any polygon near a pole) has an outline that strays from its straight
+edges by a good part of a pixel. Their pixels are found by testing the centres they can
+reach in their own CRS: a test per pixel of their lon/lat bounds.
+
+On EE's lon/lat working grids (``scale`` or ``crsTransform`` given, no ``crs`` or a
+geographic one) each place has the pixel of its longitude in [-180, 180), as in EE: the
+columns are those of [-180, 180), and the last one's centre may lie a little past 180 (a turn
+is no whole number of pixels). The cube's own grid keeps the cube's labelling (0..360).
 """
 
 from __future__ import annotations
@@ -58,12 +65,40 @@ Window = tuple[int, int, int, int]  # col0, row0, col1, row1, half-open
 _SEGMENTS_PER_EXTENT = 64
 
 
-def _project(xy: np.ndarray, src: CRS, grid: Grid) -> np.ndarray:
+def _project(xy: np.ndarray, src: CRS, grid: Grid, *, wrap: bool = False) -> np.ndarray:
     x, y = xy[:, 0], xy[:, 1]
     if src != grid.crs:
         x, y = transformer(src, grid.crs).transform(x, y)
+    if wrap:
+        # Points on an EE lon/lat grid: their pixel is that of the longitude in [-180, 180).
+        x = _minus_180_to_180(np.asarray(x, dtype=float))
     px, py = grid.to_pixel(np.asarray(x), np.asarray(y))
     return np.column_stack([px, py])
+
+
+def _minus_180_to_180(lon: np.ndarray) -> np.ndarray:
+    """Longitudes in [-180, 180). A turn added or taken away is exact for |lon| <= 540 (the
+    difference of two doubles within a factor of two of each other), so a place labelled past
+    180 gets the very pixel of its label in [-180, 180)."""
+    with np.errstate(invalid="ignore"):
+        out = np.where(lon >= 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
+        far = (out >= 180.0) | (out < -180.0)
+    if far.any():
+        out[far] = np.mod(out[far] + 180.0, 360.0) - 180.0
+    return out
+
+
+def _ee_columns(grid: Grid) -> tuple[int, int] | None:
+    """The columns ``[k0, k1)`` of an EE lon/lat working grid (geographic, axis-aligned,
+    unbounded: ``scale`` or ``crsTransform`` given): those of longitudes in [-180, 180),
+    where EE's grid holds every place once. ``None`` for other grids (the cube's own grid
+    keeps the cube's labelling, 0..360 included).
+    """
+    if grid.shape is not None or not (grid.crs.is_geographic and grid.axis_aligned):
+        return None
+    ends, _ = grid.to_pixel(np.array([-180.0, np.nextafter(180.0, 0.0)]), np.zeros(2))
+    k = np.floor(ends)
+    return int(k.min()), int(k.max()) + 1
 
 
 def to_pixel_space(shape: shapely.Geometry, crs: CRS, grid: Grid) -> shapely.Geometry:
@@ -85,19 +120,22 @@ def to_pixel_space_many(
     grid's projection tears (the back of a transverse Mercator), cannot fold onto the cube.
     On a geographic grid, geometries are also moved by whole turns of 360 degrees to where
     the window is, so a cube labelled 0..360 (or 179..181) and a geometry labelled -180..180
-    meet.
+    meet. On EE's lon/lat working grids (:func:`_ee_columns`) that is EE's own turn,
+    longitudes in [-180, 180): points take the pixel of their longitude there, lines are
+    cut at 180, and polygons near it are copied a turn over (:func:`_ee_longitudes`).
 
     On a geographic grid, with a ``window``, a projected line whose lon/lat image jumps
     across the antimeridian is read with continuous longitudes, and a projected polygon
-    around a pole or across the antimeridian is replaced by boxes of the window pixels whose
-    centre it holds, found exactly by :func:`_centre_test`.
+    around a pole, across the antimeridian or (on an axis-aligned grid) over a degree wide
+    in longitude is replaced by boxes of the window pixels whose centre it holds, found
+    exactly by :func:`_centre_test`.
 
     Raises
     ------
     GeometryError
         A line or polygon cannot be projected, or tears on a rotated lon/lat grid.
     """
-    shapes = np.asarray(shapes, dtype=object)
+    shapes = given = np.asarray(shapes, dtype=object)
     differs = crs != grid.crs
     if differs and window is not None:
         shapes = _clip_to_window(shapes, crs, grid, window)
@@ -108,14 +146,23 @@ def to_pixel_space_many(
     clipped = shapes
     has_edges = shapely.get_dimensions(shapes) > 0
     if differs and has_edges.any():
-        bounds = shapely.bounds(shapes[has_edges])
+        # The pieces follow from the geometry as given, not as clipped: clipping must not
+        # move the chords of the edges it keeps (a centre near such an edge would change
+        # sides with the window).
+        bounds = shapely.bounds(given[has_edges])
         extent = np.hypot(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
         step = np.where(extent > 0, extent / _SEGMENTS_PER_EXTENT, np.inf)
         shapes = shapes.copy()
         shapes[has_edges] = shapely.segmentize(shapes[has_edges], step)
-    out = shapely.transform(shapes, lambda xy: _project(xy, crs, grid))
+    ee = window is not None and grid.shape is None and grid.crs.is_geographic
+    points = shapely.get_dimensions(shapes) == 0
+    out = np.empty(len(shapes), dtype=object)
+    out[~points] = shapely.transform(shapes[~points], lambda xy: _project(xy, crs, grid))
+    out[points] = shapely.transform(shapes[points], lambda xy: _project(xy, crs, grid, wrap=ee))
     if tearing:
         torn |= _jumps_a_turn(out, grid)
+        if grid.axis_aligned:
+            torn |= _wide(out, grid)
     if differs and has_edges.any():
         coords = shapely.get_coordinates(out[has_edges & ~torn])
         if not np.isfinite(coords).all():
@@ -127,7 +174,9 @@ def to_pixel_space_many(
     exact: dict[int, shapely.Geometry] = {}
     if torn.any() and window is not None:
         out, exact = _mend_torn(clipped, out, torn, crs, grid, window)
-    if window is not None and grid.crs.is_geographic and grid.axis_aligned:
+    if ee and window is not None and grid.axis_aligned:
+        out = _ee_longitudes(out, grid, window)
+    elif window is not None and grid.crs.is_geographic and grid.axis_aligned:
         out = _wrap_longitudes(out, grid, window)
     for k, boxes in exact.items():
         # Already in the window's turn of longitudes: added after the wrapping.
@@ -180,6 +229,40 @@ def _jumps_a_turn(out: np.ndarray, grid: Grid) -> np.ndarray:
         jump = (line[1:] == line[:-1]) & (np.abs(np.diff(lon)) > 180.0)
     torn[owner[line[1:][jump]]] = True
     return torn
+
+
+#: A projected polygon whose lon/lat image spans more longitude than this (any polygon near
+#: a pole does) has a densified outline that strays from its straight edges by a good part
+#: of a pixel: its pixels are found exactly, by :func:`_centre_test`.
+_WIDE_DEGREES = 1.0
+
+
+def _wide(out: np.ndarray, grid: Grid) -> np.ndarray:
+    """Which pixel-space shapes (of an axis-aligned lon/lat grid, projected from a projected
+    CRS) hold a polygon spanning more than :data:`_WIDE_DEGREES` of longitude.
+
+    An edge straight in a polar CRS is a curve in lon/lat, bent the more the nearer the pole
+    (its sagitta over a chord of length ``l`` at distance ``d`` from the pole is about
+    ``l**2 / 8d``) while a pixel's width there shrinks with ``d``; elsewhere too the sagitta
+    grows with the square of the chord, which is a share of the polygon's extent. Chords
+    then put centres near the edges on the wrong side (5 of 300 random polygons near a pole
+    took or lost a pixel so in ``tests/test_reference_ee_grid.py``).
+    """
+    near = np.zeros(len(out), bool)
+    polygonal = np.flatnonzero(shapely.get_dimensions(out) == 2)
+    if len(polygonal) == 0:
+        return near
+    step = abs(grid.transform[0])
+    bounds = shapely.bounds(out[polygonal])
+    with np.errstate(invalid="ignore"):
+        candidates = polygonal[(bounds[:, 2] - bounds[:, 0]) * step > _WIDE_DEGREES]
+    for k in candidates:
+        near[k] = any(
+            shapely.get_type_id(g) == 3
+            and np.ptp(shapely.get_coordinates(g)[:, 0]) * step > _WIDE_DEGREES
+            for g in _flat_parts(out[k])
+        )
+    return near
 
 
 def _mend_torn(
@@ -412,6 +495,70 @@ def _wrap_longitudes(shapes: np.ndarray, grid: Grid, window: Window) -> np.ndarr
     return out
 
 
+def _ee_longitudes(shapes: np.ndarray, grid: Grid, window: Window) -> np.ndarray:
+    """Lines and polygons in the pixel space of an EE lon/lat grid, copied by whole turns to
+    wherever they meet the window (within the grid's columns of [-180, 180)); points are
+    already there (:func:`_project`).
+
+    A polygon's copies are kept whole: each pixel is then covered when its centre, as a
+    place, is inside the polygon, even the last column's centre a little past 180. A line's
+    copies are cut at longitudes -180 and 180: the last column reaches past 180 (a turn is no
+    whole number of pixels) over places whose pixel is the first column, as a point's is.
+    """
+    col0, _, col1, _ = window
+    a, _, c, _, _, _ = grid.transform
+    turn = 360.0 / a
+    seam = sorted(((-180.0 - c) / a, (180.0 - c) / a))
+    bounds = shapely.bounds(shapes)
+    with np.errstate(invalid="ignore"):
+        edged = shapely.get_dimensions(shapes) > 0
+        # Within a pixel of the seam, a polygon may hold the centre of a column at the other
+        # end of the turn (the first column's centre may lie west of -180).
+        outside = edged & ((bounds[:, 0] < seam[0] + 1) | (bounds[:, 2] > seam[1] - 1))
+    if not outside.any():
+        return shapes
+    out = shapes.copy()
+    for k in np.flatnonzero(outside):
+        x0, x1 = bounds[k, 0], bounds[k, 2]
+        lo, hi = sorted(((col0 - x1) / turn, (col1 - x0) / turn))
+        pieces = []
+        for n in range(math.floor(lo), math.ceil(hi) + 1):
+            shift = n * turn
+            if not (x0 + shift <= col1 and col0 <= x1 + shift):
+                continue
+            moved = shapely.transform(shapes[k], lambda xy, s=shift: xy + np.array([s, 0.0]))
+            pieces.extend(_cut_lines(moved, seam))
+        out[k] = shapely.GeometryCollection(pieces)
+    return out
+
+
+def _cut_lines(shape: shapely.Geometry, seam: list[float]) -> list[shapely.Geometry]:
+    """The parts of ``shape``, its lines cut to the pixel columns of longitudes in
+    [-180, 180): ``seam[0] <= x < seam[1]`` (a few ulps allowed at ``seam[0]``, where a
+    copy moved a turn west lands on it give or take the rounding of the move)."""
+    out = []
+    tol = 64 * np.spacing(max(1.0, abs(seam[0])))
+    for g in _flat_parts(shape):
+        if shapely.get_type_id(g) not in (1, 2):
+            out.append(g)
+            continue
+        xmin, _, xmax, _ = g.bounds
+        if xmin >= seam[0] and xmax < seam[1]:
+            out.append(g)
+            continue
+        clipped = shapely.clip_by_rect(g, seam[0] - tol, -1e300, seam[1], 1e300)
+        for piece in _flat_parts(clipped):
+            xy = shapely.get_coordinates(piece)
+            if shapely.get_type_id(piece) == 0:
+                if xy[0, 0] < seam[1]:
+                    out.append(piece)
+                continue
+            # Longitude 180 is -180: a segment along it belongs to the first column.
+            keep = (xy[:-1, 0] < seam[1]) | (xy[1:, 0] < seam[1])
+            out.extend(shapely.linestrings(np.stack([xy[:-1], xy[1:]], axis=1)[keep]))
+    return out
+
+
 def window_of(cube_grid: Grid, grid: Grid) -> Window:
     """The bounding window, in ``grid`` pixels, of the cube grid's footprint (with a margin)."""
     if cube_grid.same_pixels(grid) and cube_grid.shape is not None:
@@ -432,8 +579,21 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
     if cube_grid.crs != grid.crs:
         x, y = transformer(cube_grid.crs, grid.crs).transform(x, y)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    columns = _ee_columns(grid)
+    if columns is not None:
+        return _ee_window(x, y, cube_grid, grid, columns)
     ok = np.isfinite(x)
-    if cube_grid.crs != grid.crs and grid.crs.is_geographic and ok.any():
+    if grid.shape is None and grid.crs.is_geographic:
+        # EE's rotated lon/lat grids too give each place the pixel of its longitude in
+        # [-180, 180): a footprint across 180 lies in two places of pixel space, and the
+        # window holds both and the seam between the outline's samples.
+        x = _minus_180_to_180(x)
+        with np.errstate(invalid="ignore"):
+            jump = np.flatnonzero(np.abs(np.diff(x)) > 180.0)
+        lat = np.concatenate([y[jump], y[jump + 1]])
+        x = np.concatenate([x, np.full(len(lat), -180.0), np.full(len(lat), 180.0)])
+        y = np.concatenate([y, lat, lat])
+    elif cube_grid.crs != grid.crs and grid.crs.is_geographic and ok.any():
         # A projected cube across the antimeridian has an outline whose longitudes jump from
         # 180 to -180: read continuously (past 180), its window is the cube's longitudes
         # rather than the rest of the world, and the columns near 180 between the outline's
@@ -465,6 +625,30 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
         col0 = math.floor(px[ok].min())
         col1 = col0 + turn
     return col0, math.floor(py[ok].min()) - 1, col1, math.floor(py[ok].max()) + 2
+
+
+def _ee_window(
+    lon: np.ndarray, lat: np.ndarray, cube_grid: Grid, grid: Grid, columns: tuple[int, int]
+) -> Window:
+    """The window of a cube's outline (``lon``, ``lat``) on an EE lon/lat grid: within the
+    grid's columns of [-180, 180), all of them when the footprint reaches 180 degrees (across
+    it, or around a pole), so a footprint across 180 keeps its pixels at both ends."""
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if not ok.any():
+        return 0, 0, 0, 0
+    # Read continuously, an outline across 180 leaves [-180, 180); a geographic cube's
+    # outline labelled past 180 (179..181, 0..360) already does.
+    lon = np.unwrap(lon[ok], period=360.0)
+    poles = _poles_inside(cube_grid)
+    # A pole inside the footprint is no point of its outline but a whole row of the grid.
+    _, py = grid.to_pixel(np.zeros(ok.sum() + len(poles)), np.append(lat[ok], poles))
+    px, _ = grid.to_pixel(lon, np.zeros(len(lon)))
+    # A pixel of margin: the footprint's edges are densified chords of curves.
+    col0, col1 = math.floor(px.min()) - 1, math.floor(px.max()) + 2
+    k0, k1 = columns
+    if poles or lon.min() < -180.0 or lon.max() >= 180.0 or col0 < k0 or col1 > k1:
+        col0, col1 = k0, k1
+    return col0, math.floor(py.min()) - 1, col1, math.floor(py.max()) + 2
 
 
 def _one_turn(grid: Grid) -> int | None:
