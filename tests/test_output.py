@@ -53,6 +53,14 @@ def same_table(path: Path, expected: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(ordered(read(path)), ordered(expected), check_dtype=False)
 
 
+def extract_inputs(tmp_path: Path, cube) -> list[str]:
+    """A Zarr store of ``cube`` and a one-field GeoJSON, as ``extract``'s input arguments."""
+    cube.to_dataset(name="v").to_zarr(tmp_path / "c.zarr")
+    gpd.GeoDataFrame(geometry=[field(2, 2)], crs=UTM).to_file(tmp_path / "f.geojson")
+    zarr, features = str(tmp_path / "c.zarr"), str(tmp_path / "f.geojson")
+    return [zarr, "--variable", "v", "--geometry", features]
+
+
 def hold_the_final_step(monkeypatch, target: Path, parties: int = 2) -> threading.Barrier:
     """Make every rename, replace or link onto ``target`` wait until ``parties`` are waiting."""
     barrier = threading.Barrier(parties, timeout=TIMEOUT)
@@ -224,16 +232,8 @@ def test_extract_loser_of_a_race_names_overwrite_flag(tmp_path, cube, monkeypatc
         out.write_text("another job's table\n")
 
     monkeypatch.setattr(output, "_run", another_job_finishes_first)
-    cube.to_dataset(name="v").to_zarr(tmp_path / "c.zarr")
-    gpd.GeoDataFrame(geometry=[field(2, 2)], crs=UTM).to_file(tmp_path / "f.geojson")
+    inputs = extract_inputs(tmp_path, cube)
     capfd.readouterr()
-    inputs = [
-        str(tmp_path / "c.zarr"),
-        "--variable",
-        "v",
-        "--geometry",
-        str(tmp_path / "f.geojson"),
-    ]
     code = main(["extract", *inputs, "--out", str(out)])
     err = capfd.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
@@ -326,15 +326,7 @@ def test_ctrl_c_wrapped_by_the_code_it_landed_in_is_still_ctrl_c(
             raise RuntimeError("Error calling __set_name__") from exc
 
     monkeypatch.setattr(output, "_run", interrupted_inside_a_wrapper)
-    cube.to_dataset(name="v").to_zarr(tmp_path / "c.zarr")
-    gpd.GeoDataFrame(geometry=[field(2, 2)], crs=UTM).to_file(tmp_path / "f.geojson")
-    inputs = [
-        str(tmp_path / "c.zarr"),
-        "--variable",
-        "v",
-        "--geometry",
-        str(tmp_path / "f.geojson"),
-    ]
+    inputs = extract_inputs(tmp_path, cube)
     capfd.readouterr()
     assert main(["extract", *inputs, "--out", str(tmp_path / "t.parquet")]) == 130
     assert capfd.readouterr().err == "xr-getregion: interrupted; no table was written.\n"
