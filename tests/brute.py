@@ -175,8 +175,9 @@ def _polygon_cells(polygon: shapely.Polygon, mirrored: bool = False) -> set[tupl
     """Pixels whose centre is inside (holes respected), boundary ties by GDAL's rule.
 
     On a ``mirrored`` grid (pixel rows running south), GDAL also burns the centres on a
-    horizontal edge with the interior on its lower-row side (a ring's southern edge): the
-    limit of the interior test nudged by (-NUDGE_COL, -NUDGE_ROW), for centres on such an edge.
+    horizontal edge of the exterior ring with the interior on its lower-row side (its southern
+    edge): the limit of the interior test nudged by (-NUDGE_COL, -NUDGE_ROW), for centres on
+    such an edge.
     """
     cols, rows = _window(polygon)
     cx, cy = cols + 0.5, rows + 0.5
@@ -185,10 +186,11 @@ def _polygon_cells(polygon: shapely.Polygon, mirrored: bool = False) -> set[tupl
     nudged_inside = shapely.contains_xy(polygon, cx - NUDGE_COL, cy + NUDGE_ROW)
     covered = inside | (on_boundary & nudged_inside)
     if mirrored:
+        # Only an exterior ring's: on a hole's southern edge the interior is on the other
+        # side, and GDAL burns it no more than any other tie there.
         horizontal = [
             shapely.LineString([p, q])
-            for ring in (polygon.exterior, *polygon.interiors)
-            for p, q in itertools.pairwise(ring.coords)
+            for p, q in itertools.pairwise(polygon.exterior.coords)
             if p[1] == q[1]
         ]
         if horizontal:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from typing import Any
 
 import dask.array as dsa
@@ -460,3 +461,16 @@ def test_a_0_to_360_lon_lat_cube_reports_ees_longitudes_on_ees_grid_and_its_own_
         (-179.98195874976673, 79180.0), (179.99094190260794, 79179.0),
         (179.99992505544913, 79179.0),
     ]  # fmt: skip
+
+
+def test_a_tiny_polygon_across_180_near_the_pole_is_no_miss():
+    # Found by the thorough profile after the merges: a 50 m box across 180 on an EPSG:3413
+    # cube holds no centre of EE's 300 m grid. Its pixel shape is the (empty) set of centres it
+    # holds, which once read as a miss: a warning saying the geometry misses the cube.
+    cube = CUBES["north 180", False]
+    box = shapely.box(-1155327.2723032609, 1155327.2723032606, -1155277.2723032609,
+                      1155377.2723032606)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = got_table(cube, box, "EPSG:3413", 300.0)
+    assert got == reference(cube, box, "EPSG:3413", 300.0)

@@ -232,6 +232,19 @@ def test_ee_scale_grid_pixels_equal_gdal(poly: shapely.Geometry) -> None:
 # -- the cases the trust issue names, pinned -----------------------------------------------------
 
 
+@pytest.mark.parametrize("transform", [CUBE_TRANSFORM, SOUTH_UP], ids=["north-up", "south-up"])
+def test_a_centre_on_a_holes_corner_follows_gdal(transform: Affine) -> None:
+    # Found by the thorough profile: a centre at the corner where a hole's edge facing the
+    # higher rows meets its edge facing the higher columns. GDAL burns no such centre.
+    hole = [(1.25, 1.5), (1.5, 1.5), (1.5, 1.75), (1.25, 1.75)]
+    poly = shapely.Polygon([(1, 1), (1.75, 1), (1.75, 2), (1, 2)], [hole])
+    cube = _cube("EPSG:32615", transform)
+    geom = _to_crs(poly, transform)
+    expected = _gdal_pixels(geom, transform, (NY, NX))
+    df = cube.ee.get_region(geom, geometry_crs="EPSG:32615")
+    assert {(int(v) % NX, int(v) // NX) for v in df["px"]} == expected
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize(
     "coords",
