@@ -190,9 +190,7 @@ def _lazy_pyramid(
         for a, (arr, bands) in enumerate(zip(arrays, groups, strict=True))
     ]
     graph = HighLevelGraph.merge(*(r.graph for r in reads))
-    dsk = dict(
-        da.Array.__dask_optimize__(graph, [k for r in reads for ks in r.keys for k in ks])
-    )
+    dsk = dict(da.Array.__dask_optimize__(graph, [k for r in reads for ks in r.keys for k in ks]))
     keys = []
     for g, (rows, inverse) in enumerate(parts):
         feature = feature_columns(features, plan.feature[rows]) if per_feature else None
