@@ -64,10 +64,13 @@ def _partition(
                 values[name] = direct[a][:, index]
         else:
             placed = placements[a].place(gathered[a])
+            if isinstance(placed, list):  # a pyramid's: (images, blocks) per band index
+                for name, index in bands:
+                    values[name] = np.take(placed[index], inverse, axis=1)
+                continue
+            placed = np.take(placed, inverse, axis=2)
             for name, index in bands:
-                # A pyramid's Combine gives one (images, blocks) array per band index.
-                axis = 1 if isinstance(placed, list) else 2
-                values[name] = np.take(placed[index], inverse, axis=axis)
+                values[name] = placed[index]
     return build_frame(spec, lon, lat, values, feature, feature_pos)
 
 
