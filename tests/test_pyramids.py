@@ -399,3 +399,46 @@ def test_dask_and_numpy_cubes_agree_everywhere(tmp_path: Any) -> None:
     back = pd.read_parquet(path)
     assert len(back) == len(eager)
     assert sorted(back["a"].round(6)) == sorted(eager["a"].round(6))
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def test_cli_pyramiding(tmp_path: Any, capsys: Any) -> None:
+    import pandas as pd
+
+    from xr_getregion.cli import main
+
+    cube = xr_getregion.sample_cube().isel(time=[0, 1], x=slice(0, 96), y=slice(0, 96))
+    cube = cube.sel(band=["B2", "B4"]).chunk({"y": 32, "x": 32})
+    cube.to_dataset("band").to_zarr(tmp_path / "cube.zarr")
+    x0, y0 = float(cube.x[0]), float(cube.y[0])
+    roi = shapely.box(x0, y0 - 2500, x0 + 2500, y0)
+    import geopandas as gpd
+
+    gpd.GeoDataFrame({"name": ["a"]}, geometry=[roi], crs="EPSG:32615").to_file(
+        tmp_path / "f.geojson", driver="GeoJSON"
+    )
+    out = tmp_path / "t.parquet"
+    argv = ["extract", str(tmp_path / "cube.zarr"), "--geometry", str(tmp_path / "f.geojson"),
+            "--scale", "250", "--out", str(out),
+            "--pyramiding", "B2=sample,.default=mean"]  # fmt: skip
+    assert main(argv) == 0
+    got = pd.read_parquet(out).sort_values(["id", "longitude", "latitude"])
+    policy = {"B2": "sample", ".default": "mean"}
+    fields = gpd.read_file(tmp_path / "f.geojson")
+    want = cube.ee.get_region(fields, 250, pyramiding=policy).sort_values(
+        ["id", "longitude", "latitude"]
+    )
+    assert len(got) == len(want) > 0
+    np.testing.assert_allclose(got["B4"], want["B4"], rtol=1e-12)
+    np.testing.assert_array_equal(got["B2"], want["B2"])
+    assert not np.array_equal(
+        got["B4"], cube.ee.get_region(fields, 250, pyramiding=None).sort_values(
+            ["id", "longitude", "latitude"])["B4"]
+    )  # fmt: skip
+    capsys.readouterr()
+    argv[argv.index(str(out))] = str(tmp_path / "u.parquet")
+    assert main([*argv[:-1], "B2=median"]) == 2
+    err = capsys.readouterr().err
+    assert "'median' is no policy" in err and err.count("\n") == 1
