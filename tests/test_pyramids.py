@@ -442,3 +442,36 @@ def test_cli_pyramiding(tmp_path: Any, capsys: Any) -> None:
     assert main([*argv[:-1], "B2=median"]) == 2
     err = capsys.readouterr().err
     assert "'median' is no policy" in err and err.count("\n") == 1
+
+
+# --- region_map ---------------------------------------------------------------------------------
+
+
+def test_region_map_draws_each_pixels_block() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.path import Path
+
+    from xr_getregion.plot import BLOCKS_GID, PIXELS_GID, region_map
+
+    col = xr_getregion.sample_cube().sel(band=["B2", "B3", "B4"])
+    field = xr_getregion.Geometry.BBox(-90.4990, 34.8500, -90.4935, 34.8540)
+    ax = region_map(col, field, scale=250)
+    gids = {c.get_gid(): c for c in ax.collections}
+    blocks = [Path(p.vertices) for p in gids[BLOCKS_GID].get_paths()]
+    pixels = gids[PIXELS_GID].get_paths()
+    assert len(pixels) == 4 and len(blocks) == 4  # level 3: 240 m blocks of 8x8 pixels
+    for block in blocks:
+        (x0, y0), (x1, y1) = block.vertices.min(0), block.vertices.max(0)
+        assert x1 - x0 == pytest.approx(240) and y1 - y0 == pytest.approx(240)
+    # Every working pixel's centre lies in exactly one drawn block.
+    for pixel in pixels:
+        centre = pixel.vertices[:4].mean(0)
+        assert sum(b.contains_point(centre) for b in blocks) == 1
+    assert "pyramid level 3" in ax.get_title()
+    plt.close(ax.figure)
+    ax = region_map(col, field, scale=250, pyramiding=None)
+    assert BLOCKS_GID not in {c.get_gid() for c in ax.collections}
+    plt.close(ax.figure)
