@@ -475,3 +475,14 @@ def test_region_map_draws_each_pixels_block() -> None:
     ax = region_map(col, field, scale=250, pyramiding=None)
     assert BLOCKS_GID not in {c.get_gid() for c in ax.collections}
     plt.close(ax.figure)
+
+
+def test_a_band_of_dates_needs_sample_at_a_coarse_scale() -> None:
+    dates = np.full((1, 1, 8, 8), np.datetime64("2021-01-01", "ms"))
+    cube = make_cube(8, 8, 1, ["d"], data=dates)
+    roi = shapely.box(500_000, 3_999_760, 500_240, 4_000_000)
+    kw = dict(scale=120, crs="EPSG:32615", geometry_crs="EPSG:32615")
+    with pytest.raises(ArgumentError, match=r"pyramiding=\{'d': 'sample'"):
+        xr_getregion.plan(cube, roi, **kw)
+    table = xr_getregion.getRegion(cube, roi, pyramiding={"d": "sample"}, **kw)
+    assert len(table) == 5

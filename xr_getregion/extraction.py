@@ -481,8 +481,8 @@ def _gather_pyramid(plan: Plan) -> dict[str, np.ndarray]:
         reads.append(pyramid_read_tasks(data, [(by, bx)], plan.level, rules, name, (a,)))
     keys = [r.keys[0] for r in reads]
     name = "getregion-blocks-" + tokenize(keys)
-    graph = HighLevelGraph.merge(*(r.graph for r in reads))
-    graph = dict(da.Array.__dask_optimize__(graph, [k for ks in keys for k in ks]))
+    merged = HighLevelGraph.merge(*(r.graph for r in reads))
+    graph = dict(da.Array.__dask_optimize__(merged, [k for ks in keys for k in ks]))
     (results,) = dask.compute(Delayed(name, {**graph, name: keys}))
     out: dict[str, np.ndarray] = {}
     for a, bands in enumerate(groups):

@@ -12,6 +12,8 @@ the table is built, so a chunk read that feeds nothing else runs with its take a
 
 from __future__ import annotations
 
+from typing import Any
+
 import dask
 import dask.array as da
 import dask.dataframe as dd
@@ -49,7 +51,7 @@ def _partition(
     feature_pos: np.ndarray | None,
     direct: list[np.ndarray | None],
     placements: list[Placement | Combine | None],
-    gathered: list[list[np.ndarray] | None],
+    gathered: list[list[Any] | None],
 ) -> pd.DataFrame:
     """Rows of one partition.
 
@@ -63,7 +65,7 @@ def _partition(
             for name, index in bands:
                 values[name] = direct[a][:, index]
         else:
-            placed = placements[a].place(gathered[a])
+            placed: Any = placements[a].place(gathered[a])  # type: ignore[union-attr,arg-type]
             if isinstance(placed, list):  # a pyramid's: (images, blocks) per band index
                 for name, index in bands:
                     values[name] = np.take(placed[index], inverse, axis=1)
@@ -172,9 +174,10 @@ def _lazy_pyramid(
     reduces its distinct blocks in tasks reading the chunks they meet; a chunk feeding
     several partitions (a block across chunks) is one key of the graph, read once."""
     arrays = [as_dask_4d(bands[0].array, plan.cube, bands[0].band_dim) for bands in groups]
+    features = features if per_feature else None
     k = plan.level
     home = chunk_groups(arrays[0].chunks, (plan.iy >> k) << k, (plan.ix >> k) << k)
-    feature_token = (features.ids, features.properties) if per_feature else None
+    feature_token = None if features is None else (features.ids, features.properties)
     token = tokenize(
         plan.iy, plan.ix, plan.feature, plan.lon, plan.lat, plan.grid, spec, feature_token,
         plan.level, plan.policies, [a.name for a in arrays],
@@ -196,8 +199,10 @@ def _lazy_pyramid(
     dsk = dict(da.Array.__dask_optimize__(graph, [k for r in reads for ks in r.keys for k in ks]))
     keys = []
     for g, (rows, inverse) in enumerate(parts):
-        feature = feature_columns(features, plan.feature[rows]) if per_feature else None
-        feature_pos = plan.feature[rows] if per_feature else None
+        feature = feature_pos = None
+        if features is not None and plan.feature is not None:
+            feature = feature_columns(features, plan.feature[rows])
+            feature_pos = plan.feature[rows]
         key = (part_name, g)
         dsk[key] = (
             _partition, spec, layout, plan.lon[rows], plan.lat[rows], inverse, feature,

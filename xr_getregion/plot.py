@@ -128,7 +128,7 @@ def region_map(
 
     if len(blocks):
         ax.add_collection(
-            PolyCollection(blocks, facecolors=(0.0, 0.9, 1.0, 0.18), edgecolors="cyan",
+            PolyCollection(list(blocks), facecolors=(0.0, 0.9, 1.0, 0.18), edgecolors="cyan",
                            linewidths=1.0, linestyles="--", gid=BLOCKS_GID)
         )  # fmt: skip
     gpd.GeoSeries([shape]).plot(ax=ax, facecolor="none", edgecolor="white", linewidth=1.5)

@@ -311,6 +311,11 @@ class Combine:
             if rule.policy == "mode":
                 out.append(_mode(acc[b], shape, rule))
                 continue
+            if rule.policy == "sample":
+                # A block's top-left pixel is always inside the cube: there is no empty block,
+                # and the value keeps its own mask (and any dtype, dates included).
+                out.append(acc[b])
+                continue
             values = acc[b] / np.maximum(counts[b], 1) if rule.policy == "mean" else acc[b]
             out.append(np.where(counts[b] > 0, values, _masked_fill(rule)).astype(
                 out_dtype(rule.dtype, rule.policy)))  # fmt: skip
@@ -444,5 +449,5 @@ def pyramid_read_tasks(
                     targets.append((bands, images, positions))
         keys.append(set_keys)
         combines.append(Combine(targets, rules, data.shape[0], len(by)))
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])  # type: ignore[arg-type,list-item]
     return PyramidReads(graph, keys, combines)
