@@ -40,6 +40,7 @@ CASES = {
     "polygon_100km2": ("~100 km2 polygon", [*OURS, PARQUET, *POLYGON_PEERS]),
     "line_10km": ("10 km line", [*OURS, *CLIP]),
     "fields": ("1,000 fields", [*OURS, PARQUET, "rioxarray clip (computed)", "exactextract"]),
+    "coarse_100km2": ("~100 km2 at scale=1000", [*OURS, PARQUET]),
     "scan": ("full-cube scan", ["full scan"]),
 }
 # Contenders whose answers must equal xr_getregion's, per case (the line's rules differ).
@@ -49,6 +50,8 @@ CHECKED = {
     "polygon_1km2": set(POLYGON_PEERS),
     "polygon_100km2": {*POLYGON_PEERS, PARQUET},
     "fields": {"rioxarray clip (computed)", "exactextract", PARQUET},
+    # Pyramid means (level 5) against plain dask coarsen over the same blocks.
+    "coarse_100km2": {"reference", PARQUET},
 }
 
 

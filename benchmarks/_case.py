@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import dask
+import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -28,6 +29,11 @@ except ImportError:  # the bench extra is not installed
     xvec = None
 
 UTM = "EPSG:32615"
+#: The coarse case: EE's lon/lat grid at 1 km over the 30 m cube, read at pyramid level 5
+#: (32x32 blocks of 960 m, mask-weighted means).
+COARSE_SCALE = 1000.0
+#: Extra get_region arguments of the case being run (set by main).
+EXTRA: dict = {}
 
 
 def geometries(cube: xr.DataArray, case: str, scale: float) -> gpd.GeoSeries:
@@ -54,7 +60,7 @@ def geometries(cube: xr.DataArray, case: str, scale: float) -> gpd.GeoSeries:
         )
     elif case == "polygon_1km2":
         shapes = [blob(cx, cy, 1e6)]
-    elif case == "polygon_100km2":
+    elif case in ("polygon_100km2", "coarse_100km2"):
         side = min(width, height) * 0.45
         shapes = [blob(x0 + width / 2, y1 - height / 2, min(1e8, side * side))]
     elif case == "line_10km":
@@ -88,7 +94,7 @@ def first_band(cube: xr.DataArray) -> str:
 def getregion(cube, geoms, out):
     features = geoms if len(geoms) > 1 else geoms.iloc[0]
     kwargs = {"max_values": None} if len(geoms) > 1 else {"max_values": None, "geometry_crs": UTM}
-    df = cube.ee.get_region(features, **kwargs)
+    df = cube.ee.get_region(features, **kwargs, **EXTRA)
     return len(df), df[first_band(cube)]
 
 
@@ -96,7 +102,7 @@ def getregion_parquet(cube, geoms, out):
     features = geoms if len(geoms) > 1 else geoms.iloc[0]
     kwargs = {"max_values": None} if len(geoms) > 1 else {"max_values": None, "geometry_crs": UTM}
     start = time.perf_counter()
-    path = xr_getregion.to_parquet(cube, features, out, overwrite=True, **kwargs)
+    path = xr_getregion.to_parquet(cube, features, out, overwrite=True, **kwargs, **EXTRA)
     wall = time.perf_counter() - start
     # Reading a column back is the cross-check's cost, not the contender's.
     df = pd.read_parquet(path, columns=[first_band(cube)])
@@ -105,6 +111,8 @@ def getregion_parquet(cube, geoms, out):
 
 def reference(cube, geoms, out):
     """The floor: read the bounding window of the covered pixels in each covered chunk."""
+    if EXTRA:
+        return coarse_reference(cube, geoms, out)
     plan = cube.ee.plan(shapely.GeometryCollection(list(geoms)), crs="native", geometry_crs=UTM)
     iy, ix = plan.iy, plan.ix
     data = cube.data
@@ -126,6 +134,25 @@ def reference(cube, geoms, out):
     dask.compute(*windows)
     # The planning above is not the floor's cost: time the reads only.
     return len(iy) * cube.sizes["time"], None, time.perf_counter() - start
+
+
+def coarse_reference(cube, geoms, out):
+    """The floor of a coarse scale: plain dask over the bounding window of the level-k blocks
+    the working pixels fall in (aligned to the cube's origin), ``coarsen`` to their NaN-mean,
+    each working pixel then taking its block's mean. The plan (which blocks) is not timed."""
+    plan = cube.ee.plan(geoms.iloc[0], geometry_crs=UTM, max_values=None, **EXTRA)
+    s = 2**plan.level
+    by, bx = plan.iy // s, plan.ix // s
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    r0, r1 = int(by.min()) * s, min((int(by.max()) + 1) * s, ny)
+    c0, c1 = int(bx.min()) * s, min((int(bx.max()) + 1) * s, nx)
+    start = time.perf_counter()
+    window = cube.data[:, :, r0:r1, c0:c1]
+    means = da.coarsen(np.nanmean, window, {2: s, 3: s}, trim_excess=False, dtype=np.float64)
+    means = means.compute()
+    values = means[:, 0, by - r0 // s, bx - c0 // s]
+    wall = time.perf_counter() - start
+    return values.size, values.ravel(), wall
 
 
 def full_scan(cube, geoms, out):
@@ -264,6 +291,8 @@ def main() -> None:
     path, case, contender, scale = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     cube = xr.open_zarr(path, decode_coords="all")["reflectance"]
     geoms = geometries(cube, case, scale)
+    if case == "coarse_100km2":
+        EXTRA.update(scale=COARSE_SCALE)
     out = Path(path).parent / f"out-{case}.parquet"
     start = time.perf_counter()
     rows, values, *own_wall = CONTENDERS[contender](cube, geoms, out)

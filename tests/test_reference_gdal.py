@@ -173,9 +173,10 @@ def test_working_grid_pixels_equal_gdal(poly: shapely.Geometry, t: Affine) -> No
     cube = _cube("EPSG:32615", CUBE_TRANSFORM)
     geom = _to_crs(poly, t)
     expected = _gdal_pixels(geom, t, (NW, NW))
+    # 60 m on a 30 m cube is pyramid level 1; this checks the nearest pixel: pyramids off.
     table = cube.ee.getRegion(
         geom, crs="EPSG:32615", crsTransform=[t.a, t.b, t.c, t.d, t.e, t.f],
-        geometry_crs="EPSG:32615", max_values=None,
+        geometry_crs="EPSG:32615", max_values=None, pyramiding=None,
     )  # fmt: skip
     rows = table[1:]
     # The cube pixel of each working centre, by plain affine arithmetic on the reference side.

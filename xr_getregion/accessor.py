@@ -71,6 +71,7 @@ class EEAccessor:
         *,
         max_values: int | None = MAX_VALUES,
         geometry_crs: Any = None,
+        pyramiding: Any = "mean",
     ) -> list[list[Any]]:
         """EE's ``getRegion`` on this cube; see :func:`xr_getregion.getRegion`."""
         return api.getRegion(
@@ -81,6 +82,7 @@ class EEAccessor:
             crsTransform,
             max_values=max_values,
             geometry_crs=geometry_crs,
+            pyramiding=pyramiding,
         )
 
     def get_region(
@@ -95,6 +97,7 @@ class EEAccessor:
         id_column: str | None = None,
         properties: Sequence[str] | None = None,
         lazy: bool = False,
+        pyramiding: Any = "mean",
     ) -> pd.DataFrame | dd.DataFrame:
         """The getRegion rows as a DataFrame, for one region or many features; see
         :func:`xr_getregion.get_region`."""
@@ -109,6 +112,7 @@ class EEAccessor:
             id_column=id_column,
             properties=properties,
             lazy=lazy,
+            pyramiding=pyramiding,
         )
 
     def plan(
@@ -120,11 +124,12 @@ class EEAccessor:
         *,
         geometry_crs: Any = None,
         max_values: int | None = None,
+        pyramiding: Any = "mean",
     ) -> Plan:
         """What an extraction would read, without reading it; see :func:`xr_getregion.plan`."""
         return api.plan(
             self._obj, geometry, scale, crs, crs_transform,
-            geometry_crs=geometry_crs, max_values=max_values,
+            geometry_crs=geometry_crs, max_values=max_values, pyramiding=pyramiding,
         )  # fmt: skip
 
     def to_parquet(

@@ -37,6 +37,7 @@ def plan(
     *,
     geometry_crs: Any = None,
     max_values: int | None = None,
+    pyramiding: Any = "mean",
 ) -> Plan:
     """Decide which pixels and values an extraction returns, without reading any value.
 
@@ -47,8 +48,11 @@ def plan(
     a pixel once per feature covering it. With ``max_values``, a plan over it is only
     counted: it holds ``n_pixels`` but no pixel arrays. On a resampled grid counting stops
     past the limit, so there ``n_pixels`` is a lower bound (``Plan.at_least``).
+    ``Plan.level`` is the pyramid level the values come from (0: native pixels).
     """
-    return _plan(cube, geometry, scale, crs, crs_transform, geometry_crs, max_values)[0]
+    return _plan(
+        cube, geometry, scale, crs, crs_transform, geometry_crs, max_values, pyramiding=pyramiding
+    )[0]
 
 
 def _plan(
@@ -62,6 +66,7 @@ def _plan(
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
     apart: bool = True,
+    pyramiding: Any = "mean",
 ) -> tuple[Plan, Features | None]:
     """The plan, and the features it was made of (``None`` for one region). With ``apart``
     false, several features are one region, their union."""
@@ -74,7 +79,10 @@ def _plan(
             )
         shape, shape_crs = read_geometry(geometry, geometry_crs)
         grid = working_grid(collection.grid, scale, crs, crs_transform)
-        return plan_region(collection, shape, shape_crs, grid, max_values=max_values), None
+        p = plan_region(
+            collection, shape, shape_crs, grid, max_values=max_values, pyramiding=pyramiding
+        )
+        return p, None
     features = read_features(geometry, geometry_crs, id_column, properties)
     reserved = {"feature", *HEADER, *collection.band_names}
     clash = [p for p in properties or [] if p in reserved]
@@ -86,8 +94,9 @@ def _plan(
         )
     grid = working_grid(collection.grid, scale, crs, crs_transform)
     return plan_features(
-        collection, features.shapes, features.crs, grid, max_values=max_values
-    ), features
+        collection, features.shapes, features.crs, grid, max_values=max_values,
+        pyramiding=pyramiding,
+    ), features  # fmt: skip
 
 
 def getRegion(
@@ -99,6 +108,7 @@ def getRegion(
     *,
     max_values: int | None = MAX_VALUES,
     geometry_crs: Any = None,
+    pyramiding: Any = "mean",
 ) -> list[list[Any]]:
     """Earth Engine's ``ImageCollection.getRegion``: a row per [pixel, image] pair covered.
 
@@ -122,6 +132,14 @@ def getRegion(
         ``None`` lifts the limit. Checked before any value is read.
     geometry_crs
         The CRS of the geometry's coordinates; default its own, else EPSG:4326.
+    pyramiding
+        How a working grid coarser than the cube's reads it, as EE's pyramids: level ``k``,
+        the largest with ``native scale * 2**k <= working scale`` (metres), aggregates
+        ``2**k x 2**k`` blocks of native pixels aligned to the cube's origin by ``"mean"``
+        (EE's default: the mean of the valid pixels, a float), ``"sample"`` (the block's
+        top-left pixel), ``"min"``, ``"max"`` or ``"mode"`` (the most frequent valid value,
+        ties to the smallest); a dict gives one per band (``{"QA_PIXEL": "sample",
+        ".default": "mean"}``). ``None``: the nearest native pixel at every scale.
 
     Returns
     -------
@@ -170,7 +188,10 @@ def getRegion(
     ['LC08_023036_20200709', -90.49614697490799, 34.85198299374928, 1594303347000]
     """
     # EE's getRegion takes a FeatureCollection as one region (the union of its features).
-    p = _plan(cube, geometry, scale, crs, crsTransform, geometry_crs, max_values, apart=False)[0]
+    p = _plan(
+        cube, geometry, scale, crs, crsTransform, geometry_crs, max_values, apart=False,
+        pyramiding=pyramiding,
+    )[0]  # fmt: skip
     check_limit(p, max_values)
     return to_list(p, gather(p))
 
@@ -187,6 +208,7 @@ def get_region(
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
     lazy: bool = False,
+    pyramiding: Any = "mean",
 ) -> pd.DataFrame | dd.DataFrame:
     """The rows of :func:`getRegion` as a tidy ``pandas.DataFrame``, for one region or many.
 
@@ -202,7 +224,7 @@ def get_region(
 
     Parameters
     ----------
-    cube, geometry, scale, max_values, geometry_crs
+    cube, geometry, scale, max_values, geometry_crs, pyramiding
         As for :func:`getRegion`; ``max_values`` counts every feature's values.
     crs
         ``"native"`` (default): with no ``scale`` and no ``crs_transform``, the cube's own grid,
@@ -237,8 +259,9 @@ def get_region(
     [10, 5]
     """
     p, features = _plan(
-        cube, geometry, scale, crs, crs_transform, geometry_crs, max_values, id_column, properties
-    )
+        cube, geometry, scale, crs, crs_transform, geometry_crs, max_values, id_column,
+        properties, pyramiding=pyramiding,
+    )  # fmt: skip
     check_limit(p, max_values)
     if lazy:
         return lazy_frame(p, features)

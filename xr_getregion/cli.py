@@ -445,6 +445,35 @@ def _max_values(text: str) -> int | None:
         raise UsageError(f"--max-values must be a whole number or 'none'; got {text!r}.") from exc
 
 
+def _pyramiding(text: str) -> Any:
+    """``--pyramiding``: a policy, ``none``, or ``BAND=policy,...`` (``.default=`` for the
+    others), checked here so a typo costs no read."""
+    from xr_getregion.pyramid import POLICIES
+
+    def policy(value: str, flag: str) -> str:
+        if value.lower() not in POLICIES:
+            raise UsageError(
+                f"--pyramiding {flag!r}: {value!r} is no policy; use one of "
+                f"{', '.join(POLICIES)}, none, or BAND=policy,.default=policy."
+            )
+        return value.lower()
+
+    if text.lower() == "none":
+        return None
+    if "=" not in text:
+        return policy(text, text)
+    out = {}
+    for item in text.split(","):
+        band, sep, value = item.partition("=")
+        if not sep or not band:
+            raise UsageError(
+                f"--pyramiding {text!r}: {item!r} is not BAND=policy (e.g. "
+                "QA_PIXEL=sample,.default=mean)."
+            )
+        out[band.strip()] = policy(value.strip(), text)
+    return out
+
+
 @contextlib.contextmanager
 def _scheduler(address: str | None, workers: int | None) -> Iterator[Any]:
     """A distributed client for --scheduler / --workers, else the local threaded scheduler."""
@@ -495,6 +524,7 @@ def extract(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out!r}: {str(out.parent)!r} is not a directory.")
     crs_transform = _crs_transform(args.crs_transform)
     max_values = _max_values(args.max_values)
+    pyramiding = _pyramiding(args.pyramiding)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1; got {args.workers}.")
     # Both paths are checked before either file is opened, so a typo costs no read.
@@ -513,7 +543,7 @@ def extract(args: argparse.Namespace) -> int:
             table = get_region(
                 cube, features, args.scale, args.crs, crs_transform,
                 max_values=max_values, id_column=args.id_column, lazy=True,
-                geometry_crs=args.geometry_crs,
+                geometry_crs=args.geometry_crs, pyramiding=pyramiding,
             )  # fmt: skip
         except GetRegionError as exc:
             raise UsageError(_in_cli_words(str(exc))) from exc
@@ -627,6 +657,10 @@ def _main(argv: Sequence[str] | None) -> int:
     run.add_argument("--id-column", metavar="COL", help="feature column naming each feature")
     run.add_argument("--max-values", default="none", metavar="N|none",
                      help="refuse more values than N (default: none, no limit)")  # fmt: skip
+    run.add_argument("--pyramiding", default="mean", metavar="POLICY",
+                     help="at a scale coarser than the cube's, EE's pyramid blocks: mean "
+                     "(default), sample, min, max, mode, none (the nearest pixel), or "
+                     "BAND=policy,.default=policy")  # fmt: skip
     where = run.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="a dask.distributed scheduler")
     where.add_argument("--workers", type=int, metavar="N",

@@ -10,6 +10,7 @@ holding covered pixels are read, each once for all the bands it holds.
 from __future__ import annotations
 
 import numbers
+import uuid
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,14 @@ from xr_getregion.cube import Band, Cube
 from xr_getregion.errors import ArgumentError, CubeError, GetRegionWarning, TooManyValuesError
 from xr_getregion.geometry import EPSG4326
 from xr_getregion.grid import Grid, transformer
+from xr_getregion.pyramid import (
+    BandRule,
+    check_policies,
+    out_dtype,
+    pyramid_level,
+    pyramid_read_tasks,
+    read_policies,
+)
 
 __all__ = [
     "MAX_VALUES",
@@ -73,6 +82,13 @@ class Plan:
     feature
         For a many-feature plan, the position of the feature each pixel belongs to (pixels
         are grouped by feature, each group in raster order); ``None`` for one region.
+    level
+        The pyramid level read: 0 is the native pixels; at level ``k`` a working pixel takes
+        the ``2**k x 2**k`` block of native pixels (aligned to the cube's origin) holding
+        ``(iy, ix)``, aggregated by its band's policy.
+    policies
+        Each band's pyramiding policy (``"mean"``, ``"sample"``, ``"min"``, ``"max"``,
+        ``"mode"``), or ``None`` when pyramids are off.
     """
 
     cube: Cube
@@ -86,6 +102,8 @@ class Plan:
     feature: np.ndarray | None = None
     count: int | None = None
     at_least: bool = False
+    level: int = 0
+    policies: tuple[str, ...] | None = None
 
     @property
     def n_pixels(self) -> int:
@@ -105,10 +123,19 @@ class Plan:
 
 
 def plan_region(
-    cube: Cube, shape: Any, shape_crs: CRS, grid: Grid, *, max_values: int | None = None
+    cube: Cube,
+    shape: Any,
+    shape_crs: CRS,
+    grid: Grid,
+    *,
+    max_values: int | None = None,
+    pyramiding: Any = "mean",
 ) -> Plan:
     """Plan the extraction of ``shape`` (a planar shapely geometry in ``shape_crs``)."""
-    return plan_features(cube, [shape], shape_crs, grid, per_feature=False, max_values=max_values)
+    return plan_features(
+        cube, [shape], shape_crs, grid, per_feature=False, max_values=max_values,
+        pyramiding=pyramiding,
+    )  # fmt: skip
 
 
 # Pixels handled per step when the working grid differs from the cube's: bounds the memory
@@ -124,6 +151,7 @@ def plan_features(
     *,
     per_feature: bool = True,
     max_values: int | None = None,
+    pyramiding: Any = "mean",
 ) -> Plan:
     """Plan the extraction of each of ``shapes`` separately: a pixel two features cover is
     planned once for each, and ``Plan.feature`` says which feature each pixel belongs to.
@@ -135,6 +163,11 @@ def plan_features(
     extent, batch by batch, and counting stops at the first batch past the limit
     (``Plan.at_least``).
 
+    ``pyramiding`` (EE's policies: ``"mean"``, ``"sample"``, ``"min"``, ``"max"``,
+    ``"mode"``, a dict of them per band with ``".default"``, or ``None``) decides the values
+    of a working grid coarser than the cube's: see :mod:`xr_getregion.pyramid`. The level is
+    chosen from the two grids alone and recorded in ``Plan.level``.
+
     Shapes that miss the cube's bounds altogether (on the working grid) give no pixel and
     one :class:`GetRegionWarning` naming how many missed and both extents in lon/lat.
 
@@ -145,6 +178,10 @@ def plan_features(
         (a scale in degrees, most often), whatever ``max_values``.
     """
     check_max_values(max_values)
+    policies = read_policies(pyramiding, cube.bands)
+    level = 0 if policies is None else pyramid_level(cube.grid, grid)
+    if level:
+        check_policies(cube.bands, policies)  # type: ignore[arg-type]
     per_pixel = len(cube.bands) * cube.n_images
     budget = None if max_values is None else max_values // per_pixel
     window = window_of(cube.grid, grid)
@@ -195,7 +232,8 @@ def plan_features(
     if not keep:
         empty = np.empty(0, np.int64)
         return Plan(cube, grid, empty, empty, empty.astype(float), empty.astype(float),
-                    empty, empty, None, count=total, at_least=at_least)  # fmt: skip
+                    empty, empty, None, count=total, at_least=at_least, level=level,
+                    policies=policies)  # fmt: skip
     x, y = grid.centres(cols, rows)
     if grid.crs == EPSG4326:
         lon, lat = x, y
@@ -204,6 +242,7 @@ def plan_features(
     return Plan(
         cube, grid, cols, rows, np.asarray(lon, float), np.asarray(lat, float),
         iy.astype(np.int64), ix.astype(np.int64), feature if per_feature else None,
+        level=level, policies=policies,
     )  # fmt: skip
 
 
@@ -369,6 +408,8 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     put in place once, here, in the array the table is built from. Other bands (numpy, lazily
     indexed files) are read with xarray's vectorised indexing of just those pixels.
     """
+    if plan.level:
+        return _gather_pyramid(plan)
     cube = plan.cube
     # Each source pixel is read once, however many working pixels or features sample it.
     width = cube.grid.shape[1]  # type: ignore[index]
@@ -411,6 +452,68 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
             for band in bands:
                 out[band.name] = placed[band.band_index]  # C-ordered (image, pixel)
     return {band.name: out[band.name] for band in cube.bands}
+
+
+def block_keys(plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct level-k blocks ``(by, bx)`` of a pyramid plan's pixels, in raster
+    order, and each pixel's position among them."""
+    k = plan.level
+    nbx = -(-plan.cube.grid.shape[1] // (1 << k))  # type: ignore[index]
+    unique, inverse = np.unique((plan.iy >> k) * nbx + (plan.ix >> k), return_inverse=True)
+    by, bx = np.divmod(unique, nbx)
+    return by, bx, inverse
+
+
+def band_rules(plan: Plan, bands: list[Band]) -> tuple[BandRule, ...]:
+    """The pyramid rule of each band index of ``bands``' array, in band-index order."""
+    policy = dict(zip(plan.cube.band_names, plan.policies or (), strict=True))
+    ordered = sorted(bands, key=lambda b: b.band_index)
+    return tuple(BandRule(policy[b.name], tuple(b.nodata), b.dtype) for b in ordered)
+
+
+#: Chunk side given to a band array not backed by dask when a pyramid level is read, so its
+#: blocks are read and reduced as a dask array's are.
+PYRAMID_CHUNK = 2048
+
+
+def as_dask_4d(arr: xr.DataArray, cube: Cube, band_dim: str | None) -> da.Array:
+    """The band array as dask ``(image, band, y, x)``; one not backed by dask (numpy, a
+    lazily indexed file) is chunked spatially first, without hashing its values."""
+    if not is_dask_collection(arr.data):
+        chunks = {cube.ydim: PYRAMID_CHUNK, cube.xdim: PYRAMID_CHUNK}
+        arr = arr.chunk(chunks, token=uuid.uuid4().hex)
+    return _as_4d(arr, cube, band_dim)
+
+
+def _gather_pyramid(plan: Plan) -> dict[str, np.ndarray]:
+    """:func:`gather` at pyramid level ``plan.level > 0``: each distinct block is reduced
+    once, in the tasks reading the chunks holding it, and its value given to every working
+    pixel it holds."""
+    groups = band_groups(plan.cube)
+    policy = dict(zip(plan.cube.band_names, plan.policies or (), strict=True))
+    if not plan.n_pixels:
+        return {
+            b.name: np.empty((plan.cube.n_images, 0), out_dtype(b.dtype, policy[b.name]))
+            for b in plan.cube.bands
+        }
+    by, bx, inverse = block_keys(plan)
+    reads = []
+    for a, bands in enumerate(groups):
+        data = as_dask_4d(bands[0].array, plan.cube, bands[0].band_dim)
+        name = f"getregion-pyramid-{tokenize(data.name, plan.level, by, bx)}-{a}"
+        rules = band_rules(plan, bands)
+        reads.append(pyramid_read_tasks(data, [(by, bx)], plan.level, rules, name, (a,)))
+    keys = [r.keys[0] for r in reads]
+    name = "getregion-blocks-" + tokenize(keys)
+    merged = HighLevelGraph.merge(*(r.graph for r in reads))
+    graph = dict(da.Array.__dask_optimize__(merged, [k for ks in keys for k in ks]))
+    (results,) = dask.compute(Delayed(name, {**graph, name: keys}))
+    out: dict[str, np.ndarray] = {}
+    for a, bands in enumerate(groups):
+        values = reads[a].combines[0].place(results[a])
+        for band in bands:
+            out[band.name] = np.take(values[band.band_index], inverse, axis=1)
+    return {band.name: out[band.name] for band in plan.cube.bands}
 
 
 def band_groups(cube: Cube) -> list[list[Band]]:

@@ -12,6 +12,8 @@ the table is built, so a chunk read that feeds nothing else runs with its take a
 
 from __future__ import annotations
 
+from typing import Any
+
 import dask
 import dask.array as da
 import dask.dataframe as dd
@@ -25,12 +27,15 @@ from xr_getregion.extraction import (
     Plan,
     _as_4d,
     _eager_gather,
+    as_dask_4d,
     band_groups,
+    band_rules,
     chunk_groups,
     optimized_reads,
     read_tasks,
 )
 from xr_getregion.geometry import Features
+from xr_getregion.pyramid import Combine, pyramid_read_tasks
 from xr_getregion.table import TableSpec, build_frame, empty_values, feature_columns
 
 __all__ = ["lazy_frame"]
@@ -45,8 +50,8 @@ def _partition(
     feature: pd.DataFrame | None,
     feature_pos: np.ndarray | None,
     direct: list[np.ndarray | None],
-    placements: list[Placement | None],
-    gathered: list[list[np.ndarray] | None],
+    placements: list[Placement | Combine | None],
+    gathered: list[list[Any] | None],
 ) -> pd.DataFrame:
     """Rows of one partition.
 
@@ -60,7 +65,12 @@ def _partition(
             for name, index in bands:
                 values[name] = direct[a][:, index]
         else:
-            placed = np.take(placements[a].place(gathered[a]), inverse, axis=2)
+            placed: Any = placements[a].place(gathered[a])  # type: ignore[union-attr,arg-type]
+            if isinstance(placed, list):  # a pyramid's: (images, blocks) per band index
+                for name, index in bands:
+                    values[name] = np.take(placed[index], inverse, axis=1)
+                continue
+            placed = np.take(placed, inverse, axis=2)
             for name, index in bands:
                 values[name] = placed[index]
     return build_frame(spec, lon, lat, values, feature, feature_pos)
@@ -80,7 +90,7 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
     when the table is built, and each partition carries only its own slice. The schema
     (``meta``) comes from the bands' metadata.
     """
-    spec = TableSpec.of(plan.cube)
+    spec = TableSpec.of(plan.cube, plan)
     per_feature = features is not None and plan.feature is not None
     meta = build_frame(
         spec,
@@ -94,6 +104,8 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
             return dd.from_pandas(meta, npartitions=1)
     groups = band_groups(plan.cube)
     layout = [[(b.name, b.band_index) for b in bands] for bands in groups]
+    if plan.level:
+        return _lazy_pyramid(plan, features, spec, meta, groups, layout, per_feature)
     arrays: list[da.Array | None] = []
     direct_values: list[np.ndarray | None] = []
     for bands in groups:
@@ -146,3 +158,57 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
         keys.append(key)
     graph = HighLevelGraph.from_collections(part_name, dsk)
     return dd.from_graph(graph, meta, (None,) * (len(keys) + 1), keys, "getregion")
+
+
+def _lazy_pyramid(
+    plan: Plan,
+    features: Features | None,
+    spec: TableSpec,
+    meta: pd.DataFrame,
+    groups: list,
+    layout: list[list[tuple[str, int]]],
+    per_feature: bool,
+) -> dd.DataFrame:
+    """:func:`lazy_frame` at pyramid level ``plan.level > 0``: a partition per chunk (of the
+    first band array) holding the top-left pixel of its pixels' blocks. Each partition
+    reduces its distinct blocks in tasks reading the chunks they meet; a chunk feeding
+    several partitions (a block across chunks) is one key of the graph, read once."""
+    arrays = [as_dask_4d(bands[0].array, plan.cube, bands[0].band_dim) for bands in groups]
+    features = features if per_feature else None
+    k = plan.level
+    home = chunk_groups(arrays[0].chunks, (plan.iy >> k) << k, (plan.ix >> k) << k)
+    feature_token = None if features is None else (features.ids, features.properties)
+    token = tokenize(
+        plan.iy, plan.ix, plan.feature, plan.lon, plan.lat, plan.grid, spec, feature_token,
+        plan.level, plan.policies, [a.name for a in arrays],
+    )  # fmt: skip
+    gather_name, part_name = f"getregion-pyramid-{token}", f"getregion-table-{token}"
+    nbx = -(-plan.cube.grid.shape[1] // (1 << k))  # type: ignore[index]
+    parts, block_sets = [], []
+    for _, _, rows in home:
+        unique, inverse = np.unique(
+            (plan.iy[rows] >> k) * nbx + (plan.ix[rows] >> k), return_inverse=True
+        )
+        parts.append((rows, inverse))
+        block_sets.append(np.divmod(unique, nbx))
+    reads = [
+        pyramid_read_tasks(arr, block_sets, k, band_rules(plan, bands), f"{gather_name}-{a}", (a,))
+        for a, (arr, bands) in enumerate(zip(arrays, groups, strict=True))
+    ]
+    graph = HighLevelGraph.merge(*(r.graph for r in reads))
+    dsk = dict(da.Array.__dask_optimize__(graph, [k for r in reads for ks in r.keys for k in ks]))
+    keys = []
+    for g, (rows, inverse) in enumerate(parts):
+        feature = feature_pos = None
+        if features is not None and plan.feature is not None:
+            feature = feature_columns(features, plan.feature[rows])
+            feature_pos = plan.feature[rows]
+        key = (part_name, g)
+        dsk[key] = (
+            _partition, spec, layout, plan.lon[rows], plan.lat[rows], inverse, feature,
+            feature_pos, [None] * len(arrays), [r.combines[g] for r in reads],
+            [r.keys[g] for r in reads],
+        )  # fmt: skip
+        keys.append(key)
+    out = HighLevelGraph.from_collections(part_name, dsk)
+    return dd.from_graph(out, meta, (None,) * (len(keys) + 1), keys, "getregion")

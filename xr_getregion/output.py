@@ -334,6 +334,7 @@ def to_parquet(
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
     overwrite: bool = False,
+    pyramiding: Any = "mean",
 ) -> Path:
     """Extract ``geometry`` (one region or many features) and stream the rows to ``path``.
 
@@ -346,6 +347,6 @@ def to_parquet(
     table = get_region(
         cube, geometry, scale, crs, crs_transform,
         max_values=max_values, geometry_crs=geometry_crs,
-        id_column=id_column, properties=properties, lazy=True,
+        id_column=id_column, properties=properties, lazy=True, pyramiding=pyramiding,
     )  # fmt: skip
     return write_table(table, path, overwrite=overwrite)

@@ -30,6 +30,7 @@ __all__ = ["MAX_OUTLINES", "region_map", "time_series"]
 #: :func:`region_map` draws every selected pixel; past this many it refuses.
 MAX_OUTLINES = 20_000
 PIXELS_GID = "getregion-pixels"
+BLOCKS_GID = "getregion-blocks"
 # time_series draws one line per pixel up to this many pixels, then a median and a band.
 _MAX_LINES = 20
 
@@ -58,6 +59,7 @@ def region_map(
     geometry_crs: Any = None,
     pad: int = 3,
     ax: Axes | None = None,
+    pyramiding: Any = "mean",
 ) -> Axes:
     """Draw one image as RGB, the geometry, and the outline of every working pixel it selects.
 
@@ -82,11 +84,17 @@ def region_map(
         Cube pixels of margin around the geometry and the selected pixels.
     ax
         The Axes to draw on; a new figure's by default.
+    pyramiding
+        As for :func:`xr_getregion.getRegion`. At a pyramid level ``k > 0`` (a scale at least
+        twice the cube's), the ``2**k x 2**k`` block of native pixels each working pixel's
+        value comes from is drawn behind it (clipped to the cube), so the picture shows what
+        was averaged.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The pixel outlines are one ``PolyCollection`` with gid ``"getregion-pixels"``.
+        The pixel outlines are one ``PolyCollection`` with gid ``"getregion-pixels"``; the
+        pyramid blocks, if any, one with gid ``"getregion-blocks"``.
     """
     plt = _pyplot()
     from matplotlib.collections import PolyCollection
@@ -94,21 +102,23 @@ def region_map(
     info = read_cube(cube)
     # getRegion's pixels (several features are one region); past MAX_OUTLINES only counted.
     budget = (MAX_OUTLINES + 1) * len(info.bands) * info.n_images
-    plan = api._plan(cube, geometry, scale, crs, crs_transform, geometry_crs, budget, apart=False)[
-        0
-    ]
+    plan = api._plan(
+        cube, geometry, scale, crs, crs_transform, geometry_crs, budget, apart=False,
+        pyramiding=pyramiding,
+    )[0]  # fmt: skip
     if plan.n_pixels > MAX_OUTLINES:
         raise ArgumentError(
             f"region_map draws each selected pixel, and this geometry selects "
             f"{plan.n_pixels:,} (> {MAX_OUTLINES:,}). Draw a smaller geometry or a coarser scale."
         )
     outlines = _pixel_outlines(plan)
+    blocks = _block_outlines(plan)
     shape, shape_crs = read_geometry(geometry, geometry_crs)
     shape = _to_cube_crs(shape, shape_crs, info.grid)
 
     names = list(bands) if bands is not None else _default_bands(info.band_names)
     index = _image_index(info, image)
-    window = _window(info.grid, outlines, shape, pad)
+    window = _window(info.grid, np.concatenate([outlines, blocks]), shape, pad)
     rgb, extent = _rgb(cube, info, names, index, window, min, max)
 
     if ax is None:
@@ -116,7 +126,16 @@ def region_map(
     ax.imshow(rgb, extent=extent, interpolation="nearest")
     import geopandas as gpd
 
+    if len(blocks):
+        ax.add_collection(
+            PolyCollection(list(blocks), facecolors=(0.0, 0.9, 1.0, 0.18), edgecolors="cyan",
+                           linewidths=1.0, linestyles="--", gid=BLOCKS_GID)
+        )  # fmt: skip
     gpd.GeoSeries([shape]).plot(ax=ax, facecolor="none", edgecolor="white", linewidth=1.5)
+    if len(blocks):
+        # The centres: each picks the block it falls in, as it would pick a native pixel.
+        centres = outlines.mean(axis=1)
+        ax.plot(centres[:, 0], centres[:, 1], "o", color="yellow", markersize=3)
     ax.add_collection(
         PolyCollection(outlines, facecolors="none", edgecolors="yellow", linewidths=1.2,
                        gid=PIXELS_GID)
@@ -128,7 +147,12 @@ def region_map(
     ax.set_xlabel(f"x ({info.grid.crs.to_string()})")
     ax.set_ylabel("y")
     what = "pixel" if plan.n_pixels == 1 else "pixels"
-    ax.set_title(f"{info.ids[index]}: {plan.n_pixels} {what} selected")
+    title = f"{info.ids[index]}: {plan.n_pixels} {what} selected"
+    if plan.level:
+        n = 1 << plan.level
+        policies = sorted(set(plan.policies or ()))
+        title += f"\npyramid level {plan.level}: {n}x{n}-pixel blocks ({', '.join(policies)})"
+    ax.set_title(title)
     return ax
 
 
@@ -221,6 +245,22 @@ def _pixel_outlines(plan: Any) -> np.ndarray:
     if plan.grid.crs != plan.cube.grid.crs:
         x, y = transformer(plan.grid.crs, plan.cube.grid.crs).transform(x, y)
     return np.stack([np.asarray(x), np.asarray(y)], axis=-1).reshape(-1, 4, 2)
+
+
+def _block_outlines(plan: Any) -> np.ndarray:
+    """The level-k blocks of a pyramid plan's pixels, clipped to the cube, as ``(n, 4, 2)``
+    corner arrays in the cube's CRS (none at level 0)."""
+    if not plan.level or not plan.n_pixels:
+        return np.empty((0, 4, 2))
+    k, size = plan.level, 1 << plan.level
+    nrows, ncols = plan.cube.grid.shape
+    blocks = np.unique(np.stack([plan.iy >> k, plan.ix >> k], axis=1), axis=0)
+    r0, c0 = blocks[:, 0] * size, blocks[:, 1] * size
+    r1, c1 = np.minimum(r0 + size, nrows), np.minimum(c0 + size, ncols)
+    u = np.stack([c0, c1, c1, c0], axis=1).astype(float)
+    v = np.stack([r0, r0, r1, r1], axis=1).astype(float)
+    a, b, c, d, e, f = plan.cube.grid.transform
+    return np.stack([a * u + b * v + c, d * u + e * v + f], axis=-1)
 
 
 def _to_cube_crs(shape: shapely.Geometry, crs: Any, grid: Grid) -> shapely.Geometry:

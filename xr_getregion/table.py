@@ -20,6 +20,7 @@ from xr_getregion.cube import Cube
 from xr_getregion.errors import ArgumentError
 from xr_getregion.extraction import Plan
 from xr_getregion.geometry import Features
+from xr_getregion.pyramid import out_dtype
 
 __all__ = [
     "HEADER",
@@ -55,9 +56,19 @@ class TableSpec:
     bands: tuple[BandSpec, ...]
 
     @classmethod
-    def of(cls, cube: Cube) -> TableSpec:
-        bands = tuple(BandSpec(b.name, b.dtype, tuple(b.nodata)) for b in cube.bands)
-        return cls(cube.ids, cube.times_ms, bands)
+    def of(cls, cube: Cube, plan: Plan | None = None) -> TableSpec:
+        """The spec of ``cube``'s table, or of ``plan``'s: at a pyramid level, a MEAN
+        band's values are float64 with NaN where masked (a mean may equal a declared
+        missing value without being missing)."""
+        bands = []
+        for i, b in enumerate(cube.bands):
+            if plan is not None and plan.level and plan.policies is not None:
+                dtype = out_dtype(b.dtype, plan.policies[i])
+                if dtype != b.dtype:
+                    bands.append(BandSpec(b.name, dtype, ()))
+                    continue
+            bands.append(BandSpec(b.name, b.dtype, tuple(b.nodata)))
+        return cls(cube.ids, cube.times_ms, tuple(bands))
 
 
 def missing_mask(values: np.ndarray, band: BandSpec) -> np.ndarray:
@@ -71,7 +82,7 @@ def missing_mask(values: np.ndarray, band: BandSpec) -> np.ndarray:
 
 def to_list(plan: Plan, values: dict[str, np.ndarray]) -> list[list[Any]]:
     """EE's getRegion output: a header row, then one row per [pixel, image] pair."""
-    spec = TableSpec.of(plan.cube)
+    spec = TableSpec.of(plan.cube, plan)
     n_img, n_pix = len(spec.ids), plan.n_pixels
     columns: list[list[Any]] = [
         [i for i in spec.ids for _ in range(n_pix)],
@@ -186,7 +197,7 @@ def to_dataframe(
     with a ``feature`` column and the chosen ``features.properties``. ``pixels`` is
     :func:`pixel_columns` of the plan if already built.
     """
-    spec = TableSpec.of(plan.cube)
+    spec = TableSpec.of(plan.cube, plan)
     if features is None or plan.feature is None:
         return build_frame(spec, plan.lon, plan.lat, values, pixels=pixels)
     extra = feature_columns(features, plan.feature)
