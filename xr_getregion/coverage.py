@@ -52,6 +52,7 @@ __all__ = [
     "covered_runs_many",
     "expand_runs",
     "grid_too_fine",
+    "reaches_window",
     "to_pixel_space",
     "to_pixel_space_many",
     "window_of",
@@ -433,6 +434,18 @@ def _window_bounds(grid: Grid, window: Window, crs: CRS) -> list[tuple[float, ..
     if not crs.is_geographic:
         return [box]
     return [(box[0] + k, box[1], box[2] + k, box[3]) for k in (-360.0, 0.0, 360.0)]
+
+
+def reaches_window(shapes: np.ndarray, crs: CRS, grid: Grid, window: Window) -> np.ndarray:
+    """Which ``shapes`` (in ``crs``) reach the area of ``window`` of ``grid``, tested in their
+    own CRS, where a projection cannot fold them onto it. True where it cannot be told: the
+    window has no faithful outline in ``crs`` (around a pole, outside the CRS's domain)."""
+    boxes = _window_bounds(grid, window, crs)
+    if boxes is None:
+        return np.ones(len(shapes), bool)
+    area = shapely.MultiPolygon([shapely.box(*b) for b in boxes])
+    with np.errstate(invalid="ignore"):
+        return np.asarray(shapely.intersects(area, shapes), bool)
 
 
 def _clip_to_window(shapes: np.ndarray, crs: CRS, grid: Grid, window: Window) -> np.ndarray:

@@ -34,6 +34,7 @@ from xr_getregion.coverage import (
     covered_runs_many,
     expand_runs,
     grid_too_fine,
+    reaches_window,
     to_pixel_space_many,
     window_of,
     work_of,
@@ -194,7 +195,7 @@ def plan_features(
         work = work_of(pixel_shapes, window)
         if work > MAX_WORK:
             raise grid_too_fine(work, grid, cube.grid)
-    _warn_missed(cube.grid, geoms, shape_crs, pixel_shapes, window, per_feature)
+    _warn_missed(cube.grid, grid, geoms, shape_crs, pixel_shapes, window, per_feature)
     runs = covered_runs_many(pixel_shapes, window, grid.mirrored)
     at_least = False
     if same:
@@ -248,6 +249,7 @@ def plan_features(
 
 def _warn_missed(
     cube_grid: Grid,
+    grid: Grid,
     shapes: np.ndarray,
     shape_crs: CRS,
     pixel_shapes: np.ndarray,
@@ -269,8 +271,8 @@ def _warn_missed(
     if missed.any():
         # A pixel shape can be empty without a miss: a polygon across 180 or around a pole
         # on a lon/lat grid is replaced by the boxes of the centres it holds, none when it is
-        # tiny. Such a shape still reaches the cube's own footprint.
-        missed[missed] = ~_reaches_cube(cube_grid, shapes[missed], shape_crs)
+        # tiny. Such a shape still reaches the window's area in its own CRS.
+        missed[missed] = ~reaches_window(shapes[missed], shape_crs, grid, window)
     if not missed.any():
         return
     xy = shapely.get_coordinates(shapes[missed])
@@ -295,25 +297,6 @@ def _warn_missed(
         GetRegionWarning,
         stacklevel=4,
     )
-
-
-def _reaches_cube(cube_grid: Grid, shapes: np.ndarray, shape_crs: CRS) -> np.ndarray:
-    """Which shapes meet the cube's footprint, tested in the cube's own CRS (edges split
-    finely first, so a straight edge stays one). A shape that cannot be projected there
-    does not."""
-    rows, cols = cube_grid.shape or (1, 1)
-    a, b, c, d, e, f = cube_grid.transform
-    corners = [(0, 0), (cols, 0), (cols, rows), (0, rows)]
-    footprint = shapely.Polygon([(a * u + b * v + c, d * u + e * v + f) for u, v in corners])
-    if shape_crs != cube_grid.crs:
-        bounds = shapely.bounds(shapes)
-        extent = np.hypot(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
-        shapes = shapely.segmentize(shapes, np.where(extent > 0, extent / 64, np.inf))
-        to_cube = transformer(shape_crs, cube_grid.crs)
-        shapes = shapely.transform(shapes, lambda xy: np.column_stack(to_cube.transform(*xy.T)))
-    finite = np.array([np.isfinite(shapely.get_coordinates(g)).all() for g in shapes], bool)
-    with np.errstate(invalid="ignore"):
-        return finite & shapely.intersects(footprint, shapes)
 
 
 def _extent(lon: np.ndarray, lat: np.ndarray) -> str:
