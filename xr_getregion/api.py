@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal, overload
 
 import dask.dataframe as dd
 import pandas as pd
@@ -24,18 +24,19 @@ from xr_getregion.geometry import Features, is_feature_collection, read_features
 from xr_getregion.grid import working_grid
 from xr_getregion.lazy import lazy_frame
 from xr_getregion.table import HEADER, TableSpec, pixel_columns, to_dataframe, to_list
+from xr_getregion.types import CRSLike, GeometryLike, TransformLike
 
 __all__ = ["getRegion", "get_region", "plan"]
 
 
 def plan(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     scale: float | None = None,
-    crs: Any = None,
-    crs_transform: Any = None,
+    crs: CRSLike | None = None,
+    crs_transform: TransformLike | None = None,
     *,
-    geometry_crs: Any = None,
+    geometry_crs: CRSLike | None = None,
     max_values: int | None = None,
 ) -> Plan:
     """Decide which pixels and values an extraction returns, without reading any value.
@@ -53,11 +54,11 @@ def plan(
 
 def _plan(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     scale: float | None,
-    crs: Any,
-    crs_transform: Any,
-    geometry_crs: Any,
+    crs: CRSLike | None,
+    crs_transform: TransformLike | None,
+    geometry_crs: CRSLike | None,
     max_values: int | None,
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
@@ -92,13 +93,13 @@ def _plan(
 
 def getRegion(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     scale: float | None = None,
-    crs: Any = None,
-    crsTransform: Any = None,
+    crs: CRSLike | None = None,
+    crsTransform: TransformLike | None = None,
     *,
     max_values: int | None = MAX_VALUES,
-    geometry_crs: Any = None,
+    geometry_crs: CRSLike | None = None,
 ) -> list[list[Any]]:
     """Earth Engine's ``ImageCollection.getRegion``: a row per [pixel, image] pair covered.
 
@@ -175,15 +176,63 @@ def getRegion(
     return to_list(p, gather(p))
 
 
+@overload
 def get_region(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
+    scale: float | None = ...,
+    crs: CRSLike | None = ...,
+    crs_transform: TransformLike | None = ...,
+    *,
+    max_values: int | None = ...,
+    geometry_crs: CRSLike | None = ...,
+    id_column: str | None = ...,
+    properties: Sequence[str] | None = ...,
+    lazy: Literal[False] = ...,
+) -> pd.DataFrame: ...
+
+
+@overload
+def get_region(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: GeometryLike,
+    scale: float | None = ...,
+    crs: CRSLike | None = ...,
+    crs_transform: TransformLike | None = ...,
+    *,
+    max_values: int | None = ...,
+    geometry_crs: CRSLike | None = ...,
+    id_column: str | None = ...,
+    properties: Sequence[str] | None = ...,
+    lazy: Literal[True],
+) -> dd.DataFrame: ...
+
+
+@overload
+def get_region(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: GeometryLike,
+    scale: float | None = ...,
+    crs: CRSLike | None = ...,
+    crs_transform: TransformLike | None = ...,
+    *,
+    max_values: int | None = ...,
+    geometry_crs: CRSLike | None = ...,
+    id_column: str | None = ...,
+    properties: Sequence[str] | None = ...,
+    lazy: bool,
+) -> pd.DataFrame | dd.DataFrame: ...
+
+
+def get_region(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: GeometryLike,
     scale: float | None = None,
-    crs: Any = "native",
-    crs_transform: Any = None,
+    crs: CRSLike | None = "native",
+    crs_transform: TransformLike | None = None,
     *,
     max_values: int | None = MAX_VALUES,
-    geometry_crs: Any = None,
+    geometry_crs: CRSLike | None = None,
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
     lazy: bool = False,

@@ -606,11 +606,11 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
     # a whole line (latitude +-90 at every longitude): without it, the rows between the
     # outline's highest latitude and the pole, and the longitudes between the outline's
     # samples and the antimeridian, would be missed.
-    for lat in _poles_inside(cube_grid):
+    for pole in _poles_inside(cube_grid):
         if grid.crs.is_geographic:
-            x, y = np.append(x, [-180.0, 180.0]), np.append(y, [lat, lat])
+            x, y = np.append(x, [-180.0, 180.0]), np.append(y, [pole, pole])
         else:
-            px, py = transformer(EPSG4326, grid.crs).transform(0.0, lat)
+            px, py = transformer(EPSG4326, grid.crs).transform(0.0, pole)
             x, y = np.append(x, px), np.append(y, py)
     px, py = grid.to_pixel(x, y)
     ok = np.isfinite(px) & np.isfinite(py)
@@ -766,7 +766,8 @@ class Runs(NamedTuple):
 
     def pixels(self) -> tuple[np.ndarray, np.ndarray]:
         """All pixels ``(cols, rows)``, in raster order."""
-        return expand_runs(self.row, self.c0, self.c1)
+        cols, rows = expand_runs(self.row, self.c0, self.c1)
+        return cols, rows
 
 
 def expand_runs(

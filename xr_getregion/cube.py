@@ -7,8 +7,9 @@ grid all come from coordinates and attributes, so a dask-backed cube is never co
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -113,7 +114,8 @@ def read_cube(obj: xr.DataArray | xr.Dataset, *, allow_empty: bool = False) -> C
             "image (time) dim. Select or stack the others first, e.g. cube.isel("
             f"{others[-1]}=0)."
         )
-    image_dim = others[0] if others else None
+    # xarray types dims as any Hashable; a cube's image dim is a name like the others.
+    image_dim = cast("str | None", others[0] if others else None)
     n_images = obj.sizes[image_dim] if image_dim else 1
     if not bands or (n_images == 0 and not allow_empty):
         raise EmptyCollectionError("ImageCollection.getRegion: No bands in collection.")
@@ -131,7 +133,7 @@ def read_cube(obj: xr.DataArray | xr.Dataset, *, allow_empty: bool = False) -> C
     return Cube(tuple(bands), image_dim, ydim, xdim, ids, times, grid)
 
 
-def _spatial_dims(dims: tuple[str, ...], obj: Any) -> tuple[str, str]:
+def _spatial_dims(dims: tuple[Hashable, ...], obj: Any) -> tuple[str, str]:
     for ydim, xdim in SPATIAL_DIMS:
         if ydim in dims and xdim in dims:
             return ydim, xdim
@@ -267,7 +269,7 @@ def _check_dtype(arr: xr.DataArray, names: list[str]) -> None:
         )
 
 
-def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[str, ...]]:
+def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[Hashable, ...]]:
     if BAND_DIM in arr.dims:
         if BAND_DIM in arr.coords:
             # Band labels of any type are names as strings (1 -> '1', b'B4' -> 'B4').
@@ -287,10 +289,10 @@ def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[str, ...]]:
     return bands, tuple(arr.dims)
 
 
-def _dataset_bands(ds: xr.Dataset) -> tuple[list[Band], tuple[str, ...]]:
+def _dataset_bands(ds: xr.Dataset) -> tuple[list[Band], tuple[Hashable, ...]]:
     spatial = next((pair for pair in SPATIAL_DIMS if all(d in ds.dims for d in pair)), None)
     if spatial is None:
-        _spatial_dims(tuple(ds.dims), ds)
+        spatial = _spatial_dims(tuple(ds.dims), ds)  # raises: no pair of spatial dims
     # Variables without both spatial dims (time bounds, a 'crs' variable) are not bands.
     variables = {k: v for k, v in ds.data_vars.items() if set(spatial) <= set(v.dims)}
     if not variables:
@@ -346,8 +348,8 @@ def _read_crs(obj: xr.DataArray | xr.Dataset, spatial: tuple[str, str]) -> CRS:
             # declares its own CRS (stackstac's 'epsg', rio) may have been reprojected.
             continue
         if key in obj.coords:
-            codes = pd.unique(np.asarray(obj.coords[key].values).ravel())
-            codes = [c for c in codes if c is not None and not pd.isna(c)]
+            distinct = pd.unique(np.asarray(obj.coords[key].values).ravel())
+            codes = [c for c in distinct if c is not None and not pd.isna(c)]
             if len(codes) > 1:
                 raise CubeError(
                     f"the cube's {key!r} coordinate holds several CRSs {list(codes)}: its "
@@ -802,7 +804,8 @@ def _instants_ms(
     """
     if isinstance(values, pd.PeriodIndex):
         # Microsecond periods count from the epoch; every frequency's start is whole us.
-        micros = values.asfreq("us", how="start").asi8
+        # pandas-stubs lacks PeriodIndex.asi8 and the lower-case how= spellings.
+        micros = values.asfreq("us", how="start").asi8  # type: ignore[arg-type, attr-defined]
         pairs = zip(values, micros, strict=True)
         return tuple(None if p is pd.NaT else int(u) // 1000 for p, u in pairs)
     if isinstance(values, pd.DatetimeIndex):

@@ -567,7 +567,8 @@ def read_tasks(
         keys.append(set_keys)
         shape = (data.shape[1], data.shape[0], len(iy))
         placements.append(Placement(targets, shape, data.dtype.newbyteorder("=")))
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    # dask's own annotations reject its Array as a collection and tuple keys as keys.
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])  # type: ignore[arg-type, list-item]
     return Reads(graph, keys, placements)
 
 

@@ -205,7 +205,8 @@ class Geometry:
             raise GeometryError(
                 f"Rectangle needs 4 numbers (xmin, ymin, xmax, ymax); got {flat.size}: {coords!r}."
             )
-        return cls._make(_box(*flat, "Rectangle"), proj, geodesic)
+        xmin, ymin, xmax, ymax = flat.tolist()
+        return cls._make(_box(xmin, ymin, xmax, ymax, "Rectangle"), proj, geodesic)
 
     @classmethod
     def BBox(cls, west: float, south: float, east: float, north: float) -> Geometry:
@@ -803,4 +804,4 @@ def _concrete(values: pd.Series | pd.Index) -> pd.Series | pd.Index:
     target = _OBJECT_TARGETS.get(kind, "string")
     if target == "string":
         values = values.map(lambda v: v if v is None or pd.isna(v) else str(v))
-    return values.astype(target)
+    return values.astype(pd.api.types.pandas_dtype(target))

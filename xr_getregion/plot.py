@@ -118,7 +118,7 @@ def region_map(
 
     gpd.GeoSeries([shape]).plot(ax=ax, facecolor="none", edgecolor="white", linewidth=1.5)
     ax.add_collection(
-        PolyCollection(outlines, facecolors="none", edgecolors="yellow", linewidths=1.2,
+        PolyCollection(list(outlines), facecolors="none", edgecolors="yellow", linewidths=1.2,
                        gid=PIXELS_GID)
     )  # fmt: skip
     ax.set_xlim(extent[0], extent[1])
@@ -156,7 +156,7 @@ def time_series(
     plt = _pyplot()
     frame = as_frame(table)
     # The bands follow ``time`` (a many-feature table starts with ``feature`` and properties).
-    after_time = list(frame.columns[frame.columns.get_loc("time") + 1 :])
+    after_time = list(frame.columns[list(frame.columns).index("time") + 1 :])
     names = list(bands) if bands is not None else after_time
     unknown = [n for n in names if n not in frame.columns]
     if unknown or not names:
@@ -178,7 +178,7 @@ def time_series(
                         label=name if j == 0 else None)  # fmt: skip
         else:
             by_time = values.groupby(frame["time"])
-            q = by_time.quantile([0.25, 0.5, 0.75]).unstack()
+            q = by_time.quantile(np.array([0.25, 0.5, 0.75])).unstack()
             ax.fill_between(q.index, q[0.25], q[0.75], color=colour, alpha=0.25)
             ax.plot(q.index, q[0.5], marker="o", color=colour,
                     label=f"{name} (median of {pixels.ngroups} pixels)")  # fmt: skip
@@ -277,7 +277,7 @@ def _rgb(
     for name in names:
         band = next(b for b in info.bands if b.name == name)
         arr = band.array
-        sel = {info.ydim: slice(r0, r1), info.xdim: slice(c0, c1)}
+        sel: dict[str, slice | int] = {info.ydim: slice(r0, r1), info.xdim: slice(c0, c1)}
         if info.image_dim is not None:
             sel[info.image_dim] = index
         if band.band_dim is not None:
