@@ -40,7 +40,14 @@ import shapely
 from pyproj import CRS
 
 from xr_getregion.errors import GeometryError, TooManyValuesError
-from xr_getregion.geometry import EPSG4326, edge_lines
+from xr_getregion.geometry import (
+    EPSG4326,
+    GeometryType,
+    edge_lines,
+    flat_parts,
+    is_line,
+    long_edges,
+)
 from xr_getregion.grid import METRES_PER_DEGREE, Grid, transformer
 
 __all__ = [
@@ -58,7 +65,15 @@ __all__ = [
     "work_of",
 ]
 
-Window = tuple[int, int, int, int]  # col0, row0, col1, row1, half-open
+
+class Window(NamedTuple):
+    """A half-open window of grid pixels: columns ``[col0, col1)``, rows ``[row0, row1)``."""
+
+    col0: int
+    row0: int
+    col1: int
+    row1: int
+
 
 # When a geometry changes CRS, edges are split to at most this fraction of its extent so
 # straight edges stay straight in their own CRS rather than in the grid's.
@@ -184,9 +199,10 @@ def to_pixel_space_many(
     return out
 
 
-def _poles(crs: CRS, grid: Grid) -> list[tuple[float, shapely.Point]]:
-    """The poles (latitude, and the point in ``crs``) that ``crs`` can hold."""
-    x, y = transformer(grid.crs, crs).transform([0.0, 0.0], [90.0, -90.0])
+def _poles(lonlat: CRS, crs: CRS) -> list[tuple[float, shapely.Point]]:
+    """The poles (latitude, and the point in ``crs``) that ``crs`` can hold, found from the
+    geographic CRS ``lonlat``."""
+    x, y = transformer(lonlat, crs).transform([0.0, 0.0], [90.0, -90.0])
     return [
         (lat, shapely.Point(px, py))
         for lat, px, py in zip((90.0, -90.0), x, y, strict=True)
@@ -202,14 +218,15 @@ def _around_a_pole(shapes: np.ndarray, crs: CRS, grid: Grid) -> np.ndarray:
     if not polygonal.any():
         return out
     bounds = shapely.bounds(shapes)
-    for _, pole in _poles(crs, grid):
+    for _, pole in _poles(grid.crs, crs):
         with np.errstate(invalid="ignore"):
             near = polygonal & (bounds[:, 0] <= pole.x) & (pole.x <= bounds[:, 2])
             near &= (bounds[:, 1] <= pole.y) & (pole.y <= bounds[:, 3])
         for k in np.flatnonzero(near & ~out):
             out[k] = any(
-                shapely.get_type_id(g) == 3 and shapely.Polygon(g.exterior).covers(pole)
-                for g in _flat_parts(shapes[k])
+                shapely.get_type_id(g) == GeometryType.POLYGON
+                and shapely.Polygon(g.exterior).covers(pole)
+                for g in flat_parts(shapes[k])[0]
             )
     return out
 
@@ -223,10 +240,8 @@ def _jumps_a_turn(out: np.ndarray, grid: Grid) -> np.ndarray:
     if len(lines) == 0:
         return torn
     xy, line = shapely.get_coordinates(lines, return_index=True)
-    a, b, c, _, _, _ = grid.transform
-    lon = a * xy[:, 0] + b * xy[:, 1] + c
-    with np.errstate(invalid="ignore"):
-        jump = (line[1:] == line[:-1]) & (np.abs(np.diff(lon)) > 180.0)
+    lon, _ = grid.to_crs(xy[:, 0], xy[:, 1])
+    jump = long_edges(lon, line)
     torn[owner[line[1:][jump]]] = True
     return torn
 
@@ -258,9 +273,9 @@ def _wide(out: np.ndarray, grid: Grid) -> np.ndarray:
         candidates = polygonal[(bounds[:, 2] - bounds[:, 0]) * step > _WIDE_DEGREES]
     for k in candidates:
         near[k] = any(
-            shapely.get_type_id(g) == 3
+            shapely.get_type_id(g) == GeometryType.POLYGON
             and np.ptp(shapely.get_coordinates(g)[:, 0]) * step > _WIDE_DEGREES
-            for g in _flat_parts(out[k])
+            for g in flat_parts(out[k])[0]
         )
     return near
 
@@ -292,17 +307,17 @@ def _mend_torn(
     out = out.copy()
     exact = {}
     for k in np.flatnonzero(torn):
-        polygons = [g for g in _flat_parts(clipped[k]) if shapely.get_type_id(g) == 3]
+        parts, _ = flat_parts(clipped[k])
+        polygons = list(parts[shapely.get_type_id(parts) == GeometryType.POLYGON])
         if polygons:
             exact[int(k)] = _centre_test(polygons, crs, grid, window)
         rest = []
-        for g in _flat_parts(out[k]):
-            kind = shapely.get_type_id(g)
-            if kind in (1, 2):
+        for g in flat_parts(out[k])[0]:
+            if is_line(g):
                 xy = shapely.get_coordinates(g)
                 xy[:, 0] = np.unwrap(xy[:, 0], period=turn)
                 rest.append(shapely.LineString(xy))
-            elif kind != 3:
+            elif shapely.get_type_id(g) != GeometryType.POLYGON:
                 rest.append(g)
         out[k] = shapely.GeometryCollection(rest)
     return out, exact
@@ -325,9 +340,9 @@ def _centre_test(
     reach are tested: from their outline, densified finely, with a margin.
     """
     col0, row0, col1, row1 = window
-    a, _, c, _, e, f = grid.transform
+    a, _, _, _, e, f = grid.transform
     to_grid, to_crs = transformer(crs, grid.crs), transformer(grid.crs, crs)
-    poles = _poles(crs, grid)
+    poles = _poles(grid.crs, crs)
     boxes = []
     for polygon in polygons:
         shapely.prepare(polygon)
@@ -357,20 +372,20 @@ def _centre_test(
         # Only the rows within reach are listed (the window's may be many more).
         ends = sorted(((lat_lo - margin - f) / e - 0.5, (lat_hi + margin - f) / e - 0.5))
         rows = np.arange(max(row0, math.floor(ends[0])), min(row1, math.ceil(ends[1]) + 1))
-        lat_c = e * (rows + 0.5) + f
+        _, lat_c = grid.centres(0, rows)
         rows = rows[(lat_c >= lat_lo - margin) & (lat_c <= lat_hi + margin)]
         cols = np.arange(col0, col1)
-        lon_c = a * (cols + 0.5) + c
+        lon_c, _ = grid.centres(cols, 0)
         margin = lon_margin
         if width + 2 * margin < 360.0:
             cols = cols[np.mod(lon_c - (west - margin), 360.0) <= width + 2 * margin]
         if len(rows) == 0 or len(cols) == 0:
             continue
-        lon_c = a * (cols + 0.5) + c
+        lon_c, _ = grid.centres(cols, 0)
         step = max(1, _CENTRES_PER_STEP // len(cols))
         for i in range(0, len(rows), step):
             rr = rows[i : i + step]
-            lat_r = e * (rr + 0.5) + f
+            _, lat_r = grid.centres(0, rr)
             x, y = to_crs.transform(np.tile(lon_c, len(rr)), np.repeat(lat_r, len(cols)))
             r, k = np.nonzero(shapely.contains_xy(polygon, x, y).reshape(len(rr), len(cols)))
             if len(r) == 0:
@@ -406,20 +421,7 @@ def _window_bounds(grid: Grid, window: Window, crs: CRS) -> list[tuple[float, ..
     In a geographic ``crs`` the box is repeated a turn east and west: a geometry may label
     the same place with longitudes 360 degrees apart.
     """
-    col0, row0, col1, row1 = window
-    t = np.linspace(0.0, 1.0, 65)
-    cols = np.concatenate(
-        [
-            col0 + t * (col1 - col0),
-            np.full_like(t, col1),
-            col1 - t * (col1 - col0),
-            np.full_like(t, col0),
-        ]
-    )
-    rows = np.concatenate([np.full_like(t, row0), row0 + t * (row1 - row0),
-                           np.full_like(t, row1), row1 - t * (row1 - row0)])  # fmt: skip
-    a, b, c, d, e, f = grid.transform
-    x, y = transformer(grid.crs, crs).transform(a * cols + b * rows + c, d * cols + e * rows + f)
+    x, y = transformer(grid.crs, crs).transform(*grid.outline(*window))
     x, y = np.asarray(x), np.asarray(y)
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         return None
@@ -538,8 +540,8 @@ def _cut_lines(shape: shapely.Geometry, seam: list[float]) -> list[shapely.Geome
     copy moved a turn west lands on it give or take the rounding of the move)."""
     out = []
     tol = 64 * np.spacing(max(1.0, abs(seam[0])))
-    for g in _flat_parts(shape):
-        if shapely.get_type_id(g) not in (1, 2):
+    for g in flat_parts(shape)[0]:
+        if not is_line(g):
             out.append(g)
             continue
         xmin, _, xmax, _ = g.bounds
@@ -547,9 +549,9 @@ def _cut_lines(shape: shapely.Geometry, seam: list[float]) -> list[shapely.Geome
             out.append(g)
             continue
         clipped = shapely.clip_by_rect(g, seam[0] - tol, -1e300, seam[1], 1e300)
-        for piece in _flat_parts(clipped):
+        for piece in flat_parts(clipped)[0]:
             xy = shapely.get_coordinates(piece)
-            if shapely.get_type_id(piece) == 0:
+            if shapely.get_type_id(piece) == GeometryType.POINT:
                 if xy[0, 0] < seam[1]:
                     out.append(piece)
                 continue
@@ -568,14 +570,9 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
             # A lon/lat cube wider than a turn (0..360 with both ends, a cyclic column) holds
             # places twice: only its first turn of columns gives rows, as below.
             cols = min(cols, turn)
-        return 0, 0, cols, rows
+        return Window(0, 0, cols, rows)
     rows, cols = cube_grid.shape or (1, 1)
-    t = np.linspace(0.0, 1.0, 65)
-    edge_cols = np.concatenate([t * cols, np.full_like(t, cols), t[::-1] * cols, np.zeros_like(t)])
-    edge_rows = np.concatenate([np.zeros_like(t), t * rows, np.full_like(t, rows), t[::-1] * rows])
-    a, b, c, d, e, f = cube_grid.transform
-    x = a * edge_cols + b * edge_rows + c
-    y = d * edge_cols + e * edge_rows + f
+    x, y = cube_grid.outline(0, 0, cols, rows)
     if cube_grid.crs != grid.crs:
         x, y = transformer(cube_grid.crs, grid.crs).transform(x, y)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -588,8 +585,7 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
         # [-180, 180): a footprint across 180 lies in two places of pixel space, and the
         # window holds both and the seam between the outline's samples.
         x = _minus_180_to_180(x)
-        with np.errstate(invalid="ignore"):
-            jump = np.flatnonzero(np.abs(np.diff(x)) > 180.0)
+        jump = np.flatnonzero(long_edges(x))
         lat = np.concatenate([y[jump], y[jump + 1]])
         x = np.concatenate([x, np.full(len(lat), -180.0), np.full(len(lat), 180.0)])
         y = np.concatenate([y, lat, lat])
@@ -615,7 +611,7 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
     px, py = grid.to_pixel(x, y)
     ok = np.isfinite(px) & np.isfinite(py)
     if not ok.any():
-        return 0, 0, 0, 0
+        return Window(0, 0, 0, 0)
     # A pixel of margin: the footprint's edges are densified chords of curves.
     col0, col1 = math.floor(px[ok].min()) - 1, math.floor(px[ok].max()) + 2
     turn = _one_turn(grid)
@@ -624,7 +620,7 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
         # hence two rows (a cube around the world, or around a pole).
         col0 = math.floor(px[ok].min())
         col1 = col0 + turn
-    return col0, math.floor(py[ok].min()) - 1, col1, math.floor(py[ok].max()) + 2
+    return Window(col0, math.floor(py[ok].min()) - 1, col1, math.floor(py[ok].max()) + 2)
 
 
 def _ee_window(
@@ -635,7 +631,7 @@ def _ee_window(
     it, or around a pole), so a footprint across 180 keeps its pixels at both ends."""
     ok = np.isfinite(lon) & np.isfinite(lat)
     if not ok.any():
-        return 0, 0, 0, 0
+        return Window(0, 0, 0, 0)
     # Read continuously, an outline across 180 leaves [-180, 180); a geographic cube's
     # outline labelled past 180 (179..181, 0..360) already does.
     lon = np.unwrap(lon[ok], period=360.0)
@@ -648,7 +644,7 @@ def _ee_window(
     k0, k1 = columns
     if poles or lon.min() < -180.0 or lon.max() >= 180.0 or col0 < k0 or col1 > k1:
         col0, col1 = k0, k1
-    return col0, math.floor(py.min()) - 1, col1, math.floor(py.max()) + 2
+    return Window(col0, math.floor(py.min()) - 1, col1, math.floor(py.max()) + 2)
 
 
 def _one_turn(grid: Grid) -> int | None:
@@ -668,11 +664,11 @@ def _poles_inside(cube_grid: Grid) -> list[float]:
     if cube_grid.crs.is_geographic or cube_grid.shape is None:
         return []
     rows, cols = cube_grid.shape
-    x, y = transformer(EPSG4326, cube_grid.crs).transform([0.0, 0.0], [90.0, -90.0])
-    px, py = cube_grid.to_pixel(np.asarray(x), np.asarray(y))
-    with np.errstate(invalid="ignore"):
-        inside = (px >= 0) & (px <= cols) & (py >= 0) & (py <= rows)
-    return [lat for lat, hit in zip((90.0, -90.0), inside.tolist(), strict=True) if hit]
+    poles = _poles(EPSG4326, cube_grid.crs)
+    x, y = (np.array([p.x for _, p in poles]), np.array([p.y for _, p in poles]))
+    px, py = cube_grid.to_pixel(x, y)
+    inside = (px >= 0) & (px <= cols) & (py >= 0) & (py <= rows)
+    return [lat for (lat, _), hit in zip(poles, inside.tolist(), strict=True) if hit]
 
 
 #: The most work a plan takes on: working-grid pixels over the region (within the cube's
@@ -798,13 +794,13 @@ def covered_runs(shape: shapely.Geometry, window: Window, mirrored: bool = False
         on every north-up grid): GDAL's tie rule for horizontal edges depends on it.
     """
     found: list[Runs] = []
-    for part in _flat_parts(shape):
+    for part in flat_parts(shape)[0]:
         kind = shapely.get_type_id(part)
-        if kind == 0:  # Point
+        if kind == GeometryType.POINT:
             found.append(_single_pixel_runs(_point_pixels(part)))
-        elif kind in (1, 2):  # LineString, LinearRing
+        elif is_line(part):
             found.append(_single_pixel_runs(_line_pixels(part, window)))
-        elif kind == 3:  # Polygon
+        elif kind == GeometryType.POLYGON:
             found.append(_polygon_runs(part, window, mirrored))
     if not found:
         return _NO_RUNS
@@ -834,7 +830,7 @@ def covered_runs_many(
     raster order. Point features are handled in bulk, so 100,000 points cost a few arrays.
     """
     shapes = np.asarray(shapes, dtype=object)
-    is_point = shapely.get_type_id(shapes) == 0
+    is_point = shapely.get_type_id(shapes) == GeometryType.POINT
     xy = shapely.get_coordinates(shapes[is_point])  # one coordinate per point
     cols = np.floor(xy[:, 0])
     rows = np.floor(xy[:, 1])
@@ -878,18 +874,6 @@ def _merge(runs: Runs) -> Runs:
 
 def _single_pixel_runs(pixels: np.ndarray) -> Runs:
     return Runs(pixels[:, 1], pixels[:, 0], pixels[:, 0] + 1)
-
-
-def _flat_parts(shape: shapely.Geometry) -> list[shapely.Geometry]:
-    parts = [shape]
-    out = []
-    while parts:
-        g = parts.pop()
-        if shapely.get_type_id(g) in (4, 5, 6, 7):  # Multi* and GeometryCollection
-            parts.extend(shapely.get_parts(g).tolist())
-        elif not g.is_empty:
-            out.append(g)
-    return out
 
 
 def _pixels(cols: np.ndarray, rows: np.ndarray) -> np.ndarray:

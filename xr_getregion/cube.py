@@ -19,7 +19,7 @@ from pyproj import CRS
 
 from xr_getregion.errors import CRSError, CubeError, EmptyCollectionError, MissingCRSError
 from xr_getregion.geometry import EPSG4326, read_crs
-from xr_getregion.grid import Grid
+from xr_getregion.grid import Grid, Transform
 
 __all__ = ["Band", "Cube", "read_cube"]
 
@@ -670,24 +670,31 @@ def _written_geotransform(obj: Any) -> bool:
     return mapping in obj.coords and "GeoTransform" in obj.coords[mapping].attrs
 
 
+# Pixel sizes of a transform attribute and of the coordinates agree to this relative
+# tolerance (a float32 coordinate's steps carry some 1e-7 of rounding).
+_PIXEL_SIZE_RTOL = 1e-6
+
+
+def _check_pixel_sizes(attr: tuple[float, ...], axes: tuple[tuple[str, float, float], ...]) -> None:
+    """Refuse a transform attribute whose pixel size (per ``(dim, step, size)``) is not the
+    coordinate's step (a NaN step, one label, is no evidence)."""
+    for dim, step, size in axes:
+        if not np.isnan(step) and not np.isclose(abs(step), abs(size), rtol=_PIXEL_SIZE_RTOL):
+            raise CubeError(
+                f"the cube's transform attribute {list(attr)} gives {size!r}-unit pixels but "
+                f"its {dim!r} coordinate steps by {step!r}: the attribute is stale (after "
+                "coarsen or a reprojection?). Drop it (del cube.attrs['transform']) or fix it."
+            )
+
+
 def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
     x0, dx = _axis(obj, xdim, longitude=crs.is_geographic)
     y0, dy = _axis(obj, ydim)
     attr = _transform_attr(obj, ydim, xdim)
     if attr is None:
         _refuse_unregistered_stackstac(obj, ydim, xdim, x0, dx, y0, dy)
-    if attr is not None and not np.isnan(dx) and not np.isclose(abs(dx), abs(attr[0]), rtol=1e-6):
-        raise CubeError(
-            f"the cube's transform attribute {list(attr)} gives {attr[0]!r}-unit pixels but its "
-            f"{xdim!r} coordinate steps by {dx!r}: the attribute is stale (after coarsen or a "
-            "reprojection?). Drop it (del cube.attrs['transform']) or fix it."
-        )
-    if attr is not None and not np.isnan(dy) and not np.isclose(abs(dy), abs(attr[4]), rtol=1e-6):
-        raise CubeError(
-            f"the cube's transform attribute {list(attr)} gives {attr[4]!r}-unit pixels but its "
-            f"{ydim!r} coordinate steps by {dy!r}: the attribute is stale (after coarsen or a "
-            "reprojection?). Drop it (del cube.attrs['transform']) or fix it."
-        )
+    if attr is not None:
+        _check_pixel_sizes(attr, ((xdim, dx, attr[0]), (ydim, dy, attr[4])))
     # After the pixel sizes agree, the fraction of a pixel tells corners from centres.
     shift_x, shift_y = _registration(attr, ydim, xdim, x0, y0)
     if np.isnan(dx) or np.isnan(dy):
@@ -706,7 +713,7 @@ def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
         dy = e if np.isnan(dy) else dy
     x0, y0 = x0 + shift_x, y0 + shift_y
     shape = (int(obj.sizes[ydim]), int(obj.sizes[xdim]))
-    return Grid((dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2), crs, shape)
+    return Grid(Transform(dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2), crs, shape)
 
 
 def _ids_and_times(

@@ -264,11 +264,7 @@ def _extent(lon: np.ndarray, lat: np.ndarray) -> str:
 def _cube_lonlat(cube_grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Points of the cube's outline in lon/lat (64 per side), and the poles it holds."""
     rows, cols = cube_grid.shape or (1, 1)
-    t = np.linspace(0.0, 1.0, 65)
-    edge_cols = np.concatenate([t * cols, np.full_like(t, cols), t[::-1] * cols, 0 * t])
-    edge_rows = np.concatenate([0 * t, t * rows, np.full_like(t, rows), t[::-1] * rows])
-    a, b, c, d, e, f = cube_grid.transform
-    x, y = a * edge_cols + b * edge_rows + c, d * edge_cols + e * edge_rows + f
+    x, y = cube_grid.outline(0, 0, cols, rows)
     if cube_grid.crs != EPSG4326:
         x, y = (np.asarray(v) for v in transformer(cube_grid.crs, EPSG4326).transform(x, y))
     # A pole inside a projected cube is no point of its outline, but its latitude bounds it.

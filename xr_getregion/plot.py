@@ -213,11 +213,10 @@ def _image_index(info: Any, image: int | str) -> int:
 
 def _pixel_outlines(plan: Any) -> np.ndarray:
     """The selected working pixels as ``(n, 4, 2)`` corner arrays in the cube's CRS."""
-    a, b, c, d, e, f = plan.grid.transform
     corners = np.array([(0, 0), (1, 0), (1, 1), (0, 1)], dtype=float)
     u = plan.cols[:, None] + corners[None, :, 0]
     v = plan.rows[:, None] + corners[None, :, 1]
-    x, y = a * u + b * v + c, d * u + e * v + f
+    x, y = plan.grid.to_crs(u, v)
     if plan.grid.crs != plan.cube.grid.crs:
         x, y = transformer(plan.grid.crs, plan.cube.grid.crs).transform(x, y)
     return np.stack([np.asarray(x), np.asarray(y)], axis=-1).reshape(-1, 4, 2)
@@ -230,13 +229,10 @@ def _to_cube_crs(shape: shapely.Geometry, crs: Any, grid: Grid) -> shapely.Geome
         return shape
     window = window_of(grid, grid)
     pixels = to_pixel_space_many(np.array([shape], dtype=object), crs, grid, window)[0]
-    a, b, c, d, e, f = grid.transform
 
     def to_crs(uv: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):  # a point outside the CRS's domain is NaN
-            return np.column_stack(
-                [a * uv[:, 0] + b * uv[:, 1] + c, d * uv[:, 0] + e * uv[:, 1] + f]
-            )
+            return np.column_stack(grid.to_crs(uv[:, 0], uv[:, 1]))
 
     return shapely.transform(pixels, to_crs)
 
