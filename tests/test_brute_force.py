@@ -35,12 +35,12 @@ import numpy as np
 import pyproj
 import shapely
 import xarray as xr
-from brute import BruteGrid, brute_get_region, covered_cells, cube_grid, working_grid
-from conftest import chunked, make_cube, raise_if_dask_computes
 from hypothesis import assume, event, given, note, settings
 from hypothesis import strategies as st
 from pyproj import CRS
 
+from tests.brute import BruteGrid, brute_get_region, covered_cells, cube_grid, working_grid
+from tests.helpers import chunked, make_cube, raise_if_dask_computes
 from xr_getregion import GetRegionWarning
 from xr_getregion.coverage import covered_pixels
 from xr_getregion.grid import METRES_PER_DEGREE

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import shapely
-from conftest import make_cube
 from pyproj import CRS, Transformer
 
+from tests.helpers import make_cube
 from xr_getregion import Geometry
 from xr_getregion.coverage import (
     covered_pixels,

@@ -11,9 +11,9 @@ import pandas as pd
 import pyproj
 import pytest
 import xarray as xr
-from conftest import make_cube, raise_if_dask_computes
 from pyproj import CRS
 
+from tests.helpers import make_cube, raise_if_dask_computes
 from xr_getregion import (
     CRSError,
     CubeError,

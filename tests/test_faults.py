@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import make_cube
 from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
 
 import xr_getregion
+from tests.helpers import make_cube
 from xr_getregion import GetRegionWarning
 
 NT, NB, NY, NX = 4, 2, 60, 80
@@ -369,7 +369,7 @@ def test_a_write_still_running_when_the_job_fails_cannot_recreate_the_temporary(
 # --- signals: kill, timeout, batch schedulers, a closed terminal, Ctrl-C at start-up ----------
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def start(argv: list[str], **kwargs) -> subprocess.Popen:
@@ -442,7 +442,7 @@ import dask
 import shapely
 
 import xr_getregion
-from test_faults import slow_cube
+from tests.test_faults import slow_cube
 
 markers, out = Path(sys.argv[1]), Path(sys.argv[2])
 box = shapely.box(500_020, 3_998_210, 502_390, 3_999_990)

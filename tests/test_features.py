@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import chunked, make_cube, raise_if_dask_computes
 
+from tests.helpers import chunked, make_cube, raise_if_dask_computes
 from xr_getregion import ArgumentError, GeometryError, TooManyValuesError
 
 UTM = "EPSG:32615"

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import raise_if_dask_computes
 from pyproj import Transformer
 
 import xr_getregion
+from tests.helpers import raise_if_dask_computes
 from xr_getregion import Geometry, GeometryError, GetRegionWarning
 from xr_getregion.cli import main
 

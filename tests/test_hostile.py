@@ -16,9 +16,9 @@ import pytest
 import shapely
 import xarray as xr
 from affine import Affine
-from conftest import make_cube
 from pyproj import Transformer
 
+from tests.helpers import make_cube
 from xr_getregion import (
     ArgumentError,
     CubeError,

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import shapely
 import xarray as xr
-from conftest import chunked, counting_dask, cube_values, make_cube, raise_if_dask_computes
 from dask._task_spec import Alias, DataNode
 from dask.optimization import cull
 
 import xr_getregion
+from tests.helpers import chunked, counting_dask, cube_values, make_cube, raise_if_dask_computes
 from xr_getregion import ArgumentError, Geometry, GetRegionWarning, TooManyValuesError
 
 UTM = "EPSG:32615"

@@ -13,9 +13,9 @@ import time
 import geopandas as gpd
 import pytest
 import shapely
-from conftest import make_cube, raise_if_dask_computes
 
 import xr_getregion
+from tests.helpers import make_cube, raise_if_dask_computes
 from xr_getregion import Geometry, TooManyValuesError
 from xr_getregion.cli import main
 

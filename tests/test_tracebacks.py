@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import shapely
 import xarray as xr
-from conftest import make_cube, raise_if_dask_computes
 
 import xr_getregion
+from tests.helpers import make_cube, raise_if_dask_computes
 from xr_getregion import ArgumentError, CubeError, Geometry, GeometryError
 from xr_getregion.cli import main
 
