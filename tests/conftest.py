@@ -27,9 +27,13 @@ def _register_hypothesis_profiles() -> None:
 
     slow = [HealthCheck.too_slow]
     settings.register_profile(
-        "ci", settings.get_profile("ci"), max_examples=200, derandomize=True, deadline=None,
+        "ci",
+        settings.get_profile("ci"),
+        max_examples=200,
+        derandomize=True,
+        deadline=None,
         suppress_health_check=slow,
-    )  # fmt: skip
+    )
     settings.register_profile(
         "thorough", max_examples=2000, deadline=None, suppress_health_check=slow
     )

@@ -172,9 +172,14 @@ class EEAccessor(Generic[Obj]):
     ) -> Plan:
         """What an extraction would read, without reading it; see :func:`xr_getregion.plan`."""
         return api.plan(
-            self._obj, geometry, scale, crs, crs_transform,
-            geometry_crs=geometry_crs, max_values=max_values,
-        )  # fmt: skip
+            self._obj,
+            geometry,
+            scale=scale,
+            crs=crs,
+            crs_transform=crs_transform,
+            geometry_crs=geometry_crs,
+            max_values=max_values,
+        )
 
     def to_parquet(
         self,

@@ -450,9 +450,11 @@ def _clip_to_window(shapes: np.ndarray, crs: CRS, grid: Grid, window: Window) ->
     inside = np.zeros(len(edged), bool)
     for b in boxes:
         inside |= (
-            (b[0] <= bounds[:, 0]) & (b[1] <= bounds[:, 1])
-            & (bounds[:, 2] <= b[2]) & (bounds[:, 3] <= b[3])
-        )  # fmt: skip
+            (b[0] <= bounds[:, 0])
+            & (b[1] <= bounds[:, 1])
+            & (bounds[:, 2] <= b[2])
+            & (bounds[:, 3] <= b[3])
+        )
     out = shapes.copy()
     for k, (x0, y0, x1, y1) in zip(edged[~inside], bounds[~inside], strict=True):
         near = [b for b in boxes if x0 <= b[2] and b[0] <= x1 and y0 <= b[3] and b[1] <= y1]
@@ -838,9 +840,13 @@ def covered_runs_many(
     with np.errstate(invalid="ignore"):
         ok = (cols >= col0) & (cols < col1) & (rows >= row0) & (rows < row1)
     parts = [
-        (rows[ok].astype(np.int64), cols[ok].astype(np.int64), cols[ok].astype(np.int64) + 1,
-         np.flatnonzero(is_point)[ok])
-    ]  # fmt: skip
+        (
+            rows[ok].astype(np.int64),
+            cols[ok].astype(np.int64),
+            cols[ok].astype(np.int64) + 1,
+            np.flatnonzero(is_point)[ok],
+        )
+    ]
     for k in np.flatnonzero(~is_point):
         runs = covered_runs(shapes[k], window, mirrored)
         parts.append((runs.row, runs.c0, runs.c1, np.full(len(runs.row), k)))

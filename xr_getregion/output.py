@@ -120,14 +120,20 @@ def write_table(
         try:
             if target.suffix.lower() == ".parquet":
                 pending = table.to_parquet(
-                    staged, engine="pyarrow", write_index=False, compute=False,
+                    staged,
+                    engine="pyarrow",
+                    write_index=False,
+                    compute=False,
                     storage_options=no_mkdir,
-                )  # fmt: skip
+                )
             else:
                 pending = table.to_csv(
-                    staged, single_file=True, index=False, compute=False,
+                    staged,
+                    single_file=True,
+                    index=False,
+                    compute=False,
                     storage_options=no_mkdir,
-                )  # fmt: skip
+                )
             _run(pending, progress)
             if target.suffix.lower() == ".parquet":
                 staged.mkdir(exist_ok=True)
@@ -344,8 +350,15 @@ def to_parquet(
     from xr_getregion.api import get_region
 
     table = get_region(
-        cube, geometry, scale, crs, crs_transform,
-        max_values=max_values, geometry_crs=geometry_crs,
-        id_column=id_column, properties=properties, lazy=True,
-    )  # fmt: skip
+        cube,
+        geometry,
+        scale=scale,
+        crs=crs,
+        crs_transform=crs_transform,
+        max_values=max_values,
+        geometry_crs=geometry_crs,
+        id_column=id_column,
+        properties=properties,
+        lazy=True,
+    )
     return write_table(table, path, overwrite=overwrite)
