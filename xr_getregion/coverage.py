@@ -42,6 +42,7 @@ from pyproj import CRS
 from xr_getregion.errors import GeometryError, TooManyValuesError
 from xr_getregion.geometry import (
     EPSG4326,
+    TURN,
     GeometryType,
     edge_lines,
     flat_parts,
@@ -96,10 +97,10 @@ def _minus_180_to_180(lon: np.ndarray) -> np.ndarray:
     difference of two doubles within a factor of two of each other), so a place labelled past
     180 gets the very pixel of its label in [-180, 180)."""
     with np.errstate(invalid="ignore"):
-        out = np.where(lon >= 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
+        out = np.where(lon >= 180.0, lon - TURN, np.where(lon < -180.0, lon + TURN, lon))
         far = (out >= 180.0) | (out < -180.0)
     if far.any():
-        out[far] = np.mod(out[far] + 180.0, 360.0) - 180.0
+        out[far] = np.mod(out[far] + 180.0, TURN) - 180.0
     return out
 
 
@@ -303,7 +304,7 @@ def _mend_torn(
             "antimeridian, where its outline cannot be followed on a rotated or sheared "
             "lon/lat working grid. Pass it in lon/lat, or use crs= the cube's CRS."
         )
-    turn = 360.0 / abs(grid.transform[0])
+    turn = TURN / abs(grid.transform[0])
     out = out.copy()
     exact = {}
     for k in np.flatnonzero(torn):
@@ -322,6 +323,17 @@ def _mend_torn(
         out[k] = shapely.GeometryCollection(rest)
     return out, exact
 
+
+# _centre_test looks this share of the polygon's reach (plus two pixels) beyond it: its
+# outline is a chain of chords of curves.
+_REACH_MARGIN = 0.01
+# _window_bounds widens the window's box by this share of its extent (plus a relative
+# epsilon of its coordinates): the outline is a chain of chords of curves.
+_WINDOW_MARGIN = 0.02
+_COORD_EPS = 1e-9
+# _cut_lines allows this many ulps at the seam: a copy moved a turn west lands on it give
+# or take the rounding of the move.
+_SEAM_ULPS = 64
 
 # Pixel centres tested per step by _centre_test: bounds its memory to some tens of MB.
 _CENTRES_PER_STEP = 1 << 20
@@ -358,14 +370,14 @@ def _centre_test(
         lat_hi = max([lat.max(), *held]) if len(lat) else 90.0
         # Whole longitudes around a pole; else the shorter of the spans read in -180..180 and
         # in 0..360 (the polygon crosses at most one of their seams when under half a turn).
-        west, width = _longitude_span(lon) if not held and len(lon) else (0.0, 360.0)
-        margin = 0.01 * (lat_hi - lat_lo) + 2 * abs(e)
-        lon_margin = 0.01 * width + 2 * abs(a)
+        west, width = _longitude_span(lon) if not held and len(lon) else (0.0, TURN)
+        margin = _REACH_MARGIN * (lat_hi - lat_lo) + 2 * abs(e)
+        lon_margin = _REACH_MARGIN * width + 2 * abs(a)
         # The centres to test, counted by arithmetic before any is listed: a scale in
         # degrees by mistake makes billions of them.
         n_rows = min(row1 - row0, (lat_hi - lat_lo + 2 * margin) / abs(e) + 2)
         n_cols = float(col1 - col0)
-        if width + 2 * lon_margin < 360.0:
+        if width + 2 * lon_margin < TURN:
             n_cols = min(n_cols, (width + 2 * lon_margin) / abs(a) + 2)
         if n_rows * n_cols > MAX_WORK:
             raise grid_too_fine(n_rows * n_cols, grid)
@@ -377,8 +389,8 @@ def _centre_test(
         cols = np.arange(col0, col1)
         lon_c, _ = grid.centres(cols, 0)
         margin = lon_margin
-        if width + 2 * margin < 360.0:
-            cols = cols[np.mod(lon_c - (west - margin), 360.0) <= width + 2 * margin]
+        if width + 2 * margin < TURN:
+            cols = cols[np.mod(lon_c - (west - margin), TURN) <= width + 2 * margin]
         if len(rows) == 0 or len(cols) == 0:
             continue
         lon_c, _ = grid.centres(cols, 0)
@@ -406,12 +418,12 @@ def _centre_test(
 def _longitude_span(lon: np.ndarray) -> tuple[float, float]:
     """``(west, width)`` of the longitudes ``lon``, read in -180..180 or in 0..360, whichever
     is narrower; a whole turn when both exceed half of one."""
-    best = (0.0, 360.0)
-    for values in (np.mod(lon + 180.0, 360.0) - 180.0, np.mod(lon, 360.0)):
+    best = (0.0, TURN)
+    for values in (np.mod(lon + 180.0, TURN) - 180.0, np.mod(lon, TURN)):
         width = float(values.max() - values.min())
         if width < best[1]:
             best = (float(values.min()), width)
-    return best if best[1] <= 180.0 else (0.0, 360.0)
+    return best if best[1] <= 180.0 else (0.0, TURN)
 
 
 def _window_bounds(grid: Grid, window: Window, crs: CRS) -> list[tuple[float, ...]] | None:
@@ -426,15 +438,16 @@ def _window_bounds(grid: Grid, window: Window, crs: CRS) -> list[tuple[float, ..
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         return None
     if crs.is_geographic:
-        x = np.unwrap(x, period=360.0)
+        x = np.unwrap(x, period=TURN)
         if np.ptp(x) > 180:  # around a pole, or most of the world: no faithful box
             return None
     # The outline is a chain of chords of curves: a margin keeps the whole area inside.
-    mx, my = 0.02 * np.ptp(x) + 1e-9 * np.abs(x).max(), 0.02 * np.ptp(y) + 1e-9 * np.abs(y).max()
+    mx = _WINDOW_MARGIN * np.ptp(x) + _COORD_EPS * np.abs(x).max()
+    my = _WINDOW_MARGIN * np.ptp(y) + _COORD_EPS * np.abs(y).max()
     box = (x.min() - mx, y.min() - my, x.max() + mx, y.max() + my)
     if not crs.is_geographic:
         return [box]
-    return [(box[0] + k, box[1], box[2] + k, box[3]) for k in (-360.0, 0.0, 360.0)]
+    return [(box[0] + k, box[1], box[2] + k, box[3]) for k in (-TURN, 0.0, TURN)]
 
 
 def _clip_to_window(shapes: np.ndarray, crs: CRS, grid: Grid, window: Window) -> np.ndarray:
@@ -472,7 +485,7 @@ def _wrap_longitudes(shapes: np.ndarray, grid: Grid, window: Window) -> np.ndarr
     turn's edge would round the cut's new vertices and move a line through a pixel corner
     (coverage is limited to the window, and :func:`window_of` keeps that within one turn)."""
     col0, _, col1, _ = window
-    turn = 360.0 / abs(grid.transform[0])
+    turn = TURN / abs(grid.transform[0])
     bounds = shapely.bounds(shapes)
     with np.errstate(invalid="ignore"):
         outside = (bounds[:, 0] < col0) | (bounds[:, 2] >= col0 + turn)
@@ -511,7 +524,7 @@ def _ee_longitudes(shapes: np.ndarray, grid: Grid, window: Window) -> np.ndarray
     """
     col0, _, col1, _ = window
     a, _, c, _, _, _ = grid.transform
-    turn = 360.0 / a
+    turn = TURN / a
     seam = sorted(((-180.0 - c) / a, (180.0 - c) / a))
     bounds = shapely.bounds(shapes)
     with np.errstate(invalid="ignore"):
@@ -541,7 +554,7 @@ def _cut_lines(shape: shapely.Geometry, seam: list[float]) -> list[shapely.Geome
     [-180, 180): ``seam[0] <= x < seam[1]`` (a few ulps allowed at ``seam[0]``, where a
     copy moved a turn west lands on it give or take the rounding of the move)."""
     out = []
-    tol = 64 * np.spacing(max(1.0, abs(seam[0])))
+    tol = _SEAM_ULPS * np.spacing(max(1.0, abs(seam[0])))
     for g in flat_parts(shape)[0]:
         if not is_line(g):
             out.append(g)
@@ -597,9 +610,9 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
         # rather than the rest of the world, and the columns near 180 between the outline's
         # samples are not missed. An outline around a pole does not close so: it keeps
         # -180..180 (its window is a whole turn).
-        unwrapped = np.unwrap(x[ok], period=360.0)
+        unwrapped = np.unwrap(x[ok], period=TURN)
         if abs(unwrapped[-1] - unwrapped[0]) < 180:
-            x[ok] = unwrapped + (360.0 if unwrapped.min() < -180 else 0.0)
+            x[ok] = unwrapped + (TURN if unwrapped.min() < -180 else 0.0)
     # A pole inside the footprint is no point of its outline, and on a geographic grid it is
     # a whole line (latitude +-90 at every longitude): without it, the rows between the
     # outline's highest latitude and the pole, and the longitudes between the outline's
@@ -636,7 +649,7 @@ def _ee_window(
         return Window(0, 0, 0, 0)
     # Read continuously, an outline across 180 leaves [-180, 180); a geographic cube's
     # outline labelled past 180 (179..181, 0..360) already does.
-    lon = np.unwrap(lon[ok], period=360.0)
+    lon = np.unwrap(lon[ok], period=TURN)
     poles = _poles_inside(cube_grid)
     # A pole inside the footprint is no point of its outline but a whole row of the grid.
     _, py = grid.to_pixel(np.zeros(ok.sum() + len(poles)), np.append(lat[ok], poles))
@@ -654,7 +667,7 @@ def _one_turn(grid: Grid) -> int | None:
     grids): a turn of 360 degrees, to the nearest column, so no place has two pixels."""
     if not (grid.crs.is_geographic and grid.axis_aligned):
         return None
-    return math.ceil(360.0 / abs(grid.transform[0]) - 0.5)
+    return math.ceil(TURN / abs(grid.transform[0]) - 0.5)
 
 
 def _poles_inside(cube_grid: Grid) -> list[float]:

@@ -490,6 +490,12 @@ def _irregular_message(dim: str, values: np.ndarray, longitude: bool) -> str:
     )
 
 
+# Two transform attributes of one Dataset are the same grid to this relative tolerance.
+_SAME_TRANSFORM_RTOL = 1e-12
+# A label within this fraction of a pixel of a corner (or centre) of the transform is one.
+_LABEL_TOLERANCE = 1e-3
+
+
 def _transform_attr(obj: Any, ydim: str, xdim: str) -> tuple[float, ...] | None:
     """The affine ``(a, b, c, d, e, f)`` of the cube's ``attrs['transform']`` (stackstac's, or
     the old ``xr.open_rasterio``'s), or None when there is none.
@@ -514,7 +520,7 @@ def _transform_attr(obj: Any, ydim: str, xdim: str) -> tuple[float, ...] | None:
         return None
     (first_where, first), *rest = given
     for where, other in rest:
-        if not np.allclose(first, other, rtol=1e-12, atol=0.0):
+        if not np.allclose(first, other, rtol=_SAME_TRANSFORM_RTOL, atol=0.0):
             raise CubeError(
                 f"the Dataset's transform attributes disagree: {first_where} is {list(first)} "
                 f"but {where} is {list(other)}: its bands are on different grids, or one "
@@ -567,9 +573,9 @@ def _registration(
     where = {}
     for dim, label, origin, size in ((xdim, x0, c, a), (ydim, y0, f, e)):
         frac = fraction(label, origin, size)
-        if min(frac, 1 - frac) < 1e-3:
+        if min(frac, 1 - frac) < _LABEL_TOLERANCE:
             where[dim] = "corner"
-        elif abs(frac - 0.5) < 1e-3:
+        elif abs(frac - 0.5) < _LABEL_TOLERANCE:
             where[dim] = "centre"
         else:
             raise CubeError(

@@ -587,8 +587,10 @@ def edge_lines(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lines, np.concatenate([owner[line], owner[polygon][k]]).astype(np.intp)
 
 
+#: A turn of longitude, in degrees.
+TURN = 360.0
 #: Half a turn of longitude: a straight lon/lat edge spanning more runs the long way round.
-HALF_TURN = 180.0
+HALF_TURN = TURN / 2
 
 
 def long_edges(lon: np.ndarray, line: np.ndarray | None = None) -> np.ndarray:
