@@ -14,6 +14,7 @@ import xarray as xr
 from xr_getregion import api, collection
 from xr_getregion.collection import Obj
 from xr_getregion.extraction import MAX_VALUES, Plan
+from xr_getregion.grid import NATIVE
 from xr_getregion.types import CRSLike, GeometryLike, TimeLike, TransformLike
 
 __all__ = ["EEAccessor"]
@@ -136,7 +137,7 @@ class EEAccessor(Generic[Obj]):
         self,
         geometry: GeometryLike,
         scale: float | None = None,
-        crs: CRSLike | None = "native",
+        crs: CRSLike | None = NATIVE,
         crs_transform: TransformLike | None = None,
         *,
         max_values: int | None = MAX_VALUES,
@@ -164,7 +165,7 @@ class EEAccessor(Generic[Obj]):
         self,
         geometry: GeometryLike,
         scale: float | None = None,
-        crs: CRSLike | None = None,
+        crs: CRSLike | None = NATIVE,
         crs_transform: TransformLike | None = None,
         *,
         geometry_crs: CRSLike | None = None,
@@ -186,7 +187,7 @@ class EEAccessor(Generic[Obj]):
         geometry: GeometryLike,
         path: str | os.PathLike[str],
         scale: float | None = None,
-        crs: CRSLike | None = "native",
+        crs: CRSLike | None = NATIVE,
         crs_transform: TransformLike | None = None,
         **kwargs: Any,
     ) -> Path:

@@ -21,7 +21,7 @@ from xr_getregion.extraction import (
     plan_region,
 )
 from xr_getregion.geometry import Features, is_feature_collection, read_features, read_geometry
-from xr_getregion.grid import working_grid
+from xr_getregion.grid import NATIVE, working_grid
 from xr_getregion.lazy import lazy_frame
 from xr_getregion.table import HEADER, TableSpec, pixel_columns, to_dataframe, to_list
 from xr_getregion.types import CRSLike, GeometryLike, TransformLike
@@ -33,7 +33,7 @@ def plan(
     cube: xr.DataArray | xr.Dataset,
     geometry: GeometryLike,
     scale: float | None = None,
-    crs: CRSLike | None = None,
+    crs: CRSLike | None = NATIVE,
     crs_transform: TransformLike | None = None,
     *,
     geometry_crs: CRSLike | None = None,
@@ -41,8 +41,10 @@ def plan(
 ) -> Plan:
     """Decide which pixels and values an extraction returns, without reading any value.
 
-    Takes the arguments of :func:`get_region` (``crs=None`` meaning EE's default grid) and
-    returns the :class:`~xr_getregion.extraction.Plan`; ``plan(...).n_values`` is the number
+    Takes the arguments of :func:`get_region`, with its defaults (``crs="native"``: the
+    cube's own grid unless ``scale`` or ``crs_transform`` is given; ``crs=None`` is EE's
+    1-degree default grid, as for :func:`getRegion`), and returns the
+    :class:`~xr_getregion.extraction.Plan`; ``plan(...).n_values`` is the number
     the ``max_values`` limit is checked against. Several features (a ``GeoDataFrame``, ...)
     are planned each on its own, as :func:`get_region` extracts them, so ``n_pixels`` counts
     a pixel once per feature covering it. With ``max_values``, a plan over it is only
@@ -228,7 +230,7 @@ def get_region(
     cube: xr.DataArray | xr.Dataset,
     geometry: GeometryLike,
     scale: float | None = None,
-    crs: CRSLike | None = "native",
+    crs: CRSLike | None = NATIVE,
     crs_transform: TransformLike | None = None,
     *,
     max_values: int | None = MAX_VALUES,

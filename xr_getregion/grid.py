@@ -22,7 +22,11 @@ from pyproj import CRS
 from xr_getregion.errors import GetRegionWarning, GridError
 from xr_getregion.geometry import EPSG4326, read_crs
 
-__all__ = ["METRES_PER_DEGREE", "Grid", "Transform", "working_grid"]
+__all__ = ["METRES_PER_DEGREE", "NATIVE", "Grid", "Transform", "working_grid"]
+
+#: ``crs=NATIVE`` alone means the cube's own grid, with no resampling: the default of
+#: ``get_region``, ``plan``, ``to_parquet`` and ``region_map`` (``getRegion`` keeps EE's).
+NATIVE = "native"
 
 #: Earth Engine's metres per degree, to the last bit: ``30 / METRES_PER_DEGREE`` is the
 #: 30 m step of EE's printed outputs. (``6378137 * pi / 180`` in Python is one ulp off.)
@@ -227,7 +231,7 @@ def working_grid(
             "scale and crsTransform are mutually exclusive (as in Earth Engine): "
             "pass one or the other."
         )
-    if isinstance(crs, str) and crs.lower() == "native":
+    if isinstance(crs, str) and crs.lower() == NATIVE:
         if scale is None and crs_transform is None:
             return native
         crs = None

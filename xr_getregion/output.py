@@ -62,6 +62,8 @@ import xarray as xr
 from xr_getregion._signals import signals_deferred, terminate_as_exit
 from xr_getregion.errors import ArgumentError, OutputExistsError
 from xr_getregion.extraction import MAX_VALUES
+from xr_getregion.grid import NATIVE
+from xr_getregion.types import CRSLike, GeometryLike, TransformLike
 
 __all__ = ["to_parquet", "write_table"]
 
@@ -329,14 +331,14 @@ def _active_client() -> Any:
 
 def to_parquet(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     path: str | os.PathLike[str],
     scale: float | None = None,
-    crs: Any = "native",
-    crs_transform: Any = None,
+    crs: CRSLike | None = NATIVE,
+    crs_transform: TransformLike | None = None,
     *,
     max_values: int | None = MAX_VALUES,
-    geometry_crs: Any = None,
+    geometry_crs: CRSLike | None = None,
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
     overwrite: bool = False,

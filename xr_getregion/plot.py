@@ -19,7 +19,7 @@ from xr_getregion.coverage import to_pixel_space_many, window_of
 from xr_getregion.cube import read_cube
 from xr_getregion.errors import ArgumentError
 from xr_getregion.geometry import read_geometry
-from xr_getregion.grid import Grid, transformer
+from xr_getregion.grid import NATIVE, Grid, transformer
 from xr_getregion.table import as_frame
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def region_map(
     cube: xr.DataArray | xr.Dataset,
     geometry: Any,
     scale: float | None = None,
-    crs: Any = None,
+    crs: Any = NATIVE,
     crs_transform: Any = None,
     *,
     image: int | str = 0,
@@ -68,8 +68,8 @@ def region_map(
     Parameters
     ----------
     cube, geometry, scale, crs, crs_transform, geometry_crs
-        As for :func:`xr_getregion.getRegion` (``crs=None`` with a ``scale`` is EE's
-        EPSG:4326 grid; ``crs="native"`` is the cube's own).
+        As for :func:`xr_getregion.get_region`, with its defaults: ``crs="native"`` alone is
+        the cube's own grid; with a ``scale`` (and no other ``crs``) it is EE's EPSG:4326 grid.
     image
         The image to draw: its position, or its id.
     bands
