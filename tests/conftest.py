@@ -1,135 +1,19 @@
-"""Shared test helpers: small cubes, a chunk-read counter and a scheduler that forbids computes."""
+"""pytest configuration: the shared fixtures and the Hypothesis profiles.
+
+Helpers the tests import live in :mod:`tests.helpers`.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
-
-import dask
-import dask.array as da
-import numpy as np
 import pytest
 import xarray as xr
 
-import xr_getregion  # noqa: F401  (registers .ee)
-
-
-class CountingScheduler:
-    """A dask scheduler that counts computes and fails past ``max_computes`` (xarray's idea)."""
-
-    def __init__(self, max_computes: int = 0) -> None:
-        self.total_computes = 0
-        self.max_computes = max_computes
-
-    def __call__(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
-        self.total_computes += 1
-        if self.total_computes > self.max_computes:
-            raise RuntimeError(
-                f"Too many computes: {self.total_computes} > {self.max_computes} allowed."
-            )
-        return dask.get(dsk, keys, **kwargs)
-
-
-@contextmanager
-def raise_if_dask_computes(max_computes: int = 0) -> Iterator[CountingScheduler]:
-    """Fail if dask computes more than ``max_computes`` times inside the block."""
-    scheduler = CountingScheduler(max_computes)
-    with dask.config.set(scheduler=scheduler):
-        yield scheduler
-
-
-class CountingArray:
-    """A numpy array behind ``__getitem__`` that records every read, for ``da.from_array``."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = values
-        self.shape = values.shape
-        self.dtype = values.dtype
-        self.ndim = values.ndim
-        self.reads: list[tuple[slice, ...]] = []
-        self._lock = threading.Lock()
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        with self._lock:
-            self.reads.append(key)
-        return self.values[key]
-
-    def windows(self) -> set[tuple[int, int, int, int]]:
-        """The ``(y0, y1, x0, x1)`` of every read, over images and bands."""
-        return {(k[-2].start, k[-2].stop, k[-1].start, k[-1].stop) for k in self.reads}
-
-
-def counting_dask(values: np.ndarray, chunks: Any) -> tuple[da.Array, CountingArray]:
-    source = CountingArray(values)
-    meta = np.empty((0,) * values.ndim, values.dtype)
-    return da.from_array(source, chunks=chunks, meta=meta, asarray=False), source
-
-
-def cube_values(nt: int, nb: int, ny: int, nx: int, dtype: Any = np.float32) -> np.ndarray:
-    """Distinct values that encode their (t, b, y, x) position: t*1e6 + b*1e5 + y*300 + x."""
-    t, b, y, x = np.meshgrid(
-        np.arange(nt), np.arange(nb), np.arange(ny), np.arange(nx), indexing="ij"
-    )
-    return (t * 1_000_000 + b * 100_000 + y * 300 + x).astype(dtype)
-
-
-def make_cube(
-    ny: int = 20,
-    nx: int = 30,
-    nt: int = 3,
-    bands: Sequence[str] = ("a", "b"),
-    *,
-    crs: str | None = "EPSG:32615",
-    x0: float = 500_000.0,
-    y0: float = 4_000_000.0,
-    res: float = 30.0,
-    south_up: bool = False,
-    dtype: Any = np.float32,
-    data: Any = None,
-) -> xr.DataArray:
-    """A (time, band, y, x) cube whose pixel (y, x) has edges x0 + res*x, y0 -/+ res*y."""
-    values = cube_values(nt, len(bands), ny, nx, dtype) if data is None else data
-    dy = res if south_up else -res
-    cube = xr.DataArray(
-        values,
-        dims=("time", "band", "y", "x"),
-        coords={
-            "time": np.array(
-                ["2021-01-01T00:00:00", "2021-01-17T10:30:00", "2021-02-02T00:00:01.5"][:nt]
-                + [f"2021-03-{d:02d}" for d in range(1, max(nt - 3, 0) + 1)],
-                dtype="datetime64[ms]",
-            ),
-            "band": list(bands),
-            "y": y0 + dy * (np.arange(ny) + 0.5),
-            "x": x0 + res * (np.arange(nx) + 0.5),
-        },
-        name="v",
-    )
-    if crs is not None:
-        cube = cube.rio.write_crs(crs)
-    return cube
+from tests.helpers import make_cube
 
 
 @pytest.fixture
 def cube() -> xr.DataArray:
     return make_cube()
-
-
-CHUNKINGS = [
-    None,  # numpy
-    (1, 1, 7, 11),
-    (2, 2, 20, 30),
-    (3, 1, 4, 30),
-    (1, 2, 20, 5),
-]
-
-
-def chunked(cube: xr.DataArray, chunks: Any) -> xr.DataArray:
-    if chunks is None:
-        return cube
-    return cube.chunk(dict(zip(cube.dims, chunks, strict=True)))
 
 
 # Hypothesis profiles. "ci" (the default) is reproducible and quick: the same examples on
@@ -143,9 +27,13 @@ def _register_hypothesis_profiles() -> None:
 
     slow = [HealthCheck.too_slow]
     settings.register_profile(
-        "ci", settings.get_profile("ci"), max_examples=200, derandomize=True, deadline=None,
+        "ci",
+        settings.get_profile("ci"),
+        max_examples=200,
+        derandomize=True,
+        deadline=None,
         suppress_health_check=slow,
-    )  # fmt: skip
+    )
     settings.register_profile(
         "thorough", max_examples=2000, deadline=None, suppress_health_check=slow
     )

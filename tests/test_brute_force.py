@@ -35,12 +35,12 @@ import numpy as np
 import pyproj
 import shapely
 import xarray as xr
-from brute import BruteGrid, brute_get_region, covered_cells, cube_grid, working_grid
-from conftest import chunked, make_cube, raise_if_dask_computes
 from hypothesis import assume, event, given, note, settings
 from hypothesis import strategies as st
 from pyproj import CRS
 
+from tests.brute import BruteGrid, brute_get_region, covered_cells, cube_grid, working_grid
+from tests.helpers import chunked, make_cube, raise_if_dask_computes
 from xr_getregion import GetRegionWarning
 from xr_getregion.coverage import covered_pixels
 from xr_getregion.grid import METRES_PER_DEGREE
@@ -149,9 +149,17 @@ def cubes(draw: st.DrawFn, site: Site, crs: str, around: bool = False) -> xr.Dat
     # make_cube's y0 is the top edge (north-up) or the bottom edge (south-up).
     y0 = bottom if south_up else bottom + ny * res
     cube = make_cube(
-        ny, nx, nt, ["a", "b"][:nb], crs=crs, x0=x0, y0=y0, res=res, south_up=south_up,
+        ny,
+        nx,
+        nt,
+        ["a", "b"][:nb],
+        crs=crs,
+        x0=x0,
+        y0=y0,
+        res=res,
+        south_up=south_up,
         data=cube_data(nt, nb, ny, nx, integer),
-    )  # fmt: skip
+    )
     if integer:
         cube.attrs["_FillValue"] = NODATA
     return cube
@@ -525,11 +533,14 @@ def test_polar_cubes_on_lon_lat_grids_equal_the_brute_force(data: st.DataObject)
     # of the grid inside the cube's footprint but on none of its edges.
     case = data.draw(
         cases(
-            ("north pole", "south pole"), ("EPSG:3413", "EPSG:3031"),
-            ("scale", "crs+scale", "transform"), ("EPSG:4326",), around=True,
+            ("north pole", "south pole"),
+            ("EPSG:3413", "EPSG:3031"),
+            ("scale", "crs+scale", "transform"),
+            ("EPSG:4326",),
+            around=True,
         ),
         "case",
-    )  # fmt: skip
+    )
     geometry, geometry_crs = data.draw(regions(case), "region")
     chunks = data.draw(chunkings(case.cube), "chunks")
     check(case, geometry, geometry_crs, chunks)
@@ -546,9 +557,16 @@ def default_cases(draw: st.DrawFn) -> Case:
     bottom = 34.0 + draw(st.integers(-4, 8)) * res
     y0 = bottom if south_up else bottom + ny * res
     cube = make_cube(
-        ny, nx, draw(st.integers(1, 2)), ["a", "b"][: draw(st.integers(1, 2))],
-        crs="EPSG:4326", x0=x0, y0=y0, res=res, south_up=south_up,
-    )  # fmt: skip
+        ny,
+        nx,
+        draw(st.integers(1, 2)),
+        ["a", "b"][: draw(st.integers(1, 2))],
+        crs="EPSG:4326",
+        x0=x0,
+        y0=y0,
+        res=res,
+        south_up=south_up,
+    )
     return Case(SITES["arkansas"], cube, None, None, None, True)
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import make_cube, raise_if_dask_computes
 from pyproj import Transformer
 
 import xr_getregion
+from tests.helpers import make_cube, raise_if_dask_computes
 from xr_getregion import ArgumentError, CubeError, EmptyCollectionError, Geometry
 
 UTM = "EPSG:32615"

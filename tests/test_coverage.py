@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import shapely
-from conftest import make_cube
 from pyproj import CRS, Transformer
 
+from tests.helpers import make_cube
 from xr_getregion import Geometry
 from xr_getregion.coverage import (
     covered_pixels,
@@ -356,9 +356,13 @@ def test_clipping_to_the_window_keeps_the_chords_of_the_edges_it_keeps():
     # an edge changed sides with the window. Its pieces now follow from the polygon given.
     cube = make_cube(8, 6, 1, ["a"], crs="EPSG:3413", x0=-16000.0, y0=-2000.0, res=2000.0)
     polygon = shapely.Polygon(
-        [(-117.30290307087735, 89.81862015934851), (-102.06037520035581, 89.89860002274244),
-         (-101.33753463419605, 89.90052892985635), (-139.95265846683841, 89.9168982179727)]
-    )  # fmt: skip
+        [
+            (-117.30290307087735, 89.81862015934851),
+            (-102.06037520035581, 89.89860002274244),
+            (-101.33753463419605, 89.90052892985635),
+            (-139.95265846683841, 89.9168982179727),
+        ]
+    )
     grid = working_grid(None, scale=1000.0, crs="EPSG:3413")
     cube_grid = Grid((2000.0, 0, -16000.0, 0, -2000.0, -2000.0), CRS.from_epsg(3413), (8, 6))
     window = window_of(cube_grid, grid)

@@ -11,9 +11,9 @@ import pandas as pd
 import pyproj
 import pytest
 import xarray as xr
-from conftest import make_cube, raise_if_dask_computes
 from pyproj import CRS
 
+from tests.helpers import make_cube, raise_if_dask_computes
 from xr_getregion import (
     CRSError,
     CubeError,
@@ -223,8 +223,10 @@ def test_a_cf_grid_mapping_given_as_parameters_only_is_read_with_pyproj(tmp_path
     utm = pyproj.Transformer.from_crs("EPSG:4326", 32615, always_xy=True).transform(-92.5, 35.0)
     np.testing.assert_allclose(here, utm, atol=1e-3)
     # Parameters pyproj cannot read: a CRSError naming the variable and the fixes.
-    bad = make_cube(crs=None).to_dataset(dim="band").assign_coords(
-        utm=xr.DataArray(0, attrs={"grid_mapping_name": "no_such_projection"})
+    bad = (
+        make_cube(crs=None)
+        .to_dataset(dim="band")
+        .assign_coords(utm=xr.DataArray(0, attrs={"grid_mapping_name": "no_such_projection"}))
     )
     for name in bad.data_vars:
         bad[name].attrs["grid_mapping"] = "utm"
@@ -316,8 +318,10 @@ def test_timezone_aware_times_are_their_utc_instants(cube):
     expected = (1594299747000, -315597600000)
     assert _times(cube, {"time": chicago}) == expected
     assert _times(cube, {"time": ("time", np.array(list(chicago), dtype=object))}) == expected
-    mixed = [pd.Timestamp("2020-07-09 18:32:27", tz="Asia/Kolkata"),
-             pd.Timestamp("1960-01-01 18:45", tz="Pacific/Chatham")]  # fmt: skip
+    mixed = [
+        pd.Timestamp("2020-07-09 18:32:27", tz="Asia/Kolkata"),
+        pd.Timestamp("1960-01-01 18:45", tz="Pacific/Chatham"),
+    ]
     assert _times(cube, {"time": ("time", np.array(mixed, dtype=object))}) == expected
     assert _times(cube, {"time": chicago.tz_convert("UTC").as_unit("s")}) == expected
 
@@ -396,16 +400,28 @@ def _cftimes(calendar, *dates):
 
 
 @pytest.mark.parametrize(
-    "calendar", ["noleap", "365_day", "all_leap", "366_day", "julian", "proleptic_gregorian",
-                 "360_day", "standard"],
-)  # fmt: skip
+    "calendar",
+    [
+        "noleap",
+        "365_day",
+        "all_leap",
+        "366_day",
+        "julian",
+        "proleptic_gregorian",
+        "360_day",
+        "standard",
+    ],
+)
 def test_cftime_dates_that_exist_map_to_the_same_fields_without_a_warning(cube, calendar):
     dates = _cftimes(calendar, (2020, 2, 28, 12, 30, 0, 1999), (2300, 12, 30))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # xarray's calendar warning would fail the test
         times = _times(cube, {"time": dates})
-        table = getRegion(cube.isel(time=slice(0, 2)).assign_coords(time=dates),
-                          Geometry.Point(*_centre(cube)), crs="native")  # fmt: skip
+        table = getRegion(
+            cube.isel(time=slice(0, 2)).assign_coords(time=dates),
+            Geometry.Point(*_centre(cube)),
+            crs="native",
+        )
     assert times == (1582893000001, 10445155200000)
     assert [row[3] for row in table[1:]] == [1582893000001, 10445155200000]
 
@@ -450,10 +466,13 @@ def test_the_named_calendar_fix_works_and_names_a_non_time_dim(cube):
 
 def test_get_region_time_column_is_the_utc_instant(cube):
     kolkata = pd.DatetimeIndex(["2021-01-01 05:30", "2021-01-17 16:00"], tz="Asia/Kolkata")
-    frame = get_region(cube.isel(time=slice(0, 2)).assign_coords(time=kolkata),
-                       Geometry.Point(*_centre(cube)))  # fmt: skip
-    assert frame["time"].tolist() == [pd.Timestamp("2021-01-01", tz="UTC"),
-                                      pd.Timestamp("2021-01-17 10:30", tz="UTC")]  # fmt: skip
+    frame = get_region(
+        cube.isel(time=slice(0, 2)).assign_coords(time=kolkata), Geometry.Point(*_centre(cube))
+    )
+    assert frame["time"].tolist() == [
+        pd.Timestamp("2021-01-01", tz="UTC"),
+        pd.Timestamp("2021-01-17 10:30", tz="UTC"),
+    ]
 
 
 def _centre(cube):

@@ -49,9 +49,13 @@ def fields():
     cy = rng.uniform(3_839_000, 3_862_000, 1000)
     shapes = []
     for x, y, w, h, a in zip(
-        cx, cy, rng.uniform(60, 240, 1000), rng.uniform(60, 240, 1000),
-        rng.uniform(0, 90, 1000), strict=True,
-    ):  # fmt: skip
+        cx,
+        cy,
+        rng.uniform(60, 240, 1000),
+        rng.uniform(60, 240, 1000),
+        rng.uniform(0, 90, 1000),
+        strict=True,
+    ):
         box = shapely.box(x - w / 2, y - h / 2, x + w / 2, y + h / 2)
         shapes.append(shapely.affinity.rotate(box, a, origin="centroid"))
     return gpd.GeoDataFrame(

@@ -72,9 +72,24 @@ def test_zarr_cube_geojson_features_to_parquet(files, capsys):
 def test_variable_scale_crs_and_id_column(files):
     root, cube, fields = files
     out = root / "b.parquet"
-    assert run(root / "stacked.zarr", "--variable", "reflectance", "--geometry",
-               root / "fields.gpkg", "--out", out, "--scale", "30", "--crs", "EPSG:4326",
-               "--id-column", "name") == 0  # fmt: skip
+    assert (
+        run(
+            root / "stacked.zarr",
+            "--variable",
+            "reflectance",
+            "--geometry",
+            root / "fields.gpkg",
+            "--out",
+            out,
+            "--scale",
+            "30",
+            "--crs",
+            "EPSG:4326",
+            "--id-column",
+            "name",
+        )
+        == 0
+    )
     got = pd.read_parquet(out)
     expected = cube.ee.get_region(fields, 30, "EPSG:4326", id_column="name", max_values=None)
     pd.testing.assert_frame_equal(ordered(got), ordered(expected), check_dtype=False)
@@ -99,8 +114,19 @@ def test_netcdf_and_geotiff_cubes_and_csv(files):
 def test_on_a_local_cluster_with_progress(files, capsys):
     root, cube, fields = files
     out = root / "e.parquet"
-    assert run(root / "cube.zarr", "--geometry", root / "fields.geojson", "--out", out,
-               "--workers", "2", "--progress") == 0  # fmt: skip
+    assert (
+        run(
+            root / "cube.zarr",
+            "--geometry",
+            root / "fields.geojson",
+            "--out",
+            out,
+            "--workers",
+            "2",
+            "--progress",
+        )
+        == 0
+    )
     expected = cube.ee.get_region(fields, max_values=None)
     pd.testing.assert_frame_equal(
         ordered(pd.read_parquet(out)), ordered(expected), check_dtype=False
@@ -110,10 +136,22 @@ def test_on_a_local_cluster_with_progress(files, capsys):
 def test_the_command_runs_as_a_program(files):
     root, _, _ = files
     done = subprocess.run(
-        [sys.executable, "-m", "xr_getregion", "extract", str(root / "cube.zarr"), "--geometry",
-         str(root / "fields.gpkg"), "--out", str(root / "f.csv"), "--progress"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "xr_getregion",
+            "extract",
+            str(root / "cube.zarr"),
+            "--geometry",
+            str(root / "fields.gpkg"),
+            "--out",
+            str(root / "f.csv"),
+            "--progress",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout
 
@@ -250,14 +288,18 @@ def _stderr_line(capfd) -> str:
         ("cube", "x.tif", _write(b"II*\x00" + bytes(4)), "as GeoTIFF"),
         ("cube", "x.tif", _tiff_without_georeferencing, "CRS"),
         ("features", "x.geojson", _write(b"this is text\n"), "is not GeoJSON"),
-        ("features", "x.json", _write(b'{"type": "FeatureCollection", "features": ['),
-         "as GeoJSON"),
+        (
+            "features",
+            "x.json",
+            _write(b'{"type": "FeatureCollection", "features": ['),
+            "as GeoJSON",
+        ),
         ("features", "x.parquet", _write(b"this is text\n"), "is not a Parquet file"),
         ("features", "x.parquet", _plain_parquet, "as GeoParquet: Missing geo metadata"),
         ("features", "x.gpkg", _write(b"this is text\n"), "is not a GeoPackage"),
         ("features", "x.shp", _write(b"this is text\n"), "is not a Shapefile"),
     ],
-)  # fmt: skip
+)
 def test_content_other_than_the_extension_is_one_line_naming_path_and_format(
     files, capfd, tmp_path, role, name, make, expected
 ):
@@ -324,10 +366,21 @@ def test_a_real_process_prints_one_line_for_a_missing_or_misnamed_input(files, t
         (tmp_path / "text.tif", "is not a GeoTIFF"),
     ]:
         done = subprocess.run(
-            [sys.executable, "-m", "xr_getregion", "extract", str(cube), "--geometry",
-             str(root / "fields.gpkg"), "--out", str(tmp_path / "o.csv")],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "xr_getregion",
+                "extract",
+                str(cube),
+                "--geometry",
+                str(root / "fields.gpkg"),
+                "--out",
+                str(tmp_path / "o.csv"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert done.returncode == 2
         assert done.stderr.count("\n") == 1 and expected in done.stderr, done.stderr
         assert done.stdout == ""
@@ -340,8 +393,16 @@ def test_a_zarr_store_with_the_pickle_codec_is_refused_unread(files, capfd, tmp_
     store = tmp_path / "evil.zarr"
     (store / "v").mkdir(parents=True)
     (store / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
-    meta = {"zarr_format": 2, "shape": [1], "chunks": [1], "dtype": "|O", "order": "C",
-            "compressor": None, "fill_value": None, "filters": [{"id": "pickle"}]}  # fmt: skip
+    meta = {
+        "zarr_format": 2,
+        "shape": [1],
+        "chunks": [1],
+        "dtype": "|O",
+        "order": "C",
+        "compressor": None,
+        "fill_value": None,
+        "filters": [{"id": "pickle"}],
+    }
     (store / "v" / ".zarray").write_text(json.dumps(meta))
     (store / "v" / ".zattrs").write_text(json.dumps({"_ARRAY_DIMENSIONS": ["time"]}))
     # Not a pickle at all: if anything tried to decode it, the read would fail differently.
@@ -356,11 +417,21 @@ def test_a_v3_store_with_a_pickle_codec_in_consolidated_metadata_is_refused(file
     root, _, _ = files
     store = tmp_path / "evil3.zarr"
     store.mkdir()
-    array = {"zarr_format": 3, "node_type": "array",
-             "codecs": [{"name": "sharding_indexed", "configuration": {
-                 "codecs": [{"name": "bytes"}, {"name": "numcodecs.pickle"}]}}]}  # fmt: skip
-    group = {"zarr_format": 3, "node_type": "group",
-             "consolidated_metadata": {"kind": "inline", "metadata": {"v": array}}}  # fmt: skip
+    array = {
+        "zarr_format": 3,
+        "node_type": "array",
+        "codecs": [
+            {
+                "name": "sharding_indexed",
+                "configuration": {"codecs": [{"name": "bytes"}, {"name": "numcodecs.pickle"}]},
+            }
+        ],
+    }
+    group = {
+        "zarr_format": 3,
+        "node_type": "group",
+        "consolidated_metadata": {"kind": "inline", "metadata": {"v": array}},
+    }
     (store / "zarr.json").write_text(json.dumps(group))
     capfd.readouterr()
     assert run(store, "--geometry", root / "fields.geojson", "--out", tmp_path / "o.csv") == 2

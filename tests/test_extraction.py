@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import shapely
 import xarray as xr
-from conftest import counting_dask, cube_values, make_cube, raise_if_dask_computes
 from dask.delayed import Delayed
 
 import xr_getregion
+from tests.helpers import counting_dask, cube_values, make_cube, raise_if_dask_computes
 from xr_getregion import CubeError
 from xr_getregion.cube import read_cube
 from xr_getregion.extraction import _as_4d, optimized_reads, read_tasks

@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import make_cube
 from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
 
 import xr_getregion
+from tests.helpers import make_cube
 from xr_getregion import GetRegionWarning
 
 NT, NB, NY, NX = 4, 2, 60, 80
@@ -84,9 +84,12 @@ def slow_cube(
 
     chunks = tuple((c,) * (n // c) for c, n in zip(CHUNKS, (NT, NB, NY, NX), strict=True))
     data = da.map_blocks(
-        read, chunks=chunks, dtype=np.float32, meta=np.empty((0,) * 4, np.float32),
+        read,
+        chunks=chunks,
+        dtype=np.float32,
+        meta=np.empty((0,) * 4, np.float32),
         name=f"slow-read-{markers.name}-{time.monotonic_ns()}",
-    )  # fmt: skip
+    )
     return make_cube(NY, NX, NT, ("a", "b"), data=data)
 
 
@@ -369,7 +372,7 @@ def test_a_write_still_running_when_the_job_fails_cannot_recreate_the_temporary(
 # --- signals: kill, timeout, batch schedulers, a closed terminal, Ctrl-C at start-up ----------
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def start(argv: list[str], **kwargs) -> subprocess.Popen:
@@ -423,9 +426,21 @@ def test_extract_killed_mid_job_removes_its_temporary(slow_job_files, tmp_path, 
     """``kill``/``timeout`` (SIGTERM) or a closed terminal (SIGHUP) while the partitions are
     written: exit status 128 + signal, one line, no table and no temporary directory."""
     out = tmp_path / f"t{suffix}"
-    proc = start([sys.executable, "-m", "xr_getregion", "extract",
-                  str(slow_job_files / "cube.zarr"), "--variable", "r", "--geometry",
-                  str(slow_job_files / "points.geojson"), "--out", str(out)])  # fmt: skip
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "xr_getregion",
+            "extract",
+            str(slow_job_files / "cube.zarr"),
+            "--variable",
+            "r",
+            "--geometry",
+            str(slow_job_files / "points.geojson"),
+            "--out",
+            str(out),
+        ]
+    )
     wait_for(lambda: temporaries(tmp_path), proc, "the temporary directory")
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=3 * TIMEOUT)
@@ -442,7 +457,7 @@ import dask
 import shapely
 
 import xr_getregion
-from test_faults import slow_cube
+from tests.test_faults import slow_cube
 
 markers, out = Path(sys.argv[1]), Path(sys.argv[2])
 box = shapely.box(500_020, 3_998_210, 502_390, 3_999_990)
@@ -493,8 +508,17 @@ def test_ctrl_c_during_start_up_is_one_line_and_status_130(tmp_path, how):
         if not script.exists():
             pytest.skip("the xr-getregion console script is not installed beside python")
         argv = [str(script)]
-    proc = start([*argv, "extract", str(tmp_path / "c.zarr"), "--geometry",
-                  str(tmp_path / "f.geojson"), "--out", str(tmp_path / "t.csv")])  # fmt: skip
+    proc = start(
+        [
+            *argv,
+            "extract",
+            str(tmp_path / "c.zarr"),
+            "--geometry",
+            str(tmp_path / "f.geojson"),
+            "--out",
+            str(tmp_path / "t.csv"),
+        ]
+    )
     wait_for(lambda: _mapped(proc.pid, "_multiarray_umath"), proc, "numpy's import")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=3 * TIMEOUT)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import chunked, make_cube, raise_if_dask_computes
 
+from tests.helpers import chunked, make_cube, raise_if_dask_computes
 from xr_getregion import ArgumentError, GeometryError, TooManyValuesError
 
 UTM = "EPSG:32615"
@@ -16,9 +16,11 @@ UTM = "EPSG:32615"
 
 def field(col0, row0, col1, row1):
     return shapely.box(
-        500_000 + 30 * col0 + 1, 4_000_000 - 30 * row1 + 1,
-        500_000 + 30 * col1 - 1, 4_000_000 - 30 * row0 - 1,
-    )  # fmt: skip
+        500_000 + 30 * col0 + 1,
+        4_000_000 - 30 * row1 + 1,
+        500_000 + 30 * col1 - 1,
+        4_000_000 - 30 * row0 - 1,
+    )
 
 
 @pytest.fixture

@@ -195,3 +195,30 @@ def test_touching_and_overlapping_parts_of_a_multipolygon_are_a_union_not_an_err
 def test_constructors_refuse_too_few_points_clearly(make, match):
     with pytest.raises(GeometryError, match=match):
         make()
+
+
+# --- one flattening of multi-parts, one longitude-jump test ------------------------------------
+
+
+def test_flat_parts_flattens_nested_collections_in_order_and_drops_empty_parts() -> None:
+    from xr_getregion.geometry import flat_parts
+
+    a, b = shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 3)
+    nested = shapely.GeometryCollection(
+        [shapely.MultiPolygon([a, b]), shapely.Point(5, 5), shapely.LineString()]
+    )
+    parts, owner = flat_parts(np.array([shapely.Point(9, 9), nested], dtype=object))
+    assert [p.wkt for p in parts] == ["POINT (9 9)", a.wkt, b.wkt, "POINT (5 5)"]
+    assert owner.tolist() == [0, 1, 1, 1]
+    single, where = flat_parts(a)
+    assert [p.wkt for p in single] == [a.wkt] and where.tolist() == [0]
+
+
+def test_long_edges_are_jumps_of_more_than_half_a_turn_within_one_line() -> None:
+    from xr_getregion.geometry import long_edges
+
+    lon = np.array([179.5, -179.5, -179.0, 10.0, -170.5])
+    line = np.array([0, 0, 0, 1, 1])
+    # 179.5 -> -179.5 and 10 -> -170.5 jump; -179 -> 10 does too, but between two lines.
+    assert long_edges(lon, line).tolist() == [True, False, False, True]
+    assert long_edges(lon).tolist() == [True, False, True, True]

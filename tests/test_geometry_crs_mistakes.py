@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import raise_if_dask_computes
 from pyproj import Transformer
 
 import xr_getregion
+from tests.helpers import raise_if_dask_computes
 from xr_getregion import Geometry, GeometryError, GetRegionWarning
 from xr_getregion.cli import main
 
@@ -172,11 +172,15 @@ def test_a_geojson_feature_collection_in_metres_is_refused(col):
     fc = {
         "type": "FeatureCollection",
         "features": [
-            {"type": "Feature", "id": "f1", "properties": {},
-             "geometry": shapely.geometry.mapping(box)}
+            {
+                "type": "Feature",
+                "id": "f1",
+                "properties": {},
+                "geometry": shapely.geometry.mapping(box),
+            }
             for box in metre_boxes()[:1]
         ],
-    }  # fmt: skip
+    }
     with pytest.raises(GeometryError, match=r"feature 'f1' \(position 0\)"):
         col.ee.get_region(fc, scale=30)
     with pytest.raises(GeometryError, match="geometry_crs="):
@@ -288,10 +292,13 @@ def files(tmp_path_factory):
     metres = {
         "type": "FeatureCollection",
         "features": [
-            {"type": "Feature", "properties": {"name": "a"},
-             "geometry": shapely.geometry.mapping(shapely.box(x0, y0 - 200, x0 + 200, y0))}
+            {
+                "type": "Feature",
+                "properties": {"name": "a"},
+                "geometry": shapely.geometry.mapping(shapely.box(x0, y0 - 200, x0 + 200, y0)),
+            }
         ],
-    }  # fmt: skip
+    }
     (root / "metres.geojson").write_text(json.dumps(metres))
     far = gpd.GeoDataFrame({"name": ["a"]}, geometry=[shapely.box(10, 50, 10.1, 50.1)], crs=4326)
     far.to_file(root / "far.geojson", driver="GeoJSON")
@@ -300,8 +307,16 @@ def files(tmp_path_factory):
 
 def test_cli_metres_in_a_geojson_exit_2_with_one_line(files, capsys):
     out = files / "metres.csv"
-    code = main(["extract", str(files / "cube.zarr"), "--geometry",
-                 str(files / "metres.geojson"), "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "extract",
+            str(files / "cube.zarr"),
+            "--geometry",
+            str(files / "metres.geojson"),
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert len(err.strip().splitlines()) == 1
@@ -310,17 +325,34 @@ def test_cli_metres_in_a_geojson_exit_2_with_one_line(files, capsys):
 
 def test_cli_geometry_crs_option_reads_the_metres(files, capsys):
     out = files / "metres_utm.csv"
-    code = main(["extract", str(files / "cube.zarr"), "--geometry",
-                 str(files / "metres.geojson"), "--out", str(out),
-                 "--geometry-crs", UTM])  # fmt: skip
+    code = main(
+        [
+            "extract",
+            str(files / "cube.zarr"),
+            "--geometry",
+            str(files / "metres.geojson"),
+            "--out",
+            str(out),
+            "--geometry-crs",
+            UTM,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert len(pd.read_csv(out)) > 0
 
 
 def test_cli_features_missing_the_cube_print_a_warning_and_write_the_header(files, capsys):
     out = files / "far.csv"
-    code = main(["extract", str(files / "cube.zarr"), "--geometry",
-                 str(files / "far.geojson"), "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "extract",
+            str(files / "cube.zarr"),
+            "--geometry",
+            str(files / "far.geojson"),
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     warning = [line for line in captured.err.splitlines() if "miss the cube" in line]

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import shapely
 import xarray as xr
-from conftest import CHUNKINGS, chunked, make_cube
 from pyproj import Transformer
 
 import xr_getregion
+from tests.helpers import CHUNKINGS, chunked, make_cube
 from xr_getregion import Geometry, GetRegionWarning
 
 S30 = 0.00026949458523585647

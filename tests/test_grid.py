@@ -106,3 +106,31 @@ def test_pixel_round_trip_with_rotation():
     cols, rows = grid.to_pixel(x, y)
     assert cols.tolist() == pytest.approx([0.5, 3.5, -1.5])
     assert rows.tolist() == pytest.approx([0.5, 7.5, 4.5])
+
+
+# --- one forward affine, one outline, a named transform ---------------------------------------
+
+
+def test_to_crs_applies_the_forward_affine_and_inverts_to_pixel() -> None:
+    grid = Grid((2.0, 1.0, 10.0, 0.5, -3.0, 20.0), CRS.from_epsg(32615))
+    x, y = grid.to_crs([1.0, 0.0], [2.0, 0.0])
+    assert x.tolist() == [14.0, 10.0]  # 2*1 + 1*2 + 10, then the origin
+    assert y.tolist() == [14.5, 20.0]  # 0.5*1 - 3*2 + 20
+    col, row = grid.to_pixel(x, y)
+    assert col.tolist() == [1.0, 0.0] and row.tolist() == [2.0, 0.0]
+    cx, cy = grid.centres([0], [0])
+    assert (cx.tolist(), cy.tolist()) == ([11.5], [18.75])
+
+
+def test_outline_walks_the_window_boundary_with_64_chords_a_side() -> None:
+    grid = Grid((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), CRS.from_epsg(4326))
+    x, y = grid.outline(0, 0, 2, 3)
+    assert len(x) == 4 * 65
+    corners = [(x[k], y[k]) for k in (0, 64, 65 + 64, 130 + 64, 195 + 64)]
+    assert corners == [(0.0, 0.0), (2.0, 0.0), (2.0, 3.0), (0.0, 3.0), (0.0, 0.0)]
+
+
+def test_transform_is_named_and_equal_to_the_plain_tuple() -> None:
+    grid = Grid((30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0), CRS.from_epsg(32615))
+    assert grid.transform.a == 30.0 and grid.transform.f == 4_000_000.0
+    assert grid.transform == (30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0)

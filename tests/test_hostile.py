@@ -16,9 +16,9 @@ import pytest
 import shapely
 import xarray as xr
 from affine import Affine
-from conftest import make_cube
 from pyproj import Transformer
 
+from tests.helpers import make_cube
 from xr_getregion import (
     ArgumentError,
     CubeError,
@@ -194,9 +194,19 @@ def test_antimeridian_feature_is_refused_naming_the_feature():
     cube = make_cube(**GEO)
     crossing = shapely.LineString([(179.5, 0), (-179.5, 0)])
     with pytest.raises(GeometryError, match="feature 'x': the geometry crosses the antimeridian"):
-        cube.ee.get_region({"type": "FeatureCollection", "features": [
-            {"type": "Feature", "id": "x", "properties": {}, "geometry": crossing.__geo_interface__}
-        ]})  # fmt: skip
+        cube.ee.get_region(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "id": "x",
+                        "properties": {},
+                        "geometry": crossing.__geo_interface__,
+                    }
+                ],
+            }
+        )
 
 
 def test_bbox_west_of_east_across_the_antimeridian_is_refused_with_the_split():

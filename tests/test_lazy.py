@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import shapely
 import xarray as xr
-from conftest import chunked, counting_dask, cube_values, make_cube, raise_if_dask_computes
 from dask._task_spec import Alias, DataNode
 from dask.optimization import cull
 
 import xr_getregion
+from tests.helpers import chunked, counting_dask, cube_values, make_cube, raise_if_dask_computes
 from xr_getregion import ArgumentError, Geometry, GetRegionWarning, TooManyValuesError
 
 UTM = "EPSG:32615"
@@ -28,9 +28,11 @@ def ordered(df: pd.DataFrame, key=KEY) -> pd.DataFrame:
 
 def field(col0, row0, col1, row1):
     return shapely.box(
-        500_000 + 30 * col0 + 1, 4_000_000 - 30 * row1 + 1,
-        500_000 + 30 * col1 - 1, 4_000_000 - 30 * row0 - 1,
-    )  # fmt: skip
+        500_000 + 30 * col0 + 1,
+        4_000_000 - 30 * row1 + 1,
+        500_000 + 30 * col1 - 1,
+        4_000_000 - 30 * row0 - 1,
+    )
 
 
 @pytest.mark.parametrize("chunks", [None, (1, 1, 7, 11), (3, 2, 20, 30), (2, 1, 4, 9)], ids=str)
@@ -286,8 +288,11 @@ def test_many_partitions_reading_windows_of_a_long_named_array_keep_their_own_pi
     data = da.from_array(values, chunks=(1, 1, 10, 10), name="v" * 90)  # 100 spatial chunks
     cube = make_cube(100, 100, 2, ["b0", "b1"], data=data)
     # A 2 x 3 block in each chunk, at a place that moves from chunk to chunk.
-    boxes = [field(10 * c + c % 7, 10 * r + r % 5, 10 * c + c % 7 + 3, 10 * r + r % 5 + 2)
-             for r in range(10) for c in range(10)]  # fmt: skip
+    boxes = [
+        field(10 * c + c % 7, 10 * r + r % 5, 10 * c + c % 7 + 3, 10 * r + r % 5 + 2)
+        for r in range(10)
+        for c in range(10)
+    ]
     region = shapely.MultiPolygon(boxes)
     lazy = cube.ee.get_region(region, geometry_crs=UTM, lazy=True)
     assert lazy.npartitions == 100

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import shapely
-from conftest import counting_dask, cube_values, make_cube, raise_if_dask_computes
 
 import xr_getregion
+from tests.helpers import counting_dask, cube_values, make_cube, raise_if_dask_computes
 from xr_getregion import ArgumentError, Geometry, TooManyValuesError
 
 UTM = "EPSG:32615"

@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 import shapely
 import xarray as xr
-from conftest import make_cube, raise_if_dask_computes
 
 import xr_getregion
+from tests.helpers import make_cube, raise_if_dask_computes
 from xr_getregion import CubeError
 
 UTM = "EPSG:32615"
@@ -127,32 +127,80 @@ def _both(*steps: Callable[[xr.DataArray], xr.DataArray]) -> Callable[[xr.DataAr
 ALL = {-9999, -1, 0, 7, 255, 600}
 # (dtype, declare, masked in band a, masked in band b, nullable integer columns)
 CASES = {
-    "FillValue-and-nodata": (np.int16, _attrs(_FillValue=np.int16(-9999), nodata=0),
-                             {-9999, 0}, {-9999, 0}, True),
-    "missing_value-vector": (np.int16, _attrs(missing_value=np.array([-9999, -1], np.int16)),
-                             {-9999, -1}, {-9999, -1}, True),
-    "missing_value-list": (np.int32, _attrs(missing_value=[-9999, 7]),
-                           {-9999, 7}, {-9999, 7}, True),
-    "all-three": (np.int16, _attrs(_FillValue=-9999, missing_value=[-1, 0], nodata=7),
-                  {-9999, -1, 0, 7}, {-9999, -1, 0, 7}, True),
+    "FillValue-and-nodata": (
+        np.int16,
+        _attrs(_FillValue=np.int16(-9999), nodata=0),
+        {-9999, 0},
+        {-9999, 0},
+        True,
+    ),
+    "missing_value-vector": (
+        np.int16,
+        _attrs(missing_value=np.array([-9999, -1], np.int16)),
+        {-9999, -1},
+        {-9999, -1},
+        True,
+    ),
+    "missing_value-list": (
+        np.int32,
+        _attrs(missing_value=[-9999, 7]),
+        {-9999, 7},
+        {-9999, 7},
+        True,
+    ),
+    "all-three": (
+        np.int16,
+        _attrs(_FillValue=-9999, missing_value=[-1, 0], nodata=7),
+        {-9999, -1, 0, 7},
+        {-9999, -1, 0, 7},
+        True,
+    ),
     "nodata-string": (np.int16, _attrs(nodata="-9999"), {-9999}, {-9999}, True),
     "nodata-bytes": (np.int16, _attrs(nodata=b" 600 "), {600}, {600}, True),
     "nodata-float-on-int": (np.int16, _attrs(nodata=-9999.0), {-9999}, {-9999}, True),
     "nodata-string-float-on-int": (np.int16, _attrs(nodata="7.0"), {7}, {7}, True),
-    "FillValue-NaN-and-nodata": (np.float32, _attrs(_FillValue=np.nan, nodata=-9999),
-                                 {-9999.0}, {-9999.0}, False),
-    "float-missing_value-vector-strings": (np.float64, _attrs(missing_value=["-1", "600"]),
-                                           {-1.0, 600.0}, {-1.0, 600.0}, False),
-    "encoding-int": (np.int16, _encoding(_FillValue=np.int16(-9999), missing_value=np.int16(-1)),
-                     {-9999, -1}, {-9999, -1}, True),
-    "attrs-and-encoding-int": (np.int16, _both(_attrs(nodata=0), _encoding(_FillValue=-9999)),
-                               {-9999, 0}, {-9999, 0}, True),
+    "FillValue-NaN-and-nodata": (
+        np.float32,
+        _attrs(_FillValue=np.nan, nodata=-9999),
+        {-9999.0},
+        {-9999.0},
+        False,
+    ),
+    "float-missing_value-vector-strings": (
+        np.float64,
+        _attrs(missing_value=["-1", "600"]),
+        {-1.0, 600.0},
+        {-1.0, 600.0},
+        False,
+    ),
+    "encoding-int": (
+        np.int16,
+        _encoding(_FillValue=np.int16(-9999), missing_value=np.int16(-1)),
+        {-9999, -1},
+        {-9999, -1},
+        True,
+    ),
+    "attrs-and-encoding-int": (
+        np.int16,
+        _both(_attrs(nodata=0), _encoding(_FillValue=-9999)),
+        {-9999, 0},
+        {-9999, 0},
+        True,
+    ),
     "rio-nodata-and-missing_value": (
-        np.int16, _both(lambda c: c.rio.write_nodata(-9999), _attrs(missing_value=255)),
-        {-9999, 255}, {-9999, 255}, True),
+        np.int16,
+        _both(lambda c: c.rio.write_nodata(-9999), _attrs(missing_value=255)),
+        {-9999, 255},
+        {-9999, 255},
+        True,
+    ),
     "rio-encoded-nodata-and-nodata": (
-        np.int16, _both(lambda c: c.rio.write_nodata(-9999, encoded=True), _attrs(nodata=600)),
-        {-9999, 600}, {-9999, 600}, True),
+        np.int16,
+        _both(lambda c: c.rio.write_nodata(-9999, encoded=True), _attrs(nodata=600)),
+        {-9999, 600},
+        {-9999, 600},
+        True,
+    ),
     "rio-fill_value": (np.int16, _attrs(fill_value=7), {7}, {7}, True),
     # open_rasterio's per-band nodata: band a's value is not missing in band b.
     "nodatavals-per-band": (np.int16, _attrs(nodatavals=(-9999.0, 0.0)), {-9999}, {0}, True),
@@ -164,9 +212,14 @@ CASES = {
     "only-out-of-range": (np.int16, _attrs(nodata=40000), set(), set(), False),
     "fraction-on-int": (np.int16, _attrs(nodata=-1.5, _FillValue=0), {0}, {0}, True),
     # A float64 declaration of a float32 band means the float32 value the band stores.
-    "float32-from-float64": (np.float32, _attrs(nodata=float(np.float32(600.0))),
-                             {600.0}, {600.0}, False),
-}  # fmt: skip
+    "float32-from-float64": (
+        np.float32,
+        _attrs(nodata=float(np.float32(600.0))),
+        {600.0},
+        {600.0},
+        False,
+    ),
+}
 
 
 @pytest.mark.parametrize("backend", ["numpy", "dask"])

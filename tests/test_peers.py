@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import shapely
 import xarray as xr
-from conftest import make_cube
+
+from tests.helpers import make_cube
 
 exactextract = pytest.importorskip("exactextract")
 xvec = pytest.importorskip("xvec")

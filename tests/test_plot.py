@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import make_cube
 
 import xr_getregion
+from tests.helpers import make_cube
 from xr_getregion import ArgumentError, Geometry, GetRegionWarning
 from xr_getregion.plot import PIXELS_GID, region_map, time_series
 

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import shapely
-from conftest import make_cube
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import make_cube
 from xr_getregion import GetRegionWarning
 
 UTM = "EPSG:32615"

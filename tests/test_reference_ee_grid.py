@@ -269,11 +269,19 @@ def check_line(cube: xr.DataArray, line: shapely.LineString, crs: str, scale: fl
 
 # EE's centres, (floor(lon / s) + 0.5) * s with lon in [-180, 180), worked out by hand.
 EE_LONGITUDES = {
-    300: {179.999: 179.99947589780706, -179.999: -179.99947589780706,
-          180.001: -179.99947589780706, 180.0: -179.99947589780706},
-    500: {179.999: 179.99767926723882, -179.999: -179.99767926723882,
-          180.001: -179.99767926723882, 180.0: -180.00217084365943},
-}  # fmt: skip
+    300: {
+        179.999: 179.99947589780706,
+        -179.999: -179.99947589780706,
+        180.001: -179.99947589780706,
+        180.0: -179.99947589780706,
+    },
+    500: {
+        179.999: 179.99767926723882,
+        -179.999: -179.99767926723882,
+        180.001: -179.99767926723882,
+        180.0: -180.00217084365943,
+    },
+}
 EE_LATITUDE_75_01 = {300: 75.0097753816221, 500: 75.01157201219034}
 
 
@@ -454,17 +462,23 @@ def test_a_0_to_360_lon_lat_cube_reports_ees_longitudes_on_ees_grid_and_its_own_
     point = shapely.Point(-90.5, 10.5)
     s = step(1000)
     assert cube.ee.getRegion(point, scale=1000)[1] == [
-        "0", (math.floor(-90.5 / s) + 0.5) * s, (math.floor(10.5 / s) + 0.5) * s, None, 79269.0
-    ]  # fmt: skip
+        "0",
+        (math.floor(-90.5 / s) + 0.5) * s,
+        (math.floor(10.5 / s) + 0.5) * s,
+        None,
+        79269.0,
+    ]
     assert cube.ee.getRegion(point, scale=1000)[1][1:3] == [-90.5007732986212, 10.496814094936608]
     assert cube.ee.getRegion(point, crs="native")[1] == ["0", 269.5, 10.5, None, 79269.0]
     # A box across 180: EE's columns at both ends of [-180, 180), each place once.
     table = cube.ee.getRegion(shapely.box(179.99, 10.2, 180.02, 10.21), scale=1000)
     assert sorted({(r[1], r[4]) for r in table[1:]}) == [
-        (-179.99992505544913, 79180.0), (-179.99094190260794, 79180.0),
-        (-179.98195874976673, 79180.0), (179.99094190260794, 79179.0),
+        (-179.99992505544913, 79180.0),
+        (-179.99094190260794, 79180.0),
+        (-179.98195874976673, 79180.0),
+        (179.99094190260794, 79179.0),
         (179.99992505544913, 79179.0),
-    ]  # fmt: skip
+    ]
 
 
 def test_a_tiny_polygon_across_180_near_the_pole_is_no_miss():
@@ -472,8 +486,9 @@ def test_a_tiny_polygon_across_180_near_the_pole_is_no_miss():
     # cube holds no centre of EE's 300 m grid. Its pixel shape is the (empty) set of centres it
     # holds, which once read as a miss: a warning saying the geometry misses the cube.
     cube = CUBES["north 180", False]
-    box = shapely.box(-1155327.2723032609, 1155327.2723032606, -1155277.2723032609,
-                      1155377.2723032606)  # fmt: skip
+    box = shapely.box(
+        -1155327.2723032609, 1155327.2723032606, -1155277.2723032609, 1155377.2723032606
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = got_table(cube, box, "EPSG:3413", 300.0)

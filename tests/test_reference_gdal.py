@@ -74,8 +74,11 @@ SLOPES = [(1, 1), (1, -1), (2, 1), (2, -1), (1, 2), (1, -2)]  # (dy, dx) steps
 def lattice_polygons(draw: st.DrawFn, n: int = NX) -> shapely.Geometry:
     """A valid polygon with vertices on multiples of half a pixel inside ``[1, n - 1]``."""
     half = st.integers(min_value=2, max_value=2 * n - 2).map(lambda v: v / 2)
-    kind = draw(st.sampled_from(["triangle", "quad", "box", "diamond", "parallelogram",
-                                 "holed", "two_boxes"]))  # fmt: skip
+    kind = draw(
+        st.sampled_from(
+            ["triangle", "quad", "box", "diamond", "parallelogram", "holed", "two_boxes"]
+        )
+    )
     if kind in ("triangle", "quad"):
         n = 3 if kind == "triangle" else 4
         pts = [(draw(half), draw(half)) for _ in range(n)]
@@ -136,9 +139,7 @@ def _rotate_start(poly: shapely.Geometry, shift: int) -> shapely.Geometry:
 
 def _to_crs(poly: shapely.Geometry, transform: Affine) -> shapely.Geometry:
     """Pixel units to CRS coordinates by the affine (exact for these grids)."""
-    return shapely.transform(
-        poly, lambda xy: np.column_stack(transform * (xy[:, 0], xy[:, 1]))
-    )
+    return shapely.transform(poly, lambda xy: np.column_stack(transform * (xy[:, 0], xy[:, 1])))
 
 
 # -- the cube's own grid -------------------------------------------------------------------------
@@ -175,9 +176,13 @@ def test_working_grid_pixels_equal_gdal(poly: shapely.Geometry, t: Affine) -> No
     expected = _gdal_pixels(geom, t, (NW, NW))
     # 60 m on a 30 m cube is pyramid level 1; this checks the nearest pixel: pyramids off.
     table = cube.ee.getRegion(
-        geom, crs="EPSG:32615", crsTransform=[t.a, t.b, t.c, t.d, t.e, t.f],
-        geometry_crs="EPSG:32615", max_values=None, pyramiding=None,
-    )  # fmt: skip
+        geom,
+        crs="EPSG:32615",
+        crsTransform=[t.a, t.b, t.c, t.d, t.e, t.f],
+        geometry_crs="EPSG:32615",
+        max_values=None,
+        pyramiding=None,
+    )
     rows = table[1:]
     # The cube pixel of each working centre, by plain affine arithmetic on the reference side.
     want_ids = set()
@@ -223,9 +228,9 @@ def test_ee_scale_grid_pixels_equal_gdal(poly: shapely.Geometry) -> None:
     expected = _gdal_pixels(geom, window, (4 * NY, 4 * NX))
     table = xr_getregion.getRegion(cube, geom, scale=SCALE, max_values=None)
     got = {
-        (int(np.floor(lon / S)) - col0, int(np.floor(lat / S)) - row0) for lon, lat in
-        ((r[1], r[2]) for r in table[1:])
-    }  # fmt: skip
+        (int(np.floor(lon / S)) - col0, int(np.floor(lat / S)) - row0)
+        for lon, lat in ((r[1], r[2]) for r in table[1:])
+    }
     assert len(table) - 1 == len(got)
     assert got == expected
 

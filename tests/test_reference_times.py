@@ -42,9 +42,15 @@ ONE_MS = pd.Timedelta(1, "ms").as_unit("ms")
 ZONES = ["UTC", "America/Chicago", "Asia/Kolkata", "Pacific/Chatham"]
 UNITS = ["D", "s", "ms", "us", "ns"]
 CALENDARS = [
-    "standard", "proleptic_gregorian", "noleap", "365_day", "all_leap", "366_day", "julian",
+    "standard",
+    "proleptic_gregorian",
+    "noleap",
+    "365_day",
+    "all_leap",
+    "366_day",
+    "julian",
     "360_day",
-]  # fmt: skip
+]
 # A one-pixel point in the 2 x 2 cube below (lat/lon dims: EPSG:4326, 1-degree pixels).
 POINT = {"type": "Point", "coordinates": [10.5, 1.5]}
 
@@ -74,9 +80,11 @@ class Case:
 def make(case: Case) -> xr.DataArray:
     values = np.arange(case.n * 4, dtype="float32").reshape(case.n, 2, 2)
     cube = xr.DataArray(
-        values, dims=(case.dim, "lat", "lon"), coords={"lat": [1.5, 0.5], "lon": [10.5, 11.5]},
+        values,
+        dims=(case.dim, "lat", "lon"),
+        coords={"lat": [1.5, 0.5], "lon": [10.5, 11.5]},
         name="b",
-    )  # fmt: skip
+    )
     return cube.assign_coords(case.coords)
 
 
@@ -170,8 +178,13 @@ def aware_cases(draw: Any) -> Case:
         coords: dict[str, Any] = {"time": index}
     elif form == "other dim":  # images along 't', the aware times a coordinate on it
         ids = {k: ("t", v[1]) for k, v in ids.items()}
-        return Case({"t": np.arange(len(ns)), "time": ("t", index), **ids}, len(ns),
-                    expected, ids=labels, dim="t")  # fmt: skip
+        return Case(
+            {"t": np.arange(len(ns)), "time": ("t", index), **ids},
+            len(ns),
+            expected,
+            ids=labels,
+            dim="t",
+        )
     else:
         coords = {"time": ("time", np.array(stamps, dtype=object))}
     return Case({**coords, **ids}, len(ns), expected, ids=labels)
@@ -244,14 +257,19 @@ def time_start_cases(draw: Any) -> Case:
         index = pd.DatetimeIndex(ns, tz="UTC").tz_convert(draw(st.sampled_from(ZONES)))
         # Naive datetime64 values hold the UTC wall time; aware ones their own zone's.
         values = index.tz_convert(None).values if kind == "datetime64" else index
-        return Case({**time, "system:time_start": ("time", values)}, n,
-                    [floor_ms(s) for s in index])  # fmt: skip
+        return Case(
+            {**time, "system:time_start": ("time", values)}, n, [floor_ms(s) for s in index]
+        )
     bad = draw(st.sampled_from([np.inf, -np.inf, 0.5, 1.5e300, 1594303347.25]))
     values = np.array(ms, dtype=float)
     values[-1] = bad
     text = "inf" if np.isinf(bad) else re.escape(repr(float(bad)))
-    return Case({**time, "system:time_start": ("time", values)}, n, None,
-                error=rf"(?s)system:time_start.*{text}")  # fmt: skip
+    return Case(
+        {**time, "system:time_start": ("time", values)},
+        n,
+        None,
+        error=rf"(?s)system:time_start.*{text}",
+    )
 
 
 # --- the comparisons ----------------------------------------------------------------------
@@ -388,9 +406,14 @@ def test_catalogue(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["aware America/Chicago", "period M", "cftime noleap 2300", "datetime64[ns] sub-ms "
-             "before 1970"],
-)  # fmt: skip
+    "name",
+    [
+        "aware America/Chicago",
+        "period M",
+        "cftime noleap 2300",
+        "datetime64[ns] sub-ms before 1970",
+    ],
+)
 def test_lazy_tables_and_files_carry_the_same_times(name: str, tmp_path: Any) -> None:
     case = CATALOGUE[name]
     cube = make(case).chunk({"time": 1})

@@ -13,9 +13,9 @@ import time
 import geopandas as gpd
 import pytest
 import shapely
-from conftest import make_cube, raise_if_dask_computes
 
 import xr_getregion
+from tests.helpers import make_cube, raise_if_dask_computes
 from xr_getregion import Geometry, TooManyValuesError
 from xr_getregion.cli import main
 
@@ -135,8 +135,20 @@ def files(tmp_path_factory):
 def test_cli_scale_in_degrees_exits_2_at_once(files, capsys, max_values):
     out = files / f"x{max_values}.csv"
     start = time.perf_counter()
-    code = main(["extract", str(files / "cube.zarr"), "--geometry", str(files / "box.geojson"),
-                 "--out", str(out), "--scale", "0.00027", "--max-values", max_values])  # fmt: skip
+    code = main(
+        [
+            "extract",
+            str(files / "cube.zarr"),
+            "--geometry",
+            str(files / "box.geojson"),
+            "--out",
+            str(out),
+            "--scale",
+            "0.00027",
+            "--max-values",
+            max_values,
+        ]
+    )
     seconds = time.perf_counter() - start
     err = capsys.readouterr().err
     assert code == 2 and not out.exists() and seconds < SECONDS

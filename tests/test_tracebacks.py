@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import shapely
 import xarray as xr
-from conftest import make_cube, raise_if_dask_computes
 
 import xr_getregion
+from tests.helpers import make_cube, raise_if_dask_computes
 from xr_getregion import ArgumentError, CubeError, Geometry, GeometryError
 from xr_getregion.cli import main
 
@@ -128,11 +128,13 @@ def test_a_cube_0_pixels_wide_from_a_reversed_slice_names_the_cause():
     "collection",
     [
         {"type": "FeatureCollection", "features": ["a", "b"]},
-        {"type": "FeatureCollection", "features": [
-            {"type": "Feature", "geometry": shapely.geometry.mapping(FIELD)}, 7]},
+        {
+            "type": "FeatureCollection",
+            "features": [{"type": "Feature", "geometry": shapely.geometry.mapping(FIELD)}, 7],
+        },
     ],
     ids=["strings", "second-a-number"],
-)  # fmt: skip
+)
 def test_a_feature_collection_of_non_features_names_the_position(collection):
     bad = next(k for k, f in enumerate(collection["features"]) if not isinstance(f, dict))
     value = collection["features"][bad]
@@ -164,9 +166,10 @@ def test_a_rectangle_with_a_coordinate_that_is_not_a_number_is_a_geometry_error(
 
 def _features(tmp_path) -> str:
     gdf = gpd.GeoDataFrame(
-        {"name": ["f1", "f2"]}, geometry=[FIELD, shapely.Point(500_000 + 300, 4_000_000 - 200)],
+        {"name": ["f1", "f2"]},
+        geometry=[FIELD, shapely.Point(500_000 + 300, 4_000_000 - 200)],
         crs=UTM,
-    )  # fmt: skip
+    )
     path = tmp_path / "f.geojson"
     path.write_text(gdf.to_json())
     return str(path)
@@ -220,6 +223,7 @@ def test_cli_geojson_of_strings_is_one_line(tmp_path, capsys):
     make_cube().to_dataset(name="reflectance").to_zarr(store)
     features = tmp_path / "f.geojson"
     features.write_text(json.dumps({"type": "FeatureCollection", "features": ["a", "b"]}))
-    code = main(["extract", str(store), "--geometry", str(features), "--out",
-                 str(tmp_path / "t.parquet")])  # fmt: skip
+    code = main(
+        ["extract", str(store), "--geometry", str(features), "--out", str(tmp_path / "t.parquet")]
+    )
     assert code == 2 and capsys.readouterr().err.count("\n") == 1

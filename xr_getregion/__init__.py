@@ -17,6 +17,9 @@ from __future__ import annotations
 # during those imports must be the command's one line, not a traceback.
 from xr_getregion import _signals  # noqa: F401  # isort: skip
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
 import rioxarray  # noqa: F401  (registers .rio, used to read CRSs)
 
 from xr_getregion import (
@@ -44,7 +47,11 @@ from xr_getregion.output import to_parquet, write_table
 from xr_getregion.table import to_geodataframe
 from xr_getregion.tutorial import sample_cube
 
-__version__ = "0.1.0"
+try:
+    # pyproject.toml holds the version; the installed metadata carries it here.
+    __version__ = _version("xr_getregion")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "MAX_VALUES",

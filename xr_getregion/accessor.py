@@ -5,50 +5,55 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Literal, overload
 
 import dask.dataframe as dd
 import pandas as pd
 import xarray as xr
 
 from xr_getregion import api, collection
+from xr_getregion.collection import Obj
 from xr_getregion.extraction import MAX_VALUES, Plan
+from xr_getregion.grid import NATIVE
+from xr_getregion.types import CRSLike, GeometryLike, PyramidingLike, TimeLike, TransformLike
 
 __all__ = ["EEAccessor"]
 
 
 @xr.register_dataarray_accessor("ee")
 @xr.register_dataset_accessor("ee")
-class EEAccessor:
+class EEAccessor(Generic[Obj]):
     """Earth Engine's ImageCollection methods on a time-stacked cube.
 
     Holds the object and nothing else; every method forwards to :mod:`xr_getregion.api`.
     """
 
-    def __init__(self, obj: xr.DataArray | xr.Dataset) -> None:
-        self._obj = obj
+    def __init__(self, obj: Obj) -> None:
+        self._obj: Obj = obj
 
     # --- collection methods: each returns an xarray object, so calls chain with ``.ee`` ---
 
-    def filterDate(self, start: Any, end: Any = None) -> Any:
+    def filterDate(self, start: TimeLike, end: TimeLike | None = None) -> Obj:
         """Images in ``[start, end)``; see :func:`xr_getregion.collection.filter_date`."""
         return collection.filter_date(self._obj, start, end)
 
-    def filterBounds(self, geometry: Any, *, geometry_crs: Any = None) -> Any:
+    def filterBounds(self, geometry: GeometryLike, *, geometry_crs: CRSLike | None = None) -> Obj:
         """Images whose footprint meets ``geometry``; see
         :func:`xr_getregion.collection.filter_bounds`."""
         return collection.filter_bounds(self._obj, geometry, geometry_crs=geometry_crs)
 
-    def select(self, *selectors: Any, names: Sequence[str] | None = None) -> Any:
+    def select(
+        self, *selectors: str | int | Sequence[str | int], names: Sequence[str] | None = None
+    ) -> Obj:
         """Bands by whole-name regex or position, optionally renamed; see
         :func:`xr_getregion.collection.select`."""
         return collection.select(self._obj, *selectors, names=names)
 
-    def sort(self, prop: str, ascending: bool = True) -> Any:
+    def sort(self, prop: str, ascending: bool = True) -> Obj:
         """Images ordered by a property; see :func:`xr_getregion.collection.sort`."""
         return collection.sort(self._obj, prop, ascending)
 
-    def first(self) -> Any:
+    def first(self) -> Obj:
         """The first image; see :func:`xr_getregion.collection.first`."""
         return collection.first(self._obj)
 
@@ -64,14 +69,14 @@ class EEAccessor:
 
     def getRegion(
         self,
-        geometry: Any,
+        geometry: GeometryLike,
         scale: float | None = None,
-        crs: Any = None,
-        crsTransform: Any = None,
+        crs: CRSLike | None = None,
+        crsTransform: TransformLike | None = None,
         *,
         max_values: int | None = MAX_VALUES,
-        geometry_crs: Any = None,
-        pyramiding: Any = "mean",
+        geometry_crs: CRSLike | None = None,
+        pyramiding: PyramidingLike = "mean",
     ) -> list[list[Any]]:
         """EE's ``getRegion`` on this cube; see :func:`xr_getregion.getRegion`."""
         return api.getRegion(
@@ -85,19 +90,67 @@ class EEAccessor:
             pyramiding=pyramiding,
         )
 
+    @overload
     def get_region(
         self,
-        geometry: Any,
+        geometry: GeometryLike,
+        scale: float | None = ...,
+        crs: CRSLike | None = ...,
+        crs_transform: TransformLike | None = ...,
+        *,
+        max_values: int | None = ...,
+        geometry_crs: CRSLike | None = ...,
+        id_column: str | None = ...,
+        properties: Sequence[str] | None = ...,
+        pyramiding: PyramidingLike = ...,
+        lazy: Literal[False] = ...,
+    ) -> pd.DataFrame: ...
+
+    @overload
+    def get_region(
+        self,
+        geometry: GeometryLike,
+        scale: float | None = ...,
+        crs: CRSLike | None = ...,
+        crs_transform: TransformLike | None = ...,
+        *,
+        max_values: int | None = ...,
+        geometry_crs: CRSLike | None = ...,
+        id_column: str | None = ...,
+        properties: Sequence[str] | None = ...,
+        pyramiding: PyramidingLike = ...,
+        lazy: Literal[True],
+    ) -> dd.DataFrame: ...
+
+    @overload
+    def get_region(
+        self,
+        geometry: GeometryLike,
+        scale: float | None = ...,
+        crs: CRSLike | None = ...,
+        crs_transform: TransformLike | None = ...,
+        *,
+        max_values: int | None = ...,
+        geometry_crs: CRSLike | None = ...,
+        id_column: str | None = ...,
+        properties: Sequence[str] | None = ...,
+        pyramiding: PyramidingLike = ...,
+        lazy: bool,
+    ) -> pd.DataFrame | dd.DataFrame: ...
+
+    def get_region(
+        self,
+        geometry: GeometryLike,
         scale: float | None = None,
-        crs: Any = "native",
-        crs_transform: Any = None,
+        crs: CRSLike | None = NATIVE,
+        crs_transform: TransformLike | None = None,
         *,
         max_values: int | None = MAX_VALUES,
-        geometry_crs: Any = None,
+        geometry_crs: CRSLike | None = None,
         id_column: str | None = None,
         properties: Sequence[str] | None = None,
         lazy: bool = False,
-        pyramiding: Any = "mean",
+        pyramiding: PyramidingLike = "mean",
     ) -> pd.DataFrame | dd.DataFrame:
         """The getRegion rows as a DataFrame, for one region or many features; see
         :func:`xr_getregion.get_region`."""
@@ -117,28 +170,34 @@ class EEAccessor:
 
     def plan(
         self,
-        geometry: Any,
+        geometry: GeometryLike,
         scale: float | None = None,
-        crs: Any = None,
-        crs_transform: Any = None,
+        crs: CRSLike | None = NATIVE,
+        crs_transform: TransformLike | None = None,
         *,
-        geometry_crs: Any = None,
+        geometry_crs: CRSLike | None = None,
         max_values: int | None = None,
-        pyramiding: Any = "mean",
+        pyramiding: PyramidingLike = "mean",
     ) -> Plan:
         """What an extraction would read, without reading it; see :func:`xr_getregion.plan`."""
         return api.plan(
-            self._obj, geometry, scale, crs, crs_transform,
-            geometry_crs=geometry_crs, max_values=max_values, pyramiding=pyramiding,
-        )  # fmt: skip
+            self._obj,
+            geometry,
+            scale=scale,
+            crs=crs,
+            crs_transform=crs_transform,
+            geometry_crs=geometry_crs,
+            max_values=max_values,
+            pyramiding=pyramiding,
+        )
 
     def to_parquet(
         self,
-        geometry: Any,
+        geometry: GeometryLike,
         path: str | os.PathLike[str],
         scale: float | None = None,
-        crs: Any = "native",
-        crs_transform: Any = None,
+        crs: CRSLike | None = NATIVE,
+        crs_transform: TransformLike | None = None,
         **kwargs: Any,
     ) -> Path:
         """Extract and stream the rows to Parquet (or CSV); see :func:`xr_getregion.to_parquet`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal, overload
 
 import dask.dataframe as dd
 import pandas as pd
@@ -21,28 +21,31 @@ from xr_getregion.extraction import (
     plan_region,
 )
 from xr_getregion.geometry import Features, is_feature_collection, read_features, read_geometry
-from xr_getregion.grid import working_grid
+from xr_getregion.grid import NATIVE, working_grid
 from xr_getregion.lazy import lazy_frame
 from xr_getregion.table import HEADER, TableSpec, pixel_columns, to_dataframe, to_list
+from xr_getregion.types import CRSLike, GeometryLike, PyramidingLike, TransformLike
 
 __all__ = ["getRegion", "get_region", "plan"]
 
 
 def plan(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     scale: float | None = None,
-    crs: Any = None,
-    crs_transform: Any = None,
+    crs: CRSLike | None = NATIVE,
+    crs_transform: TransformLike | None = None,
     *,
-    geometry_crs: Any = None,
+    geometry_crs: CRSLike | None = None,
     max_values: int | None = None,
-    pyramiding: Any = "mean",
+    pyramiding: PyramidingLike = "mean",
 ) -> Plan:
     """Decide which pixels and values an extraction returns, without reading any value.
 
-    Takes the arguments of :func:`get_region` (``crs=None`` meaning EE's default grid) and
-    returns the :class:`~xr_getregion.extraction.Plan`; ``plan(...).n_values`` is the number
+    Takes the arguments of :func:`get_region`, with its defaults (``crs="native"``: the
+    cube's own grid unless ``scale`` or ``crs_transform`` is given; ``crs=None`` is EE's
+    1-degree default grid, as for :func:`getRegion`), and returns the
+    :class:`~xr_getregion.extraction.Plan`; ``plan(...).n_values`` is the number
     the ``max_values`` limit is checked against. Several features (a ``GeoDataFrame``, ...)
     are planned each on its own, as :func:`get_region` extracts them, so ``n_pixels`` counts
     a pixel once per feature covering it. With ``max_values``, a plan over it is only
@@ -57,16 +60,16 @@ def plan(
 
 def _plan(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     scale: float | None,
-    crs: Any,
-    crs_transform: Any,
-    geometry_crs: Any,
+    crs: CRSLike | None,
+    crs_transform: TransformLike | None,
+    geometry_crs: CRSLike | None,
     max_values: int | None,
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
     apart: bool = True,
-    pyramiding: Any = "mean",
+    pyramiding: PyramidingLike = "mean",
 ) -> tuple[Plan, Features | None]:
     """The plan, and the features it was made of (``None`` for one region). With ``apart``
     false, several features are one region, their union."""
@@ -101,14 +104,14 @@ def _plan(
 
 def getRegion(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     scale: float | None = None,
-    crs: Any = None,
-    crsTransform: Any = None,
+    crs: CRSLike | None = None,
+    crsTransform: TransformLike | None = None,
     *,
     max_values: int | None = MAX_VALUES,
-    geometry_crs: Any = None,
-    pyramiding: Any = "mean",
+    geometry_crs: CRSLike | None = None,
+    pyramiding: PyramidingLike = "mean",
 ) -> list[list[Any]]:
     """Earth Engine's ``ImageCollection.getRegion``: a row per [pixel, image] pair covered.
 
@@ -196,19 +199,70 @@ def getRegion(
     return to_list(p, gather(p))
 
 
+@overload
 def get_region(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
+    scale: float | None = ...,
+    crs: CRSLike | None = ...,
+    crs_transform: TransformLike | None = ...,
+    *,
+    max_values: int | None = ...,
+    geometry_crs: CRSLike | None = ...,
+    id_column: str | None = ...,
+    properties: Sequence[str] | None = ...,
+    pyramiding: PyramidingLike = ...,
+    lazy: Literal[False] = ...,
+) -> pd.DataFrame: ...
+
+
+@overload
+def get_region(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: GeometryLike,
+    scale: float | None = ...,
+    crs: CRSLike | None = ...,
+    crs_transform: TransformLike | None = ...,
+    *,
+    max_values: int | None = ...,
+    geometry_crs: CRSLike | None = ...,
+    id_column: str | None = ...,
+    properties: Sequence[str] | None = ...,
+    pyramiding: PyramidingLike = ...,
+    lazy: Literal[True],
+) -> dd.DataFrame: ...
+
+
+@overload
+def get_region(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: GeometryLike,
+    scale: float | None = ...,
+    crs: CRSLike | None = ...,
+    crs_transform: TransformLike | None = ...,
+    *,
+    max_values: int | None = ...,
+    geometry_crs: CRSLike | None = ...,
+    id_column: str | None = ...,
+    properties: Sequence[str] | None = ...,
+    pyramiding: PyramidingLike = ...,
+    lazy: bool,
+) -> pd.DataFrame | dd.DataFrame: ...
+
+
+def get_region(
+    cube: xr.DataArray | xr.Dataset,
+    geometry: GeometryLike,
     scale: float | None = None,
-    crs: Any = "native",
-    crs_transform: Any = None,
+    crs: CRSLike | None = NATIVE,
+    crs_transform: TransformLike | None = None,
     *,
     max_values: int | None = MAX_VALUES,
-    geometry_crs: Any = None,
+    geometry_crs: CRSLike | None = None,
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
     lazy: bool = False,
-    pyramiding: Any = "mean",
+    pyramiding: PyramidingLike = "mean",
 ) -> pd.DataFrame | dd.DataFrame:
     """The rows of :func:`getRegion` as a tidy ``pandas.DataFrame``, for one region or many.
 

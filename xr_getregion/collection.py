@@ -221,7 +221,7 @@ def sort(obj: Obj, prop: str, ascending: bool = True) -> Obj:
     cube = _cube(obj, need_images=True)
     obj = _keep_ids(obj, cube)
     if prop == "system:time_start":
-        key = pd.Series([np.nan if t is None else t for t in cube.times_ms], dtype=float)
+        key: pd.Series = pd.Series([np.nan if t is None else t for t in cube.times_ms], dtype=float)
     elif prop == "system:index":
         key = pd.Series(cube.ids)
     elif prop in obj.coords and obj.coords[prop].dims == (cube.image_dim,):

@@ -40,7 +40,15 @@ import shapely
 from pyproj import CRS
 
 from xr_getregion.errors import GeometryError, TooManyValuesError
-from xr_getregion.geometry import EPSG4326, edge_lines
+from xr_getregion.geometry import (
+    EPSG4326,
+    TURN,
+    GeometryType,
+    edge_lines,
+    flat_parts,
+    is_line,
+    long_edges,
+)
 from xr_getregion.grid import METRES_PER_DEGREE, Grid, transformer
 
 __all__ = [
@@ -59,7 +67,15 @@ __all__ = [
     "work_of",
 ]
 
-Window = tuple[int, int, int, int]  # col0, row0, col1, row1, half-open
+
+class Window(NamedTuple):
+    """A half-open window of grid pixels: columns ``[col0, col1)``, rows ``[row0, row1)``."""
+
+    col0: int
+    row0: int
+    col1: int
+    row1: int
+
 
 # When a geometry changes CRS, edges are split to at most this fraction of its extent so
 # straight edges stay straight in their own CRS rather than in the grid's.
@@ -82,10 +98,10 @@ def _minus_180_to_180(lon: np.ndarray) -> np.ndarray:
     difference of two doubles within a factor of two of each other), so a place labelled past
     180 gets the very pixel of its label in [-180, 180)."""
     with np.errstate(invalid="ignore"):
-        out = np.where(lon >= 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
+        out = np.where(lon >= 180.0, lon - TURN, np.where(lon < -180.0, lon + TURN, lon))
         far = (out >= 180.0) | (out < -180.0)
     if far.any():
-        out[far] = np.mod(out[far] + 180.0, 360.0) - 180.0
+        out[far] = np.mod(out[far] + 180.0, TURN) - 180.0
     return out
 
 
@@ -185,9 +201,10 @@ def to_pixel_space_many(
     return out
 
 
-def _poles(crs: CRS, grid: Grid) -> list[tuple[float, shapely.Point]]:
-    """The poles (latitude, and the point in ``crs``) that ``crs`` can hold."""
-    x, y = transformer(grid.crs, crs).transform([0.0, 0.0], [90.0, -90.0])
+def _poles(lonlat: CRS, crs: CRS) -> list[tuple[float, shapely.Point]]:
+    """The poles (latitude, and the point in ``crs``) that ``crs`` can hold, found from the
+    geographic CRS ``lonlat``."""
+    x, y = transformer(lonlat, crs).transform([0.0, 0.0], [90.0, -90.0])
     return [
         (lat, shapely.Point(px, py))
         for lat, px, py in zip((90.0, -90.0), x, y, strict=True)
@@ -203,14 +220,15 @@ def _around_a_pole(shapes: np.ndarray, crs: CRS, grid: Grid) -> np.ndarray:
     if not polygonal.any():
         return out
     bounds = shapely.bounds(shapes)
-    for _, pole in _poles(crs, grid):
+    for _, pole in _poles(grid.crs, crs):
         with np.errstate(invalid="ignore"):
             near = polygonal & (bounds[:, 0] <= pole.x) & (pole.x <= bounds[:, 2])
             near &= (bounds[:, 1] <= pole.y) & (pole.y <= bounds[:, 3])
         for k in np.flatnonzero(near & ~out):
             out[k] = any(
-                shapely.get_type_id(g) == 3 and shapely.Polygon(g.exterior).covers(pole)
-                for g in _flat_parts(shapes[k])
+                shapely.get_type_id(g) == GeometryType.POLYGON
+                and shapely.Polygon(g.exterior).covers(pole)
+                for g in flat_parts(shapes[k])[0]
             )
     return out
 
@@ -224,10 +242,8 @@ def _jumps_a_turn(out: np.ndarray, grid: Grid) -> np.ndarray:
     if len(lines) == 0:
         return torn
     xy, line = shapely.get_coordinates(lines, return_index=True)
-    a, b, c, _, _, _ = grid.transform
-    lon = a * xy[:, 0] + b * xy[:, 1] + c
-    with np.errstate(invalid="ignore"):
-        jump = (line[1:] == line[:-1]) & (np.abs(np.diff(lon)) > 180.0)
+    lon, _ = grid.to_crs(xy[:, 0], xy[:, 1])
+    jump = long_edges(lon, line)
     torn[owner[line[1:][jump]]] = True
     return torn
 
@@ -259,9 +275,9 @@ def _wide(out: np.ndarray, grid: Grid) -> np.ndarray:
         candidates = polygonal[(bounds[:, 2] - bounds[:, 0]) * step > _WIDE_DEGREES]
     for k in candidates:
         near[k] = any(
-            shapely.get_type_id(g) == 3
+            shapely.get_type_id(g) == GeometryType.POLYGON
             and np.ptp(shapely.get_coordinates(g)[:, 0]) * step > _WIDE_DEGREES
-            for g in _flat_parts(out[k])
+            for g in flat_parts(out[k])[0]
         )
     return near
 
@@ -289,25 +305,36 @@ def _mend_torn(
             "antimeridian, where its outline cannot be followed on a rotated or sheared "
             "lon/lat working grid. Pass it in lon/lat, or use crs= the cube's CRS."
         )
-    turn = 360.0 / abs(grid.transform[0])
+    turn = TURN / abs(grid.transform[0])
     out = out.copy()
     exact = {}
     for k in np.flatnonzero(torn):
-        polygons = [g for g in _flat_parts(clipped[k]) if shapely.get_type_id(g) == 3]
+        parts, _ = flat_parts(clipped[k])
+        polygons = list(parts[shapely.get_type_id(parts) == GeometryType.POLYGON])
         if polygons:
             exact[int(k)] = _centre_test(polygons, crs, grid, window)
         rest = []
-        for g in _flat_parts(out[k]):
-            kind = shapely.get_type_id(g)
-            if kind in (1, 2):
+        for g in flat_parts(out[k])[0]:
+            if is_line(g):
                 xy = shapely.get_coordinates(g)
                 xy[:, 0] = np.unwrap(xy[:, 0], period=turn)
                 rest.append(shapely.LineString(xy))
-            elif kind != 3:
+            elif shapely.get_type_id(g) != GeometryType.POLYGON:
                 rest.append(g)
         out[k] = shapely.GeometryCollection(rest)
     return out, exact
 
+
+# _centre_test looks this share of the polygon's reach (plus two pixels) beyond it: its
+# outline is a chain of chords of curves.
+_REACH_MARGIN = 0.01
+# _window_bounds widens the window's box by this share of its extent (plus a relative
+# epsilon of its coordinates): the outline is a chain of chords of curves.
+_WINDOW_MARGIN = 0.02
+_COORD_EPS = 1e-9
+# _cut_lines allows this many ulps at the seam: a copy moved a turn west lands on it give
+# or take the rounding of the move.
+_SEAM_ULPS = 64
 
 # Pixel centres tested per step by _centre_test: bounds its memory to some tens of MB.
 _CENTRES_PER_STEP = 1 << 20
@@ -326,9 +353,9 @@ def _centre_test(
     reach are tested: from their outline, densified finely, with a margin.
     """
     col0, row0, col1, row1 = window
-    a, _, c, _, e, f = grid.transform
+    a, _, _, _, e, f = grid.transform
     to_grid, to_crs = transformer(crs, grid.crs), transformer(grid.crs, crs)
-    poles = _poles(crs, grid)
+    poles = _poles(grid.crs, crs)
     boxes = []
     for polygon in polygons:
         shapely.prepare(polygon)
@@ -344,34 +371,34 @@ def _centre_test(
         lat_hi = max([lat.max(), *held]) if len(lat) else 90.0
         # Whole longitudes around a pole; else the shorter of the spans read in -180..180 and
         # in 0..360 (the polygon crosses at most one of their seams when under half a turn).
-        west, width = _longitude_span(lon) if not held and len(lon) else (0.0, 360.0)
-        margin = 0.01 * (lat_hi - lat_lo) + 2 * abs(e)
-        lon_margin = 0.01 * width + 2 * abs(a)
+        west, width = _longitude_span(lon) if not held and len(lon) else (0.0, TURN)
+        margin = _REACH_MARGIN * (lat_hi - lat_lo) + 2 * abs(e)
+        lon_margin = _REACH_MARGIN * width + 2 * abs(a)
         # The centres to test, counted by arithmetic before any is listed: a scale in
         # degrees by mistake makes billions of them.
         n_rows = min(row1 - row0, (lat_hi - lat_lo + 2 * margin) / abs(e) + 2)
         n_cols = float(col1 - col0)
-        if width + 2 * lon_margin < 360.0:
+        if width + 2 * lon_margin < TURN:
             n_cols = min(n_cols, (width + 2 * lon_margin) / abs(a) + 2)
         if n_rows * n_cols > MAX_WORK:
             raise grid_too_fine(n_rows * n_cols, grid)
         # Only the rows within reach are listed (the window's may be many more).
         ends = sorted(((lat_lo - margin - f) / e - 0.5, (lat_hi + margin - f) / e - 0.5))
         rows = np.arange(max(row0, math.floor(ends[0])), min(row1, math.ceil(ends[1]) + 1))
-        lat_c = e * (rows + 0.5) + f
+        _, lat_c = grid.centres(0, rows)
         rows = rows[(lat_c >= lat_lo - margin) & (lat_c <= lat_hi + margin)]
         cols = np.arange(col0, col1)
-        lon_c = a * (cols + 0.5) + c
+        lon_c, _ = grid.centres(cols, 0)
         margin = lon_margin
-        if width + 2 * margin < 360.0:
-            cols = cols[np.mod(lon_c - (west - margin), 360.0) <= width + 2 * margin]
+        if width + 2 * margin < TURN:
+            cols = cols[np.mod(lon_c - (west - margin), TURN) <= width + 2 * margin]
         if len(rows) == 0 or len(cols) == 0:
             continue
-        lon_c = a * (cols + 0.5) + c
+        lon_c, _ = grid.centres(cols, 0)
         step = max(1, _CENTRES_PER_STEP // len(cols))
         for i in range(0, len(rows), step):
             rr = rows[i : i + step]
-            lat_r = e * (rr + 0.5) + f
+            _, lat_r = grid.centres(0, rr)
             x, y = to_crs.transform(np.tile(lon_c, len(rr)), np.repeat(lat_r, len(cols)))
             r, k = np.nonzero(shapely.contains_xy(polygon, x, y).reshape(len(rr), len(cols)))
             if len(r) == 0:
@@ -392,12 +419,12 @@ def _centre_test(
 def _longitude_span(lon: np.ndarray) -> tuple[float, float]:
     """``(west, width)`` of the longitudes ``lon``, read in -180..180 or in 0..360, whichever
     is narrower; a whole turn when both exceed half of one."""
-    best = (0.0, 360.0)
-    for values in (np.mod(lon + 180.0, 360.0) - 180.0, np.mod(lon, 360.0)):
+    best = (0.0, TURN)
+    for values in (np.mod(lon + 180.0, TURN) - 180.0, np.mod(lon, TURN)):
         width = float(values.max() - values.min())
         if width < best[1]:
             best = (float(values.min()), width)
-    return best if best[1] <= 180.0 else (0.0, 360.0)
+    return best if best[1] <= 180.0 else (0.0, TURN)
 
 
 def _window_bounds(grid: Grid, window: Window, crs: CRS) -> list[tuple[float, ...]] | None:
@@ -407,33 +434,21 @@ def _window_bounds(grid: Grid, window: Window, crs: CRS) -> list[tuple[float, ..
     In a geographic ``crs`` the box is repeated a turn east and west: a geometry may label
     the same place with longitudes 360 degrees apart.
     """
-    col0, row0, col1, row1 = window
-    t = np.linspace(0.0, 1.0, 65)
-    cols = np.concatenate(
-        [
-            col0 + t * (col1 - col0),
-            np.full_like(t, col1),
-            col1 - t * (col1 - col0),
-            np.full_like(t, col0),
-        ]
-    )
-    rows = np.concatenate([np.full_like(t, row0), row0 + t * (row1 - row0),
-                           np.full_like(t, row1), row1 - t * (row1 - row0)])  # fmt: skip
-    a, b, c, d, e, f = grid.transform
-    x, y = transformer(grid.crs, crs).transform(a * cols + b * rows + c, d * cols + e * rows + f)
+    x, y = transformer(grid.crs, crs).transform(*grid.outline(*window))
     x, y = np.asarray(x), np.asarray(y)
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         return None
     if crs.is_geographic:
-        x = np.unwrap(x, period=360.0)
+        x = np.unwrap(x, period=TURN)
         if np.ptp(x) > 180:  # around a pole, or most of the world: no faithful box
             return None
     # The outline is a chain of chords of curves: a margin keeps the whole area inside.
-    mx, my = 0.02 * np.ptp(x) + 1e-9 * np.abs(x).max(), 0.02 * np.ptp(y) + 1e-9 * np.abs(y).max()
+    mx = _WINDOW_MARGIN * np.ptp(x) + _COORD_EPS * np.abs(x).max()
+    my = _WINDOW_MARGIN * np.ptp(y) + _COORD_EPS * np.abs(y).max()
     box = (x.min() - mx, y.min() - my, x.max() + mx, y.max() + my)
     if not crs.is_geographic:
         return [box]
-    return [(box[0] + k, box[1], box[2] + k, box[3]) for k in (-360.0, 0.0, 360.0)]
+    return [(box[0] + k, box[1], box[2] + k, box[3]) for k in (-TURN, 0.0, TURN)]
 
 
 def reaches_window(shapes: np.ndarray, crs: CRS, grid: Grid, window: Window) -> np.ndarray:
@@ -461,9 +476,11 @@ def _clip_to_window(shapes: np.ndarray, crs: CRS, grid: Grid, window: Window) ->
     inside = np.zeros(len(edged), bool)
     for b in boxes:
         inside |= (
-            (b[0] <= bounds[:, 0]) & (b[1] <= bounds[:, 1])
-            & (bounds[:, 2] <= b[2]) & (bounds[:, 3] <= b[3])
-        )  # fmt: skip
+            (b[0] <= bounds[:, 0])
+            & (b[1] <= bounds[:, 1])
+            & (bounds[:, 2] <= b[2])
+            & (bounds[:, 3] <= b[3])
+        )
     out = shapes.copy()
     for k, (x0, y0, x1, y1) in zip(edged[~inside], bounds[~inside], strict=True):
         near = [b for b in boxes if x0 <= b[2] and b[0] <= x1 and y0 <= b[3] and b[1] <= y1]
@@ -481,7 +498,7 @@ def _wrap_longitudes(shapes: np.ndarray, grid: Grid, window: Window) -> np.ndarr
     turn's edge would round the cut's new vertices and move a line through a pixel corner
     (coverage is limited to the window, and :func:`window_of` keeps that within one turn)."""
     col0, _, col1, _ = window
-    turn = 360.0 / abs(grid.transform[0])
+    turn = TURN / abs(grid.transform[0])
     bounds = shapely.bounds(shapes)
     with np.errstate(invalid="ignore"):
         outside = (bounds[:, 0] < col0) | (bounds[:, 2] >= col0 + turn)
@@ -520,7 +537,7 @@ def _ee_longitudes(shapes: np.ndarray, grid: Grid, window: Window) -> np.ndarray
     """
     col0, _, col1, _ = window
     a, _, c, _, _, _ = grid.transform
-    turn = 360.0 / a
+    turn = TURN / a
     seam = sorted(((-180.0 - c) / a, (180.0 - c) / a))
     bounds = shapely.bounds(shapes)
     with np.errstate(invalid="ignore"):
@@ -550,9 +567,9 @@ def _cut_lines(shape: shapely.Geometry, seam: list[float]) -> list[shapely.Geome
     [-180, 180): ``seam[0] <= x < seam[1]`` (a few ulps allowed at ``seam[0]``, where a
     copy moved a turn west lands on it give or take the rounding of the move)."""
     out = []
-    tol = 64 * np.spacing(max(1.0, abs(seam[0])))
-    for g in _flat_parts(shape):
-        if shapely.get_type_id(g) not in (1, 2):
+    tol = _SEAM_ULPS * np.spacing(max(1.0, abs(seam[0])))
+    for g in flat_parts(shape)[0]:
+        if not is_line(g):
             out.append(g)
             continue
         xmin, _, xmax, _ = g.bounds
@@ -560,9 +577,9 @@ def _cut_lines(shape: shapely.Geometry, seam: list[float]) -> list[shapely.Geome
             out.append(g)
             continue
         clipped = shapely.clip_by_rect(g, seam[0] - tol, -1e300, seam[1], 1e300)
-        for piece in _flat_parts(clipped):
+        for piece in flat_parts(clipped)[0]:
             xy = shapely.get_coordinates(piece)
-            if shapely.get_type_id(piece) == 0:
+            if shapely.get_type_id(piece) == GeometryType.POINT:
                 if xy[0, 0] < seam[1]:
                     out.append(piece)
                 continue
@@ -581,14 +598,9 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
             # A lon/lat cube wider than a turn (0..360 with both ends, a cyclic column) holds
             # places twice: only its first turn of columns gives rows, as below.
             cols = min(cols, turn)
-        return 0, 0, cols, rows
+        return Window(0, 0, cols, rows)
     rows, cols = cube_grid.shape or (1, 1)
-    t = np.linspace(0.0, 1.0, 65)
-    edge_cols = np.concatenate([t * cols, np.full_like(t, cols), t[::-1] * cols, np.zeros_like(t)])
-    edge_rows = np.concatenate([np.zeros_like(t), t * rows, np.full_like(t, rows), t[::-1] * rows])
-    a, b, c, d, e, f = cube_grid.transform
-    x = a * edge_cols + b * edge_rows + c
-    y = d * edge_cols + e * edge_rows + f
+    x, y = cube_grid.outline(0, 0, cols, rows)
     if cube_grid.crs != grid.crs:
         x, y = transformer(cube_grid.crs, grid.crs).transform(x, y)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -601,8 +613,7 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
         # [-180, 180): a footprint across 180 lies in two places of pixel space, and the
         # window holds both and the seam between the outline's samples.
         x = _minus_180_to_180(x)
-        with np.errstate(invalid="ignore"):
-            jump = np.flatnonzero(np.abs(np.diff(x)) > 180.0)
+        jump = np.flatnonzero(long_edges(x))
         lat = np.concatenate([y[jump], y[jump + 1]])
         x = np.concatenate([x, np.full(len(lat), -180.0), np.full(len(lat), 180.0)])
         y = np.concatenate([y, lat, lat])
@@ -612,23 +623,23 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
         # rather than the rest of the world, and the columns near 180 between the outline's
         # samples are not missed. An outline around a pole does not close so: it keeps
         # -180..180 (its window is a whole turn).
-        unwrapped = np.unwrap(x[ok], period=360.0)
+        unwrapped = np.unwrap(x[ok], period=TURN)
         if abs(unwrapped[-1] - unwrapped[0]) < 180:
-            x[ok] = unwrapped + (360.0 if unwrapped.min() < -180 else 0.0)
+            x[ok] = unwrapped + (TURN if unwrapped.min() < -180 else 0.0)
     # A pole inside the footprint is no point of its outline, and on a geographic grid it is
     # a whole line (latitude +-90 at every longitude): without it, the rows between the
     # outline's highest latitude and the pole, and the longitudes between the outline's
     # samples and the antimeridian, would be missed.
-    for lat in _poles_inside(cube_grid):
+    for pole in _poles_inside(cube_grid):
         if grid.crs.is_geographic:
-            x, y = np.append(x, [-180.0, 180.0]), np.append(y, [lat, lat])
+            x, y = np.append(x, [-180.0, 180.0]), np.append(y, [pole, pole])
         else:
-            px, py = transformer(EPSG4326, grid.crs).transform(0.0, lat)
+            px, py = transformer(EPSG4326, grid.crs).transform(0.0, pole)
             x, y = np.append(x, px), np.append(y, py)
     px, py = grid.to_pixel(x, y)
     ok = np.isfinite(px) & np.isfinite(py)
     if not ok.any():
-        return 0, 0, 0, 0
+        return Window(0, 0, 0, 0)
     # A pixel of margin: the footprint's edges are densified chords of curves.
     col0, col1 = math.floor(px[ok].min()) - 1, math.floor(px[ok].max()) + 2
     turn = _one_turn(grid)
@@ -637,7 +648,7 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
         # hence two rows (a cube around the world, or around a pole).
         col0 = math.floor(px[ok].min())
         col1 = col0 + turn
-    return col0, math.floor(py[ok].min()) - 1, col1, math.floor(py[ok].max()) + 2
+    return Window(col0, math.floor(py[ok].min()) - 1, col1, math.floor(py[ok].max()) + 2)
 
 
 def _ee_window(
@@ -648,10 +659,10 @@ def _ee_window(
     it, or around a pole), so a footprint across 180 keeps its pixels at both ends."""
     ok = np.isfinite(lon) & np.isfinite(lat)
     if not ok.any():
-        return 0, 0, 0, 0
+        return Window(0, 0, 0, 0)
     # Read continuously, an outline across 180 leaves [-180, 180); a geographic cube's
     # outline labelled past 180 (179..181, 0..360) already does.
-    lon = np.unwrap(lon[ok], period=360.0)
+    lon = np.unwrap(lon[ok], period=TURN)
     poles = _poles_inside(cube_grid)
     # A pole inside the footprint is no point of its outline but a whole row of the grid.
     _, py = grid.to_pixel(np.zeros(ok.sum() + len(poles)), np.append(lat[ok], poles))
@@ -661,7 +672,7 @@ def _ee_window(
     k0, k1 = columns
     if poles or lon.min() < -180.0 or lon.max() >= 180.0 or col0 < k0 or col1 > k1:
         col0, col1 = k0, k1
-    return col0, math.floor(py.min()) - 1, col1, math.floor(py.max()) + 2
+    return Window(col0, math.floor(py.min()) - 1, col1, math.floor(py.max()) + 2)
 
 
 def _one_turn(grid: Grid) -> int | None:
@@ -669,7 +680,7 @@ def _one_turn(grid: Grid) -> int | None:
     grids): a turn of 360 degrees, to the nearest column, so no place has two pixels."""
     if not (grid.crs.is_geographic and grid.axis_aligned):
         return None
-    return math.ceil(360.0 / abs(grid.transform[0]) - 0.5)
+    return math.ceil(TURN / abs(grid.transform[0]) - 0.5)
 
 
 def _poles_inside(cube_grid: Grid) -> list[float]:
@@ -681,11 +692,11 @@ def _poles_inside(cube_grid: Grid) -> list[float]:
     if cube_grid.crs.is_geographic or cube_grid.shape is None:
         return []
     rows, cols = cube_grid.shape
-    x, y = transformer(EPSG4326, cube_grid.crs).transform([0.0, 0.0], [90.0, -90.0])
-    px, py = cube_grid.to_pixel(np.asarray(x), np.asarray(y))
-    with np.errstate(invalid="ignore"):
-        inside = (px >= 0) & (px <= cols) & (py >= 0) & (py <= rows)
-    return [lat for lat, hit in zip((90.0, -90.0), inside.tolist(), strict=True) if hit]
+    poles = _poles(EPSG4326, cube_grid.crs)
+    x, y = (np.array([p.x for _, p in poles]), np.array([p.y for _, p in poles]))
+    px, py = cube_grid.to_pixel(x, y)
+    inside = (px >= 0) & (px <= cols) & (py >= 0) & (py <= rows)
+    return [lat for (lat, _), hit in zip(poles, inside.tolist(), strict=True) if hit]
 
 
 #: The most work a plan takes on: working-grid pixels over the region (within the cube's
@@ -779,7 +790,8 @@ class Runs(NamedTuple):
 
     def pixels(self) -> tuple[np.ndarray, np.ndarray]:
         """All pixels ``(cols, rows)``, in raster order."""
-        return expand_runs(self.row, self.c0, self.c1)
+        cols, rows = expand_runs(self.row, self.c0, self.c1)
+        return cols, rows
 
 
 def expand_runs(
@@ -810,13 +822,13 @@ def covered_runs(shape: shapely.Geometry, window: Window, mirrored: bool = False
         on every north-up grid): GDAL's tie rule for horizontal edges depends on it.
     """
     found: list[Runs] = []
-    for part in _flat_parts(shape):
+    for part in flat_parts(shape)[0]:
         kind = shapely.get_type_id(part)
-        if kind == 0:  # Point
+        if kind == GeometryType.POINT:
             found.append(_single_pixel_runs(_point_pixels(part)))
-        elif kind in (1, 2):  # LineString, LinearRing
+        elif is_line(part):
             found.append(_single_pixel_runs(_line_pixels(part, window)))
-        elif kind == 3:  # Polygon
+        elif kind == GeometryType.POLYGON:
             found.append(_polygon_runs(part, window, mirrored))
     if not found:
         return _NO_RUNS
@@ -846,7 +858,7 @@ def covered_runs_many(
     raster order. Point features are handled in bulk, so 100,000 points cost a few arrays.
     """
     shapes = np.asarray(shapes, dtype=object)
-    is_point = shapely.get_type_id(shapes) == 0
+    is_point = shapely.get_type_id(shapes) == GeometryType.POINT
     xy = shapely.get_coordinates(shapes[is_point])  # one coordinate per point
     cols = np.floor(xy[:, 0])
     rows = np.floor(xy[:, 1])
@@ -854,9 +866,13 @@ def covered_runs_many(
     with np.errstate(invalid="ignore"):
         ok = (cols >= col0) & (cols < col1) & (rows >= row0) & (rows < row1)
     parts = [
-        (rows[ok].astype(np.int64), cols[ok].astype(np.int64), cols[ok].astype(np.int64) + 1,
-         np.flatnonzero(is_point)[ok])
-    ]  # fmt: skip
+        (
+            rows[ok].astype(np.int64),
+            cols[ok].astype(np.int64),
+            cols[ok].astype(np.int64) + 1,
+            np.flatnonzero(is_point)[ok],
+        )
+    ]
     for k in np.flatnonzero(~is_point):
         runs = covered_runs(shapes[k], window, mirrored)
         parts.append((runs.row, runs.c0, runs.c1, np.full(len(runs.row), k)))
@@ -890,18 +906,6 @@ def _merge(runs: Runs) -> Runs:
 
 def _single_pixel_runs(pixels: np.ndarray) -> Runs:
     return Runs(pixels[:, 1], pixels[:, 0], pixels[:, 0] + 1)
-
-
-def _flat_parts(shape: shapely.Geometry) -> list[shapely.Geometry]:
-    parts = [shape]
-    out = []
-    while parts:
-        g = parts.pop()
-        if shapely.get_type_id(g) in (4, 5, 6, 7):  # Multi* and GeometryCollection
-            parts.extend(shapely.get_parts(g).tolist())
-        elif not g.is_empty:
-            out.append(g)
-    return out
 
 
 def _pixels(cols: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -7,8 +7,9 @@ grid all come from coordinates and attributes, so a dask-backed cube is never co
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from pyproj import CRS
 
 from xr_getregion.errors import CRSError, CubeError, EmptyCollectionError, MissingCRSError
 from xr_getregion.geometry import EPSG4326, read_crs
-from xr_getregion.grid import Grid
+from xr_getregion.grid import Grid, Transform
 
 __all__ = ["Band", "Cube", "read_cube"]
 
@@ -113,7 +114,8 @@ def read_cube(obj: xr.DataArray | xr.Dataset, *, allow_empty: bool = False) -> C
             "image (time) dim. Select or stack the others first, e.g. cube.isel("
             f"{others[-1]}=0)."
         )
-    image_dim = others[0] if others else None
+    # xarray types dims as any Hashable; a cube's image dim is a name like the others.
+    image_dim = cast("str | None", others[0] if others else None)
     n_images = obj.sizes[image_dim] if image_dim else 1
     if not bands or (n_images == 0 and not allow_empty):
         raise EmptyCollectionError("ImageCollection.getRegion: No bands in collection.")
@@ -131,7 +133,7 @@ def read_cube(obj: xr.DataArray | xr.Dataset, *, allow_empty: bool = False) -> C
     return Cube(tuple(bands), image_dim, ydim, xdim, ids, times, grid)
 
 
-def _spatial_dims(dims: tuple[str, ...], obj: Any) -> tuple[str, str]:
+def _spatial_dims(dims: tuple[Hashable, ...], obj: Any) -> tuple[str, str]:
     for ydim, xdim in SPATIAL_DIMS:
         if ydim in dims and xdim in dims:
             return ydim, xdim
@@ -267,7 +269,7 @@ def _check_dtype(arr: xr.DataArray, names: list[str]) -> None:
         )
 
 
-def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[str, ...]]:
+def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[Hashable, ...]]:
     if BAND_DIM in arr.dims:
         if BAND_DIM in arr.coords:
             # Band labels of any type are names as strings (1 -> '1', b'B4' -> 'B4').
@@ -287,10 +289,10 @@ def _dataarray_bands(arr: xr.DataArray) -> tuple[list[Band], tuple[str, ...]]:
     return bands, tuple(arr.dims)
 
 
-def _dataset_bands(ds: xr.Dataset) -> tuple[list[Band], tuple[str, ...]]:
+def _dataset_bands(ds: xr.Dataset) -> tuple[list[Band], tuple[Hashable, ...]]:
     spatial = next((pair for pair in SPATIAL_DIMS if all(d in ds.dims for d in pair)), None)
     if spatial is None:
-        _spatial_dims(tuple(ds.dims), ds)
+        spatial = _spatial_dims(tuple(ds.dims), ds)  # raises: no pair of spatial dims
     # Variables without both spatial dims (time bounds, a 'crs' variable) are not bands.
     variables = {k: v for k, v in ds.data_vars.items() if set(spatial) <= set(v.dims)}
     if not variables:
@@ -346,8 +348,8 @@ def _read_crs(obj: xr.DataArray | xr.Dataset, spatial: tuple[str, str]) -> CRS:
             # declares its own CRS (stackstac's 'epsg', rio) may have been reprojected.
             continue
         if key in obj.coords:
-            codes = pd.unique(np.asarray(obj.coords[key].values).ravel())
-            codes = [c for c in codes if c is not None and not pd.isna(c)]
+            distinct = pd.unique(np.asarray(obj.coords[key].values).ravel())
+            codes = [c for c in distinct if c is not None and not pd.isna(c)]
             if len(codes) > 1:
                 raise CubeError(
                     f"the cube's {key!r} coordinate holds several CRSs {list(codes)}: its "
@@ -488,6 +490,12 @@ def _irregular_message(dim: str, values: np.ndarray, longitude: bool) -> str:
     )
 
 
+# Two transform attributes of one Dataset are the same grid to this relative tolerance.
+_SAME_TRANSFORM_RTOL = 1e-12
+# A label within this fraction of a pixel of a corner (or centre) of the transform is one.
+_LABEL_TOLERANCE = 1e-3
+
+
 def _transform_attr(obj: Any, ydim: str, xdim: str) -> tuple[float, ...] | None:
     """The affine ``(a, b, c, d, e, f)`` of the cube's ``attrs['transform']`` (stackstac's, or
     the old ``xr.open_rasterio``'s), or None when there is none.
@@ -512,7 +520,7 @@ def _transform_attr(obj: Any, ydim: str, xdim: str) -> tuple[float, ...] | None:
         return None
     (first_where, first), *rest = given
     for where, other in rest:
-        if not np.allclose(first, other, rtol=1e-12, atol=0.0):
+        if not np.allclose(first, other, rtol=_SAME_TRANSFORM_RTOL, atol=0.0):
             raise CubeError(
                 f"the Dataset's transform attributes disagree: {first_where} is {list(first)} "
                 f"but {where} is {list(other)}: its bands are on different grids, or one "
@@ -565,9 +573,9 @@ def _registration(
     where = {}
     for dim, label, origin, size in ((xdim, x0, c, a), (ydim, y0, f, e)):
         frac = fraction(label, origin, size)
-        if min(frac, 1 - frac) < 1e-3:
+        if min(frac, 1 - frac) < _LABEL_TOLERANCE:
             where[dim] = "corner"
-        elif abs(frac - 0.5) < 1e-3:
+        elif abs(frac - 0.5) < _LABEL_TOLERANCE:
             where[dim] = "centre"
         else:
             raise CubeError(
@@ -668,24 +676,31 @@ def _written_geotransform(obj: Any) -> bool:
     return mapping in obj.coords and "GeoTransform" in obj.coords[mapping].attrs
 
 
+# Pixel sizes of a transform attribute and of the coordinates agree to this relative
+# tolerance (a float32 coordinate's steps carry some 1e-7 of rounding).
+_PIXEL_SIZE_RTOL = 1e-6
+
+
+def _check_pixel_sizes(attr: tuple[float, ...], axes: tuple[tuple[str, float, float], ...]) -> None:
+    """Refuse a transform attribute whose pixel size (per ``(dim, step, size)``) is not the
+    coordinate's step (a NaN step, one label, is no evidence)."""
+    for dim, step, size in axes:
+        if not np.isnan(step) and not np.isclose(abs(step), abs(size), rtol=_PIXEL_SIZE_RTOL):
+            raise CubeError(
+                f"the cube's transform attribute {list(attr)} gives {size!r}-unit pixels but "
+                f"its {dim!r} coordinate steps by {step!r}: the attribute is stale (after "
+                "coarsen or a reprojection?). Drop it (del cube.attrs['transform']) or fix it."
+            )
+
+
 def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
     x0, dx = _axis(obj, xdim, longitude=crs.is_geographic)
     y0, dy = _axis(obj, ydim)
     attr = _transform_attr(obj, ydim, xdim)
     if attr is None:
         _refuse_unregistered_stackstac(obj, ydim, xdim, x0, dx, y0, dy)
-    if attr is not None and not np.isnan(dx) and not np.isclose(abs(dx), abs(attr[0]), rtol=1e-6):
-        raise CubeError(
-            f"the cube's transform attribute {list(attr)} gives {attr[0]!r}-unit pixels but its "
-            f"{xdim!r} coordinate steps by {dx!r}: the attribute is stale (after coarsen or a "
-            "reprojection?). Drop it (del cube.attrs['transform']) or fix it."
-        )
-    if attr is not None and not np.isnan(dy) and not np.isclose(abs(dy), abs(attr[4]), rtol=1e-6):
-        raise CubeError(
-            f"the cube's transform attribute {list(attr)} gives {attr[4]!r}-unit pixels but its "
-            f"{ydim!r} coordinate steps by {dy!r}: the attribute is stale (after coarsen or a "
-            "reprojection?). Drop it (del cube.attrs['transform']) or fix it."
-        )
+    if attr is not None:
+        _check_pixel_sizes(attr, ((xdim, dx, attr[0]), (ydim, dy, attr[4])))
     # After the pixel sizes agree, the fraction of a pixel tells corners from centres.
     shift_x, shift_y = _registration(attr, ydim, xdim, x0, y0)
     if np.isnan(dx) or np.isnan(dy):
@@ -704,7 +719,7 @@ def _native_grid(obj: Any, ydim: str, xdim: str, crs: CRS) -> Grid:
         dy = e if np.isnan(dy) else dy
     x0, y0 = x0 + shift_x, y0 + shift_y
     shape = (int(obj.sizes[ydim]), int(obj.sizes[xdim]))
-    return Grid((dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2), crs, shape)
+    return Grid(Transform(dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2), crs, shape)
 
 
 def _ids_and_times(
@@ -802,7 +817,8 @@ def _instants_ms(
     """
     if isinstance(values, pd.PeriodIndex):
         # Microsecond periods count from the epoch; every frequency's start is whole us.
-        micros = values.asfreq("us", how="start").asi8
+        # pandas-stubs lacks PeriodIndex.asi8 and the lower-case how= spellings.
+        micros = values.asfreq("us", how="start").asi8  # type: ignore[arg-type, attr-defined]
         pairs = zip(values, micros, strict=True)
         return tuple(None if p is pd.NaT else int(u) // 1000 for p, u in pairs)
     if isinstance(values, pd.DatetimeIndex):

@@ -51,6 +51,7 @@ from xr_getregion.pyramid import (
     pyramid_read_tasks,
     read_policies,
 )
+from xr_getregion.types import PyramidingLike
 
 __all__ = [
     "MAX_VALUES",
@@ -130,7 +131,7 @@ def plan_region(
     grid: Grid,
     *,
     max_values: int | None = None,
-    pyramiding: Any = "mean",
+    pyramiding: PyramidingLike = "mean",
 ) -> Plan:
     """Plan the extraction of ``shape`` (a planar shapely geometry in ``shape_crs``)."""
     return plan_features(
@@ -152,7 +153,7 @@ def plan_features(
     *,
     per_feature: bool = True,
     max_values: int | None = None,
-    pyramiding: Any = "mean",
+    pyramiding: PyramidingLike = "mean",
 ) -> Plan:
     """Plan the extraction of each of ``shapes`` separately: a pixel two features cover is
     planned once for each, and ``Plan.feature`` says which feature each pixel belongs to.
@@ -310,11 +311,7 @@ def _extent(lon: np.ndarray, lat: np.ndarray) -> str:
 def _cube_lonlat(cube_grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Points of the cube's outline in lon/lat (64 per side), and the poles it holds."""
     rows, cols = cube_grid.shape or (1, 1)
-    t = np.linspace(0.0, 1.0, 65)
-    edge_cols = np.concatenate([t * cols, np.full_like(t, cols), t[::-1] * cols, 0 * t])
-    edge_rows = np.concatenate([0 * t, t * rows, np.full_like(t, rows), t[::-1] * rows])
-    a, b, c, d, e, f = cube_grid.transform
-    x, y = a * edge_cols + b * edge_rows + c, d * edge_cols + e * edge_rows + f
+    x, y = cube_grid.outline(0, 0, cols, rows)
     if cube_grid.crs != EPSG4326:
         x, y = (np.asarray(v) for v in transformer(cube_grid.crs, EPSG4326).transform(x, y))
     # A pole inside a projected cube is no point of its outline, but its latitude bounds it.
@@ -677,7 +674,8 @@ def read_tasks(
         keys.append(set_keys)
         shape = (data.shape[1], data.shape[0], len(iy))
         placements.append(Placement(targets, shape, data.dtype.newbyteorder("=")))
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    # dask's own annotations reject its Array as a collection and tuple keys as keys.
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])  # type: ignore[arg-type, list-item]
     return Reads(graph, keys, placements)
 
 

@@ -205,7 +205,8 @@ class Geometry:
             raise GeometryError(
                 f"Rectangle needs 4 numbers (xmin, ymin, xmax, ymax); got {flat.size}: {coords!r}."
             )
-        return cls._make(_box(*flat, "Rectangle"), proj, geodesic)
+        xmin, ymin, xmax, ymax = flat.tolist()
+        return cls._make(_box(xmin, ymin, xmax, ymax, "Rectangle"), proj, geodesic)
 
     @classmethod
     def BBox(cls, west: float, south: float, east: float, north: float) -> Geometry:
@@ -537,33 +538,68 @@ def _validate(shape: shapely.Geometry | None) -> None:
     _check_finite(shapely.get_coordinates(shape))
     # Parts are checked one by one: a multi-part geometry is the union of its parts (as in
     # EE), so parts that touch or overlap are fine, but each part must be valid on its own.
-    parts = [shape]
-    while parts:
-        part = parts.pop()
-        if shapely.get_type_id(part) in (4, 5, 6, 7):
-            parts.extend(shapely.get_parts(part).tolist())
-        elif not part.is_valid:
-            raise GeometryError(
-                f"the geometry is invalid: {shapely.is_valid_reason(part)}. "
-                "Repair it first, for example with shapely.make_valid(geometry)."
-            )
+    parts, _ = flat_parts(shape)
+    invalid = parts[~shapely.is_valid(parts)]
+    if len(invalid):
+        raise GeometryError(
+            f"the geometry is invalid: {shapely.is_valid_reason(invalid[0])}. "
+            "Repair it first, for example with shapely.make_valid(geometry)."
+        )
+
+
+GeometryType = shapely.GeometryType
+# Geometries made of parts: get_parts splits them (a collection may hold multi-parts).
+_MULTI = (
+    GeometryType.MULTIPOINT,
+    GeometryType.MULTILINESTRING,
+    GeometryType.MULTIPOLYGON,
+    GeometryType.GEOMETRYCOLLECTION,
+)
+_LINES = (GeometryType.LINESTRING, GeometryType.LINEARRING)
+
+
+def flat_parts(geoms: shapely.Geometry | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The non-empty single parts (points, lines, rings, polygons) of a geometry or an array
+    of them, multi-parts and collections flattened at any depth, in order; and for each
+    the position of the geometry it came from."""
+    parts = np.atleast_1d(np.asarray(geoms, dtype=object))
+    owner = np.arange(len(parts))
+    while np.isin(shapely.get_type_id(parts), _MULTI).any():
+        parts, k = shapely.get_parts(parts, return_index=True)
+        owner = owner[k]
+    keep = ~shapely.is_empty(parts)
+    return parts[keep], owner[keep].astype(np.intp)
+
+
+def is_line(geoms: shapely.Geometry | np.ndarray) -> np.ndarray:
+    """Whether each single-part geometry is a line (a ``LineString`` or ``LinearRing``)."""
+    return np.isin(shapely.get_type_id(geoms), _LINES)
 
 
 def edge_lines(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The lines and polygon rings of an array of geometries (multi-parts and collections
     flattened), and for each the position of the geometry it came from."""
-    owner = np.arange(len(geoms))
-    while True:
-        kind = shapely.get_type_id(geoms)
-        if not np.isin(kind, (4, 5, 6, 7)).any():
-            break
-        geoms, k = shapely.get_parts(geoms, return_index=True)
-        owner = owner[k]
-    kind = shapely.get_type_id(geoms)
-    is_line = (kind == 1) | (kind == 2)
-    rings, k = shapely.get_rings(geoms[kind == 3], return_index=True)
-    lines = np.concatenate([geoms[is_line], rings])
-    return lines, np.concatenate([owner[is_line], owner[kind == 3][k]]).astype(np.intp)
+    parts, owner = flat_parts(geoms)
+    line = is_line(parts)
+    polygon = shapely.get_type_id(parts) == GeometryType.POLYGON
+    rings, k = shapely.get_rings(parts[polygon], return_index=True)
+    lines = np.concatenate([parts[line], rings])
+    return lines, np.concatenate([owner[line], owner[polygon][k]]).astype(np.intp)
+
+
+#: A turn of longitude, in degrees.
+TURN = 360.0
+#: Half a turn of longitude: a straight lon/lat edge spanning more runs the long way round.
+HALF_TURN = TURN / 2
+
+
+def long_edges(lon: np.ndarray, line: np.ndarray | None = None) -> np.ndarray:
+    """Which edges, from vertex ``k`` to ``k + 1`` of one line (``line`` gives each
+    vertex's line; one line when ``None``), span more than :data:`HALF_TURN` degrees of
+    longitude ``lon``: a jump across the antimeridian when edges are short."""
+    with np.errstate(invalid="ignore"):
+        jump = np.abs(np.diff(lon)) > HALF_TURN
+    return jump if line is None else jump & (line[1:] == line[:-1])
 
 
 # Longitudes are accepted up to 540 degrees either way: one more turn past either common
@@ -641,8 +677,8 @@ def _check_antimeridian(geoms: np.ndarray, crs: CRS, ids: pd.Index | None) -> No
         return
     xy, line = shapely.get_coordinates(lines, return_index=True)
     x, y = xy[:, 0], xy[:, 1]
-    jump = (line[1:] == line[:-1]) & (np.abs(np.diff(x)) > 180)
-    jump &= ~((np.abs(x[1:]) == 180) & (np.abs(x[:-1]) == 180))
+    jump = long_edges(x, line)
+    jump &= ~((np.abs(x[1:]) == HALF_TURN) & (np.abs(x[:-1]) == HALF_TURN))
     jump &= ~((np.abs(y[1:]) == 90) & (np.abs(y[:-1]) == 90))
     if not jump.any():
         return
@@ -803,4 +839,4 @@ def _concrete(values: pd.Series | pd.Index) -> pd.Series | pd.Index:
     target = _OBJECT_TARGETS.get(kind, "string")
     if target == "string":
         values = values.map(lambda v: v if v is None or pd.isna(v) else str(v))
-    return values.astype(target)
+    return values.astype(pd.api.types.pandas_dtype(target))

@@ -12,22 +12,40 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pyproj
 from pyproj import CRS
 
 from xr_getregion.errors import GetRegionWarning, GridError
 from xr_getregion.geometry import EPSG4326, read_crs
 
-__all__ = ["METRES_PER_DEGREE", "Grid", "working_grid"]
+__all__ = ["METRES_PER_DEGREE", "NATIVE", "Grid", "Transform", "working_grid"]
+
+#: ``crs=NATIVE`` alone means the cube's own grid, with no resampling: the default of
+#: ``get_region``, ``plan``, ``to_parquet`` and ``region_map`` (``getRegion`` keeps EE's).
+NATIVE = "native"
 
 #: Earth Engine's metres per degree, to the last bit: ``30 / METRES_PER_DEGREE`` is the
 #: 30 m step of EE's printed outputs. (``6378137 * pi / 180`` in Python is one ulp off.)
 METRES_PER_DEGREE = 111319.49079327357
 
-Transform = tuple[float, float, float, float, float, float]
+#: The samples per side of a grid window's outline (:meth:`Grid.outline`): its edges are
+#: curves in another CRS, and 64 chords follow them to well within a pixel's margin.
+OUTLINE_SAMPLES = 64
+
+
+class Transform(NamedTuple):
+    """A row-major 3x2 affine: ``x = a*col + b*row + c``, ``y = d*col + e*row + f``."""
+
+    a: float
+    b: float
+    c: float
+    d: float
+    e: float
+    f: float
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,8 @@ class Grid:
                 f"the grid transform {list(self.transform)} is not an invertible affine map: "
                 "it needs 6 finite numbers with a*e - b*d != 0."
             )
+        # A plain 6-tuple is accepted and kept as the named one (equal to it, as tuples).
+        object.__setattr__(self, "transform", Transform(*self.transform))
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return ("xr_getregion.Grid", self.transform, self.crs.to_wkt(), self.shape)
@@ -71,7 +91,7 @@ class Grid:
         a, b, _, d, e, _ = self.transform
         return a * e - b * d < 0
 
-    def to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def to_pixel(self, x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """CRS coordinates to fractional pixel coordinates ``(col, row)``.
 
         For axis-aligned grids this is ``(x - c) / a`` exactly, as EE computes it, so a point
@@ -103,14 +123,36 @@ class Grid:
             outside = (x < west) | (x >= west + 360.0)
             return np.where(outside, west + np.mod(x - west, 360.0), x)
 
-    def centres(self, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """CRS coordinates of the centres of pixels ``(cols, rows)``."""
+    def to_crs(self, cols: npt.ArrayLike, rows: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel coordinates ``(col, row)``, fractional, to CRS coordinates: the forward
+        affine. On axis-aligned grids ``x`` depends on ``col`` alone (``a*col + c``)."""
         a, b, c, d, e, f = self.transform
-        u = np.asarray(cols, dtype=float) + 0.5
-        v = np.asarray(rows, dtype=float) + 0.5
+        u = np.asarray(cols, dtype=float)
+        v = np.asarray(rows, dtype=float)
         if self.axis_aligned:
             return a * u + c, e * v + f
         return a * u + b * v + c, d * u + e * v + f
+
+    def centres(self, cols: npt.ArrayLike, rows: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """CRS coordinates of the centres of pixels ``(cols, rows)``."""
+        return self.to_crs(np.asarray(cols, dtype=float) + 0.5, np.asarray(rows, dtype=float) + 0.5)
+
+    def outline(
+        self, col0: float, row0: float, col1: float, row1: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """CRS coordinates of points along the outline of the pixel window
+        ``[col0, col1) x [row0, row1)``: :data:`OUTLINE_SAMPLES` chords a side, from
+        ``(col0, row0)`` along the first row, down the last column, back along the last row
+        and up the first column (a closed chain, its corners repeated)."""
+        t = np.linspace(0.0, 1.0, OUTLINE_SAMPLES + 1)
+        east, west = col0 + t * (col1 - col0), col1 - t * (col1 - col0)
+        down, up = row0 + t * (row1 - row0), row1 - t * (row1 - row0)
+        first_col, last_col = np.full_like(t, col0), np.full_like(t, col1)
+        first_row, last_row = np.full_like(t, row0), np.full_like(t, row1)
+        return self.to_crs(
+            np.concatenate([east, last_col, west, first_col]),
+            np.concatenate([first_row, down, last_row, up]),
+        )
 
     def same_pixels(self, other: Grid) -> bool:
         """True when both grids have the same transform and an equal CRS (pyproj equality)."""
@@ -144,7 +186,7 @@ def _check_transform(crs_transform: Any) -> Transform:
             f"crsTransform {values} is not invertible (a*e - b*d == 0) or not finite; "
             "check the pixel sizes a and e."
         )
-    return a, b, c, d, e, f
+    return Transform(a, b, c, d, e, f)
 
 
 def _metres_to_units(crs: CRS, metres: float) -> float:
@@ -189,7 +231,7 @@ def working_grid(
             "scale and crsTransform are mutually exclusive (as in Earth Engine): "
             "pass one or the other."
         )
-    if isinstance(crs, str) and crs.lower() == "native":
+    if isinstance(crs, str) and crs.lower() == NATIVE:
         if scale is None and crs_transform is None:
             return native
         crs = None
@@ -198,7 +240,7 @@ def working_grid(
         return Grid(_check_transform(crs_transform), target)
     if scale is not None:
         step = _metres_to_units(target, _check_scale(scale))
-        return Grid((step, 0.0, 0.0, 0.0, step, 0.0), target)
+        return Grid(Transform(step, 0.0, 0.0, 0.0, step, 0.0), target)
     unit = "degree" if target.is_geographic else (target.axis_info[0].unit_name or "unit")
     warnings.warn(
         f"no scale= or crsTransform= given: working on {target.to_string()} with 1-{unit} "
@@ -207,7 +249,7 @@ def working_grid(
         GetRegionWarning,
         stacklevel=3,
     )
-    return Grid((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), target)
+    return Grid(Transform(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), target)
 
 
 def transformer(src: CRS, dst: CRS) -> pyproj.Transformer:

@@ -60,12 +60,12 @@ def _partition(
     distinct pixels that ``placements[a]`` puts in place.
     """
     values: dict[str, np.ndarray] = {}
-    for a, bands in enumerate(layout):
-        if direct[a] is not None:
+    for read, placement, blocks, bands in zip(direct, placements, gathered, layout, strict=True):
+        if read is not None:
             for name, index in bands:
-                values[name] = direct[a][:, index]
-        else:
-            placed: Any = placements[a].place(gathered[a])  # type: ignore[union-attr,arg-type]
+                values[name] = read[:, index]
+        elif placement is not None and blocks is not None:
+            placed: Any = placement.place(blocks)
             if isinstance(placed, list):  # a pyramid's: (images, blocks) per band index
                 for name, index in bands:
                     values[name] = np.take(placed[index], inverse, axis=1)
@@ -91,13 +91,17 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
     (``meta``) comes from the bands' metadata.
     """
     spec = TableSpec.of(plan.cube, plan)
-    per_feature = features is not None and plan.feature is not None
+    # The plan's feature of each pixel, when the table has per-feature columns.
+    feature_of = plan.feature if features is not None else None
+    if feature_of is None:
+        features = None
+    per_feature = features is not None
     meta = build_frame(
         spec,
         np.empty(0),
         np.empty(0),
         empty_values(spec),
-        feature_columns(features, np.empty(0, np.int64)) if per_feature else None,
+        feature_columns(features, np.empty(0, np.int64)) if features is not None else None,
     )
     if plan.n_pixels == 0:
         with dask.config.set({"dataframe.convert-string": False}):
@@ -124,7 +128,7 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
         partition_rows = np.array_split(
             np.arange(plan.n_pixels), -(-plan.n_pixels // _DIRECT_PARTITION)
         )
-    feature_token = (features.ids, features.properties) if per_feature else None
+    feature_token = (features.ids, features.properties) if features is not None else None
     token = tokenize(
         plan.iy, plan.ix, plan.feature, plan.lon, plan.lat, plan.grid, spec, feature_token,
         [a.name if a is not None else v for a, v in zip(arrays, direct_values, strict=True)],
@@ -148,8 +152,12 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
         direct = [None if v is None else v[:, :, rows] for v in direct_values]
         placements = [None if r is None else r.placements[g] for r in reads]
         gathered = [None if r is None else r.keys[g] for r in reads]
-        feature = feature_columns(features, plan.feature[rows]) if per_feature else None
-        feature_pos = plan.feature[rows] if per_feature else None
+        feature_pos = None if feature_of is None else feature_of[rows]
+        feature = (
+            None
+            if features is None or feature_pos is None
+            else feature_columns(features, feature_pos)
+        )
         key = (part_name, g)
         dsk[key] = (
             _partition, spec, layout, plan.lon[rows], plan.lat[rows], inverse,

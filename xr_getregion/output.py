@@ -62,6 +62,8 @@ import xarray as xr
 from xr_getregion._signals import signals_deferred, terminate_as_exit
 from xr_getregion.errors import ArgumentError, OutputExistsError
 from xr_getregion.extraction import MAX_VALUES
+from xr_getregion.grid import NATIVE
+from xr_getregion.types import CRSLike, GeometryLike, PyramidingLike, TransformLike
 
 __all__ = ["to_parquet", "write_table"]
 
@@ -120,14 +122,20 @@ def write_table(
         try:
             if target.suffix.lower() == ".parquet":
                 pending = table.to_parquet(
-                    staged, engine="pyarrow", write_index=False, compute=False,
+                    staged,
+                    engine="pyarrow",
+                    write_index=False,
+                    compute=False,
                     storage_options=no_mkdir,
-                )  # fmt: skip
+                )
             else:
                 pending = table.to_csv(
-                    staged, single_file=True, index=False, compute=False,
+                    staged,
+                    single_file=True,
+                    index=False,
+                    compute=False,
                     storage_options=no_mkdir,
-                )  # fmt: skip
+                )
             _run(pending, progress)
             if target.suffix.lower() == ".parquet":
                 staged.mkdir(exist_ok=True)
@@ -323,18 +331,18 @@ def _active_client() -> Any:
 
 def to_parquet(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     path: str | os.PathLike[str],
     scale: float | None = None,
-    crs: Any = "native",
-    crs_transform: Any = None,
+    crs: CRSLike | None = NATIVE,
+    crs_transform: TransformLike | None = None,
     *,
     max_values: int | None = MAX_VALUES,
-    geometry_crs: Any = None,
+    geometry_crs: CRSLike | None = None,
     id_column: str | None = None,
     properties: Sequence[str] | None = None,
     overwrite: bool = False,
-    pyramiding: Any = "mean",
+    pyramiding: PyramidingLike = "mean",
 ) -> Path:
     """Extract ``geometry`` (one region or many features) and stream the rows to ``path``.
 
@@ -345,8 +353,16 @@ def to_parquet(
     from xr_getregion.api import get_region
 
     table = get_region(
-        cube, geometry, scale, crs, crs_transform,
-        max_values=max_values, geometry_crs=geometry_crs,
-        id_column=id_column, properties=properties, lazy=True, pyramiding=pyramiding,
-    )  # fmt: skip
+        cube,
+        geometry,
+        scale=scale,
+        crs=crs,
+        crs_transform=crs_transform,
+        max_values=max_values,
+        geometry_crs=geometry_crs,
+        id_column=id_column,
+        properties=properties,
+        lazy=True,
+        pyramiding=pyramiding,
+    )
     return write_table(table, path, overwrite=overwrite)

@@ -19,8 +19,9 @@ from xr_getregion.coverage import to_pixel_space_many, window_of
 from xr_getregion.cube import read_cube
 from xr_getregion.errors import ArgumentError
 from xr_getregion.geometry import read_geometry
-from xr_getregion.grid import Grid, transformer
+from xr_getregion.grid import NATIVE, Grid, transformer
 from xr_getregion.table import as_frame
+from xr_getregion.types import PyramidingLike
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -49,7 +50,7 @@ def region_map(
     cube: xr.DataArray | xr.Dataset,
     geometry: Any,
     scale: float | None = None,
-    crs: Any = None,
+    crs: Any = NATIVE,
     crs_transform: Any = None,
     *,
     image: int | str = 0,
@@ -59,7 +60,7 @@ def region_map(
     geometry_crs: Any = None,
     pad: int = 3,
     ax: Axes | None = None,
-    pyramiding: Any = "mean",
+    pyramiding: PyramidingLike = "mean",
 ) -> Axes:
     """Draw one image as RGB, the geometry, and the outline of every working pixel it selects.
 
@@ -70,8 +71,8 @@ def region_map(
     Parameters
     ----------
     cube, geometry, scale, crs, crs_transform, geometry_crs
-        As for :func:`xr_getregion.getRegion` (``crs=None`` with a ``scale`` is EE's
-        EPSG:4326 grid; ``crs="native"`` is the cube's own).
+        As for :func:`xr_getregion.get_region`, with its defaults: ``crs="native"`` alone is
+        the cube's own grid; with a ``scale`` (and no other ``crs``) it is EE's EPSG:4326 grid.
     image
         The image to draw: its position, or its id.
     bands
@@ -137,7 +138,7 @@ def region_map(
         centres = outlines.mean(axis=1)
         ax.plot(centres[:, 0], centres[:, 1], "o", color="yellow", markersize=3)
     ax.add_collection(
-        PolyCollection(outlines, facecolors="none", edgecolors="yellow", linewidths=1.2,
+        PolyCollection(list(outlines), facecolors="none", edgecolors="yellow", linewidths=1.2,
                        gid=PIXELS_GID)
     )  # fmt: skip
     ax.set_xlim(extent[0], extent[1])
@@ -180,7 +181,7 @@ def time_series(
     plt = _pyplot()
     frame = as_frame(table)
     # The bands follow ``time`` (a many-feature table starts with ``feature`` and properties).
-    after_time = list(frame.columns[frame.columns.get_loc("time") + 1 :])
+    after_time = list(frame.columns[list(frame.columns).index("time") + 1 :])
     names = list(bands) if bands is not None else after_time
     unknown = [n for n in names if n not in frame.columns]
     if unknown or not names:
@@ -202,7 +203,7 @@ def time_series(
                         label=name if j == 0 else None)  # fmt: skip
         else:
             by_time = values.groupby(frame["time"])
-            q = by_time.quantile([0.25, 0.5, 0.75]).unstack()
+            q = by_time.quantile(np.array([0.25, 0.5, 0.75])).unstack()
             ax.fill_between(q.index, q[0.25], q[0.75], color=colour, alpha=0.25)
             ax.plot(q.index, q[0.5], marker="o", color=colour,
                     label=f"{name} (median of {pixels.ngroups} pixels)")  # fmt: skip
@@ -237,11 +238,10 @@ def _image_index(info: Any, image: int | str) -> int:
 
 def _pixel_outlines(plan: Any) -> np.ndarray:
     """The selected working pixels as ``(n, 4, 2)`` corner arrays in the cube's CRS."""
-    a, b, c, d, e, f = plan.grid.transform
     corners = np.array([(0, 0), (1, 0), (1, 1), (0, 1)], dtype=float)
     u = plan.cols[:, None] + corners[None, :, 0]
     v = plan.rows[:, None] + corners[None, :, 1]
-    x, y = a * u + b * v + c, d * u + e * v + f
+    x, y = plan.grid.to_crs(u, v)
     if plan.grid.crs != plan.cube.grid.crs:
         x, y = transformer(plan.grid.crs, plan.cube.grid.crs).transform(x, y)
     return np.stack([np.asarray(x), np.asarray(y)], axis=-1).reshape(-1, 4, 2)
@@ -270,13 +270,10 @@ def _to_cube_crs(shape: shapely.Geometry, crs: Any, grid: Grid) -> shapely.Geome
         return shape
     window = window_of(grid, grid)
     pixels = to_pixel_space_many(np.array([shape], dtype=object), crs, grid, window)[0]
-    a, b, c, d, e, f = grid.transform
 
     def to_crs(uv: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):  # a point outside the CRS's domain is NaN
-            return np.column_stack(
-                [a * uv[:, 0] + b * uv[:, 1] + c, d * uv[:, 0] + e * uv[:, 1] + f]
-            )
+            return np.column_stack(grid.to_crs(uv[:, 0], uv[:, 1]))
 
     return shapely.transform(pixels, to_crs)
 
@@ -317,7 +314,7 @@ def _rgb(
     for name in names:
         band = next(b for b in info.bands if b.name == name)
         arr = band.array
-        sel = {info.ydim: slice(r0, r1), info.xdim: slice(c0, c1)}
+        sel: dict[str, slice | int] = {info.ydim: slice(r0, r1), info.xdim: slice(c0, c1)}
         if info.image_dim is not None:
             sel[info.image_dim] = index
         if band.band_dim is not None:

@@ -131,14 +131,18 @@ def pixel_columns(spec: TableSpec, lon: np.ndarray, lat: np.ndarray) -> dict[str
     n_img, n_pix = len(spec.ids), len(lon)
     null = np.iinfo(np.int64).min  # NaT
     times_ms = np.array([null if t is None else t for t in spec.times_ms], dtype=np.int64)
-    times = pd.array(pd.to_datetime(times_ms.view("datetime64[ms]"), utc=True))
+    times = pd.to_datetime(times_ms.view("datetime64[ms]"), utc=True).array
     # Two images may share an id: categories are the distinct ids, in order of appearance.
     id_codes, categories = pd.factorize(pd.Index(list(spec.ids)))
     # Codes built in the integer type pandas keeps them in, so they are not converted again.
     n = len(categories)
     small = np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
     return {
-        "id": pd.Categorical.from_codes(np.repeat(id_codes.astype(small), n_pix), categories),
+        # pandas-stubs wants a Sequence of codes; pandas takes (and keeps) the array.
+        "id": pd.Categorical.from_codes(
+            np.repeat(id_codes.astype(small), n_pix),  # type: ignore[arg-type]
+            categories,
+        ),
         "longitude": np.tile(np.asarray(lon, float), n_img),
         "latitude": np.tile(np.asarray(lat, float), n_img),
         "time": times.repeat(n_pix),

@@ -39,7 +39,7 @@ _CLOUDY_IMAGE = 2
 
 def _noise(*keys: np.ndarray) -> np.ndarray:
     """Uniform [0, 1) noise from integer keys (a splitmix64-style hash): deterministic."""
-    h = np.uint64(0x9E3779B97F4A7C15)
+    h = np.asarray(np.uint64(0x9E3779B97F4A7C15))
     for k in keys:
         h = (h ^ k.astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(31)
@@ -69,7 +69,7 @@ def _values(t: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray) ->
     return np.where(np.broadcast_to(cloud, value.shape), np.float32(np.nan), value)
 
 
-def _block(block_info: dict[Any, Any] | None = None) -> np.ndarray:
+def _block(block_info: dict[Any, Any]) -> np.ndarray:
     (t0, t1), (b0, b1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
     return _values(np.arange(t0, t1), np.arange(b0, b1), np.arange(r0, r1), np.arange(c0, c1))
 
