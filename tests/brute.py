@@ -237,9 +237,7 @@ def _line_cells(line: shapely.LineString) -> set[tuple[int, int]]:
     return cells
 
 
-def covered_cells(
-    pixel_geometry: shapely.Geometry, mirrored: bool = False
-) -> set[tuple[int, int]]:
+def covered_cells(pixel_geometry: shapely.Geometry, mirrored: bool = False) -> set[tuple[int, int]]:
     """All pixels a pixel-space geometry covers: the union over its parts
     (docs/semantics.md section 4). ``mirrored``: the grid's ``a*e - b*d < 0``."""
     cells: set[tuple[int, int]] = set()
