@@ -19,11 +19,11 @@ import pyproj
 import pytest
 import shapely
 import xarray as xr
-from conftest import counting_dask, make_cube, raise_if_dask_computes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xr_getregion
+from tests.helpers import counting_dask, make_cube, raise_if_dask_computes
 from xr_getregion.errors import ArgumentError
 
 F = 111319.49079327357  # EE's metres per degree

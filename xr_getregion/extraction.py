@@ -269,11 +269,13 @@ def _warn_missed(
     shapely.prepare(bounds)
     with np.errstate(invalid="ignore"):
         missed = ~shapely.intersects(bounds, pixel_shapes)
-    if missed.any():
+    unsure = missed & shapely.is_empty(pixel_shapes)
+    if unsure.any():
         # A pixel shape can be empty without a miss: a polygon across 180 or around a pole
         # on a lon/lat grid is replaced by the boxes of the centres it holds, none when it is
-        # tiny. Such a shape still reaches the window's area in its own CRS.
-        missed[missed] = ~reaches_window(shapes[missed], shape_crs, grid, window)
+        # tiny. Such a shape still reaches the window's area in its own CRS (a shape clipped
+        # away, far from the cube, does not).
+        missed[unsure] = ~reaches_window(shapes[unsure], shape_crs, grid, window)
     if not missed.any():
         return
     xy = shapely.get_coordinates(shapes[missed])
