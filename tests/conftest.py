@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 
 import xr_getregion  # noqa: F401  (registers .ee)
+from servers import range_server, s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 
 class CountingScheduler:
