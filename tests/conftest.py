@@ -12,9 +12,9 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+from servers import range_server, s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 import xr_getregion  # noqa: F401  (registers .ee)
-from servers import range_server, s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 
 class CountingScheduler:
