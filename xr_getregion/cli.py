@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 import warnings
@@ -109,7 +108,9 @@ _PARQUET_MAGIC = b"PAR1"
 _ZARR_ROOT = ("zarr.json", ".zgroup", ".zmetadata")
 
 
-def _head(p: Path, n: int = 8, offset: int = 0) -> bytes:
+def _head(p: Any, n: int = 8, offset: int = 0) -> bytes:
+    # A local Path or a storage.RemotePath, whose files read exactly the bytes asked for
+    # (one ranged GET), so a remote input is checked without being downloaded.
     with p.open("rb") as f:
         f.seek(offset)
         return f.read(n)
@@ -119,7 +120,7 @@ def _starts(head: bytes) -> str:
     return "it is empty" if not head else f"it starts with {head[:8]!r}"
 
 
-def _check_cube_content(p: Path, label: str, kind: str) -> None:
+def _check_cube_content(p: Any, label: str, kind: str) -> None:
     """Refuse a cube file whose first bytes are not ``kind``, before any reader opens it."""
     if kind == "Zarr":
         if not p.is_dir():
@@ -166,7 +167,7 @@ def _codec_names(meta: Any) -> Iterator[str]:
             yield from _codec_names(codec.get("configuration"))
 
 
-def _refuse_pickle_codecs(p: Path, label: str) -> None:
+def _refuse_pickle_codecs(p: Any, label: str) -> None:
     """Refuse a Zarr store whose arrays use numcodecs' pickle codec.
 
     Decoding such a chunk unpickles bytes from the file, which can run any code; zarr 2 does it
@@ -174,10 +175,9 @@ def _refuse_pickle_codecs(p: Path, label: str) -> None:
     xarray opens) is read, never a listing of the chunks.
     """
     files = [p / name for name in (*_ZARR_ROOT, ".zarray")]
-    with os.scandir(p) as entries:
-        for entry in entries:
-            if entry.is_dir():
-                files += [Path(entry.path) / "zarr.json", Path(entry.path) / ".zarray"]
+    for entry in p.iterdir():
+        if entry.is_dir():
+            files += [entry / "zarr.json", entry / ".zarray"]
     arrays: list[tuple[str, Any]] = []
     for file in files:
         if not file.is_file():
@@ -236,12 +236,28 @@ def _in_cli_words(text: str) -> str:
     return text.replace("geometry_crs=", "--geometry-crs ")
 
 
+def _as_path(path: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """``Path(path)``, or for a URL (``s3://``, ``https://``...) a storage.RemotePath."""
+    from xr_getregion.storage import RemotePath, is_url
+
+    if not is_url(path):
+        return Path(path)
+    try:
+        return RemotePath(path, storage_options)
+    except Exception as exc:
+        raise UsageError(f"cannot reach {path!r}: {_first_line(exc)}") from exc
+
+
 def _checked_input(
-    path: str, role: str, kind_of: Callable[[str], str], check: Callable[[Path, str, str], None]
-) -> tuple[Path, str, str]:
+    path: str,
+    role: str,
+    kind_of: Callable[[str], str],
+    check: Callable[[Any, str, str], None],
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[Any, str, str]:
     """An input path that exists and whose first bytes are what its extension says: the
     path, its format and the label messages name it by; else UsageError."""
-    p = Path(path)
+    p = _as_path(path, storage_options)
     if not p.exists():
         raise UsageError(f"{role} {path!r} does not exist.")
     kind = kind_of(path)
@@ -253,11 +269,11 @@ def _checked_input(
     return p, kind, label
 
 
-def cube_kind(path: str) -> str:
+def cube_kind(path: str, storage_options: dict[str, Any] | None = None) -> str:
     """The format of CUBE from its name ("Zarr", "NetCDF" or "GeoTIFF"), or UsageError."""
     p = Path(path)
     suffix = p.suffix.lower()
-    if p.is_dir() or suffix == ".zarr":
+    if suffix == ".zarr" or _as_path(path, storage_options).is_dir():
         return "Zarr"
     if suffix in _NETCDF_SUFFIXES:
         return "NetCDF"
@@ -266,15 +282,29 @@ def cube_kind(path: str) -> str:
     raise UsageError(f"CUBE {path!r}: unknown format {suffix!r}; give {CUBE_FORMATS}.")
 
 
-def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Dataset:
-    """Open a Zarr store, NetCDF-4 file or GeoTIFF lazily (dask-backed)."""
-    p, kind, label = _checked_input(path, "CUBE", cube_kind, _check_cube_content)
+def open_cube(
+    path: str, variable: str | None = None, storage_options: dict[str, Any] | None = None
+) -> xr.DataArray | xr.Dataset:
+    """Open a Zarr store, NetCDF-4 file or GeoTIFF lazily (dask-backed); ``path`` may be a
+    URL (Zarr through fsspec, NetCDF through h5netcdf on an fsspec file, GeoTIFF through
+    GDAL's ``/vsis3/``, ``/vsicurl/``...), with fsspec's ``storage_options``."""
+    from xr_getregion import storage
+
+    p, kind, label = _checked_input(
+        path, "CUBE", lambda x: cube_kind(x, storage_options), _check_cube_content,
+        storage_options,
+    )  # fmt: skip
+    remote = storage.is_url(path)
     try:
         with _warnings_only_on_success():
             if kind == "Zarr":
-                obj: Any = xr.open_zarr(p, decode_coords="all")
+                obj: Any = xr.open_zarr(
+                    path if remote else p, decode_coords="all",
+                    storage_options=storage_options if remote else None,
+                )  # fmt: skip
             elif kind == "NetCDF":
-                obj = xr.open_dataset(p, engine="h5netcdf", chunks={}, decode_coords="all")
+                source = p.fs.open(p.path, "rb") if remote else p
+                obj = xr.open_dataset(source, engine="h5netcdf", chunks={}, decode_coords="all")
             else:
                 import rasterio
                 import rioxarray
@@ -282,10 +312,11 @@ def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Datas
                 # driver="GTiff": GDAL may use no other driver, whatever the content says.
                 # Inside an Env, GDAL's messages go to rasterio's logger, not straight to
                 # stderr, so a damaged header gives our one line and not libtiff's too.
-                with rasterio.Env():
+                with rasterio.Env(**storage.gdal_options()):
                     obj = rioxarray.open_rasterio(
-                        p, chunks={"band": -1, "y": 1024, "x": 1024}, driver="GTiff"
-                    )
+                        storage.gdal_path(path) if remote else p,
+                        chunks={"band": -1, "y": 1024, "x": 1024}, driver="GTiff",
+                    )  # fmt: skip
                 descriptions = obj.attrs.get("long_name")
                 if (
                     isinstance(descriptions, tuple | list)
@@ -359,7 +390,7 @@ def _feature_kind(path: str) -> str:
     )
 
 
-def _check_feature_content(p: Path, label: str, kind: str) -> None:
+def _check_feature_content(p: Any, label: str, kind: str) -> None:
     """Refuse a features file whose first bytes are not ``kind``, before GDAL or pyarrow."""
     if kind == "GeoParquet" and p.is_dir():
         return  # a Parquet dataset directory: pyarrow checks each of its files
@@ -382,15 +413,35 @@ def _check_feature_content(p: Path, label: str, kind: str) -> None:
             raise UsageError(f"{label} is not a Parquet file: no PAR1 marks; {_starts(head)}.")
 
 
-def read_feature_file(path: str, geometry_crs: str | None = None) -> Any:
+def read_feature_file(
+    path: str, geometry_crs: str | None = None, storage_options: dict[str, Any] | None = None
+) -> Any:
     """Read GeoJSON, GeoPackage, Shapefile or GeoParquet features with geopandas; features
-    without a CRS need ``geometry_crs`` (``--geometry-crs``)."""
+    without a CRS need ``geometry_crs`` (``--geometry-crs``). ``path`` may be a URL."""
     import geopandas as gpd
 
-    p, kind, label = _checked_input(path, "FEATURES", _feature_kind, _check_feature_content)
+    from xr_getregion import storage
+
+    p, kind, label = _checked_input(
+        path, "FEATURES", _feature_kind, _check_feature_content, storage_options
+    )
     try:
         with _warnings_only_on_success():
-            gdf = gpd.read_parquet(p) if kind == "GeoParquet" else gpd.read_file(p)
+            if not storage.is_url(path):
+                gdf = gpd.read_parquet(p) if kind == "GeoParquet" else gpd.read_file(p)
+            elif kind == "GeoParquet":
+                gdf = gpd.read_parquet(path, storage_options=storage_options)
+            elif kind == "a Shapefile":
+                # Its .shx, .dbf and .prj sit beside it: GDAL's /vsi readers find them.
+                import rasterio
+
+                with rasterio.Env(**storage.gdal_options()):
+                    gdf = gpd.read_file(storage.gdal_path(path))
+            else:
+                with p.fs.open(p.path, "rb") as f, warnings.catch_warnings():
+                    # pyogrio reads the bytes from a /vsimem/ name without the extension.
+                    warnings.filterwarnings("ignore", "File /vsimem/.* non conformant")
+                    gdf = gpd.read_file(f)
     except UsageError:
         raise
     except Exception as exc:
@@ -436,6 +487,21 @@ def _crs_transform(text: str | None) -> list[float] | None:
     return values
 
 
+def _storage_options(text: str | None) -> dict[str, Any] | None:
+    """--storage-options: a JSON object of fsspec options for every URL of the command."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"--storage-options must be a JSON object, e.g. '{{\"anon\": true}}'; got {text!r}."
+        ) from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"--storage-options must be a JSON object; got {text!r}.")
+    return value
+
+
 def _max_values(text: str) -> int | None:
     if text.lower() == "none":
         return None
@@ -474,12 +540,15 @@ def extract(args: argparse.Namespace) -> int:
     """The batch job: extract FEATURES from CUBE into TABLE."""
     import dask
 
+    from xr_getregion import storage
     from xr_getregion.api import get_region
     from xr_getregion.errors import ArgumentError, GetRegionError, OutputExistsError
     from xr_getregion.output import check_target, write_table
 
+    storage_options = _storage_options(args.storage_options)
+    remote_out = storage.is_url(args.out)
     out = Path(args.out)
-    if out.suffix.lower() not in (".parquet", ".csv"):
+    if not args.out.lower().rstrip("/").endswith((".parquet", ".csv")):
         raise UsageError(f"--out {args.out!r} must end in .parquet or .csv.")
     if "*" in args.out:
         # Checked before the cube is opened; write_table refuses it too (dask's wildcard).
@@ -488,10 +557,15 @@ def extract(args: argparse.Namespace) -> int:
             f"wildcard; rename it without '*' (e.g. {args.out.replace('*', '_')!r})."
         )
     try:
-        check_target(out, args.overwrite)
-    except OutputExistsError as exc:
+        if remote_out:
+            storage.check_remote_target(args.out, args.overwrite, storage_options)
+        else:
+            check_target(out, args.overwrite)
+    except (OutputExistsError, ArgumentError) as exc:
         raise UsageError(f"cannot write --out {args.out!r}: {_as_flags(exc)}") from exc
-    if out.parent.exists() and not out.parent.is_dir():
+    except OSError as exc:
+        raise UsageError(f"cannot reach --out {args.out!r}: {_first_line(exc)}") from exc
+    if not remote_out and out.parent.exists() and not out.parent.is_dir():
         raise UsageError(f"--out {args.out!r}: {str(out.parent)!r} is not a directory.")
     crs_transform = _crs_transform(args.crs_transform)
     max_values = _max_values(args.max_values)
@@ -499,16 +573,19 @@ def extract(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1; got {args.workers}.")
     # Both paths are checked before either file is opened, so a typo costs no read.
     for label, path in (("CUBE", args.cube), ("FEATURES", args.geometry)):
-        if not Path(path).exists():
+        if not _as_path(path, storage_options).exists():
             raise UsageError(f"{label} {path!r} does not exist.")
-    cube_kind(args.cube)
+    cube_kind(args.cube, storage_options)
     _feature_kind(args.geometry)
+    # GDAL (rasterio's and pyogrio's) reads its S3 endpoint from the environment; set it from
+    # AWS_ENDPOINT_URL here, before worker processes are started, so they inherit it.
+    storage.export_gdal_options()
     start = time.perf_counter()
     # A reader's warning (a GeoTIFF without georeferencing, say) would be a second line before
     # the error it leads to; it is shown only if the inputs pass.
     with _warnings_only_on_success():
-        cube = open_cube(args.cube, args.variable)
-        features = read_feature_file(args.geometry, args.geometry_crs)
+        cube = open_cube(args.cube, args.variable, storage_options)
+        features = read_feature_file(args.geometry, args.geometry_crs, storage_options)
         try:
             table = get_region(
                 cube, features, args.scale, args.crs, crs_transform,
@@ -525,9 +602,12 @@ def extract(args: argparse.Namespace) -> int:
         else:
             progress = contextlib.nullcontext()
         with progress, dask.config.set(scheduler=client or "threads"):
-            existed = out.exists()
+            existed = _as_path(args.out, storage_options).exists()
             try:
-                written = write_table(table, out, overwrite=args.overwrite, progress=args.progress)
+                written = write_table(
+                    table, args.out if remote_out else out, overwrite=args.overwrite,
+                    progress=args.progress, storage_options=storage_options,
+                )  # fmt: skip
             except ArgumentError as exc:
                 raise UsageError(f"cannot write --out {args.out!r}: {_as_flags(exc)}") from exc
             except GetRegionError as exc:
@@ -633,6 +713,9 @@ def _main(argv: Sequence[str] | None) -> int:
                        help="start a local cluster of N worker processes")  # fmt: skip
     run.add_argument("--progress", action="store_true", help="show a progress bar")
     run.add_argument("--overwrite", action="store_true", help="replace an existing TABLE")
+    run.add_argument("--storage-options", metavar="JSON",
+                     help="fsspec options for s3://, gs://, az://, https:// paths, e.g. "
+                     "'{\"anon\": true}' (credentials otherwise from the environment)")  # fmt: skip
     run.set_defaults(func=extract)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -70,6 +70,8 @@ REMOTE_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "http", "ht
 # Schemes a table may be written to (no writes over plain HTTP).
 WRITABLE_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
 MANIFEST = "_xr_getregion"
+# A Zarr store's root metadata objects (v3, v2, v2 consolidated).
+_ZARR_ROOTS = ("zarr.json", ".zgroup", ".zmetadata")
 MANIFEST_FORMAT = "xr_getregion table manifest"
 # What `overwrite` may delete under NAME: parts written by this package or dask, and metadata.
 _TABLE_OBJECT = re.compile(
@@ -166,6 +168,9 @@ class RemotePath:
         self.url = url.rstrip("/")
         self.storage_options = storage_options or {}
         self.fs, self.path = filesystem(self.url, storage_options)
+        # fsspec keeps one filesystem per set of options, with its listings: a store written
+        # since (by this process or another) must not look absent.
+        self.fs.invalidate_cache()
 
     def _child(self, url: str) -> RemotePath:
         child = object.__new__(RemotePath)
@@ -198,13 +203,23 @@ class RemotePath:
     def relative_to(self, other: RemotePath) -> str:
         return self.url[len(other.url) :].lstrip("/")
 
+    @property
+    def _http(self) -> bool:
+        return protocol(self.url) in ("http", "https")
+
     def exists(self) -> bool:
+        if self._http:
+            # fsspec's HTTP exists() and isdir() GET the whole resource: a HEAD (info) per
+            # file instead, and a "directory" exists when it holds Zarr root metadata.
+            return self.is_file() or self.is_dir()
         try:
             return bool(self.fs.exists(self.path))
         except (FileNotFoundError, PermissionError):
             return False
 
     def is_dir(self) -> bool:
+        if self._http:
+            return any((self / name).is_file() for name in _ZARR_ROOTS)
         try:
             return bool(self.fs.isdir(self.path))
         except (FileNotFoundError, PermissionError):
@@ -212,14 +227,18 @@ class RemotePath:
 
     def is_file(self) -> bool:
         try:
+            if self._http:
+                return self.fs.info(self.path).get("type") == "file"
             return bool(self.fs.isfile(self.path))
-        except (FileNotFoundError, PermissionError):
+        except (FileNotFoundError, PermissionError, OSError):
             return False
 
     def stat(self) -> _Stat:
         return _Stat(int(self.fs.size(self.path)))
 
     def iterdir(self) -> Iterator[RemotePath]:
+        if self._http:
+            return  # HTTP has no listing: a Zarr store is read from its root metadata
         for entry in self.fs.ls(self.path, detail=False):
             name = str(entry).rstrip("/").rsplit("/", 1)[-1]
             yield self / name
