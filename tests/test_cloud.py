@@ -7,6 +7,7 @@ must equal the one the same command writes from and to local files, row for row.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import fsspec
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import pytest
 import shapely
 
@@ -251,3 +253,98 @@ def test_a_task_failing_after_parts_were_written_leaves_no_s3_table(
     pd.testing.assert_frame_equal(read_table(out), before)
     assert s3_server.keys(bucket, "t.parquet/") != keys  # new parts, the old ones deleted
     assert len(s3_server.keys(bucket, "t.parquet/")) == len(keys)
+
+
+# --- STAC items whose COGs are served over HTTP ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stac_over_http(range_server):
+    """test_reference_loaders' COGs (3 dates, bands B0 and B1, int16 with a nodata block)
+    under the range server, and an ItemCollection JSON beside them with relative hrefs."""
+    import pystac
+    from test_reference_loaders import write_items
+
+    root = range_server.root / "stac"
+    root.mkdir(exist_ok=True)
+    items = write_items(root)
+    for item in items:
+        for asset in item.assets.values():
+            asset.href = Path(asset.href).name
+    collection = pystac.ItemCollection(items[::-1])  # out of time order on purpose
+    (root / "items.json").write_text(json.dumps(collection.to_dict(transform_hrefs=False)))
+    return root, items
+
+
+def file_pixel_points(rows_cols):
+    from test_reference_loaders import RES, X0, Y0
+
+    points = [
+        shapely.Point(X0 + (c + 0.5) * RES + 7.0, Y0 - (r + 0.5) * RES - 4.0) for r, c in rows_cols
+    ]
+    return gpd.GeoDataFrame(
+        {"name": [f"p{r}_{c}" for r, c in rows_cols]}, geometry=points, crs="EPSG:32615"
+    )
+
+
+def test_stac_items_over_http_equal_rasterio_reads_of_the_files(
+    stac_over_http, range_server, tmp_path, capsys
+):
+    import rasterio
+    from test_reference_loaders import BANDS, DATES, NODATA
+
+    root, items = stac_over_http
+    rows_cols = [(0, 0), (5, 9), (21, 31), (22, 32), (40, 63), (63, 63), (63, 0)]
+    file_pixel_points(rows_cols).to_file(tmp_path / "points.geojson")
+    range_server.reset()
+    out = tmp_path / "t.parquet"
+    url = f"{range_server.url}/stac/items.json"
+    assert run(url, "--geometry", tmp_path / "points.geojson", "--out", out,
+               "--id-column", "name") == 0  # fmt: skip
+    got = pd.read_parquet(out)
+    # The reference: rasterio on each file, at the pixel each point falls in; one row per
+    # point and item (a masked pixel gives missing values), at the pixel's centre.
+    assert len(got) == len(rows_cols) * len(items)
+    to_lonlat = pyproj.Transformer.from_crs("EPSG:32615", "EPSG:4326", always_xy=True)
+    for (r, c), rows in zip(rows_cols, [got[got["feature"] == f"p{r}_{c}"] for r, c in rows_cols],
+                            strict=True):  # fmt: skip
+        assert rows["id"].tolist() == [item.id for item in items]
+        for t, row in enumerate(rows.itertuples(index=False)):
+            assert row.time == pd.Timestamp(DATES[t])
+            for band in BANDS:
+                with rasterio.open(root / f"{items[t].id}_{band}.tif") as src:
+                    value = int(src.read(1)[r, c])
+                    lon, lat = to_lonlat.transform(*src.xy(r, c))
+                got_value = getattr(row, band)
+                if value == NODATA:
+                    assert pd.isna(got_value), (r, c, t, band)
+                else:
+                    assert got_value == value, (r, c, t, band)
+            assert abs(row.longitude - lon) < 1e-9 and abs(row.latitude - lat) < 1e-9
+    # Items ordered by datetime whatever the collection's order; bands named by asset keys.
+    assert set(BANDS) <= set(got.columns)
+    tifs = [r for r in range_server.requests() if r["path"].endswith(".tif") and r["bytes"]]
+    assert tifs and all(r["status"] == 206 for r in tifs)
+
+
+def test_stac_cube_in_python_bands_and_a_refused_asset(
+    stac_over_http, range_server, capsys, tmp_path
+):
+    root, items = stac_over_http
+    cube = xr_getregion.stac_cube(f"{range_server.url}/stac/items.json", bands=["B1"])
+    assert list(cube.data_vars) == ["B1"]
+    assert cube["id"].values.tolist() == [i.id for i in items]
+    assert cube.sizes == {"time": 3, "y": 64, "x": 64}
+    # An asset that is not a TIFF (a VRT could make GDAL open other files) is refused unread.
+    (root / "evil.vrt.tif").write_text("<VRTDataset rasterXSize='1'></VRTDataset>")
+    doc = items[0].to_dict()
+    doc["assets"]["B0"]["href"] = "evil.vrt.tif"
+    (root / "evil.json").write_text(json.dumps([doc]))
+    points = tmp_path / "p.geojson"
+    file_pixel_points([(1, 1)]).to_file(points)
+    assert run(f"{range_server.url}/stac/evil.json", "--geometry", points,
+               "--out", tmp_path / "x.parquet") == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "evil.vrt.tif" in err and "is not a GeoTIFF: no TIFF header" in err
+    assert not [r for r in range_server.requests() if "evil.vrt" in r["path"] and r["bytes"] > 8]

@@ -87,9 +87,10 @@ def demo(args: argparse.Namespace) -> int:
 
 
 CUBE_FORMATS = (
-    "a Zarr store (a directory, usually .zarr), a NetCDF-4 file (.nc, .nc4, .netcdf, .h5) "
-    "or a GeoTIFF (.tif, .tiff)"
+    "a Zarr store (a directory, usually .zarr), a NetCDF-4 file (.nc, .nc4, .netcdf, .h5), "
+    "a GeoTIFF (.tif, .tiff) or STAC items (.json: an ItemCollection or a list of Items)"
 )
+_STAC_SUFFIXES = (".json", ".geojson")
 FEATURE_FORMATS = (
     "GeoJSON (.geojson, .json), GeoPackage (.gpkg), a Shapefile (.shp) "
     "or GeoParquet (.parquet, .geoparquet)"
@@ -148,6 +149,11 @@ def _check_cube_content(p: Any, label: str, kind: str) -> None:
         head = _head(p)
         if head[:4] not in _TIFF_MAGIC:
             raise UsageError(f"{label} is not a GeoTIFF: no TIFF header; {_starts(head)}.")
+    elif kind == "STAC items":
+        head = _head(p, 1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
+        if not head.startswith((b"{", b"[")):
+            raise UsageError(f"{label} is not STAC items: JSON starts with '{{' or '['; "
+                             f"{_starts(head)}.")  # fmt: skip
 
 
 def _codec_names(meta: Any) -> Iterator[str]:
@@ -279,11 +285,19 @@ def cube_kind(path: str, storage_options: dict[str, Any] | None = None) -> str:
         return "NetCDF"
     if suffix in _TIFF_SUFFIXES:
         return "GeoTIFF"
+    if suffix in _STAC_SUFFIXES:
+        return "STAC items"
     raise UsageError(f"CUBE {path!r}: unknown format {suffix!r}; give {CUBE_FORMATS}.")
 
 
 def open_cube(
-    path: str, variable: str | None = None, storage_options: dict[str, Any] | None = None
+    path: str,
+    variable: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    bands: Sequence[str] | None = None,
+    resolution: float | None = None,
+    stac_crs: str | None = None,
 ) -> xr.DataArray | xr.Dataset:
     """Open a Zarr store, NetCDF-4 file or GeoTIFF lazily (dask-backed); ``path`` may be a
     URL (Zarr through fsspec, NetCDF through h5netcdf on an fsspec file, GeoTIFF through
@@ -295,6 +309,8 @@ def open_cube(
         storage_options,
     )  # fmt: skip
     remote = storage.is_url(path)
+    if kind == "STAC items":
+        return _open_stac(path, label, storage_options, bands, resolution, stac_crs)
     try:
         with _warnings_only_on_success():
             if kind == "Zarr":
@@ -346,6 +362,55 @@ def open_cube(
 
 
 _SPATIAL_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
+
+
+def _open_stac(
+    path: str,
+    label: str,
+    storage_options: dict[str, Any] | None,
+    bands: Sequence[str] | None,
+    resolution: float | None,
+    crs: str | None,
+) -> xr.Dataset:
+    """STAC items loaded by odc-stac (xr_getregion.stac), each asset to be loaded checked
+    first to be a TIFF (its first bytes, a ranged read), as a GeoTIFF CUBE is."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xr_getregion.errors import GetRegionError
+    from xr_getregion.stac import read_items, stac_cube
+
+    try:
+        items = read_items(path, storage_options)
+    except GetRegionError as exc:
+        raise UsageError(f"{label}: {_first_line(exc).removeprefix('STAC items: ')}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot read {label} as STAC items: {_first_line(exc)}") from exc
+    keys = list(bands) if bands is not None else None
+    hrefs = sorted(
+        {a.href for i in items for k, a in i.assets.items() if keys is None or k in keys}
+    )
+    missing = sorted({k for k in keys or () if not any(k in i.assets for i in items)})
+    if missing:
+        have = sorted({k for i in items for k in i.assets})
+        raise UsageError(f"--bands {missing} are not assets of {label}; it has {have}.")
+
+    def check(href: str) -> None:
+        asset = _as_path(href, storage_options)
+        asset_label = f"asset {href!r} of {label}"
+        try:
+            head = _head(asset)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read {asset_label}: {_first_line(exc)}") from exc
+        if head[:4] not in _TIFF_MAGIC:
+            raise UsageError(f"{asset_label} is not a GeoTIFF: no TIFF header; {_starts(head)}.")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(check, hrefs))
+    try:
+        with _warnings_only_on_success():
+            return stac_cube(items, keys, resolution, crs, storage_options=storage_options)
+    except GetRegionError as exc:
+        raise UsageError(f"{label}: {_first_line(exc).removeprefix('STAC items: ')}") from exc
 
 
 def _variable(ds: xr.Dataset, name: str) -> xr.DataArray:
@@ -487,6 +552,16 @@ def _crs_transform(text: str | None) -> list[float] | None:
     return values
 
 
+def _bands(text: str | None) -> list[str] | None:
+    """--bands B4,B8: the asset keys of STAC items to load."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"--bands needs asset keys separated by commas; got {text!r}.")
+    return names
+
+
 def _storage_options(text: str | None) -> dict[str, Any] | None:
     """--storage-options: a JSON object of fsspec options for every URL of the command."""
     if text is None:
@@ -584,7 +659,10 @@ def extract(args: argparse.Namespace) -> int:
     # A reader's warning (a GeoTIFF without georeferencing, say) would be a second line before
     # the error it leads to; it is shown only if the inputs pass.
     with _warnings_only_on_success():
-        cube = open_cube(args.cube, args.variable, storage_options)
+        cube = open_cube(
+            args.cube, args.variable, storage_options, bands=_bands(args.bands),
+            resolution=args.resolution, stac_crs=None if args.crs == "native" else args.crs,
+        )  # fmt: skip
         features = read_feature_file(args.geometry, args.geometry_crs, storage_options)
         try:
             table = get_region(
@@ -693,7 +771,9 @@ def _main(argv: Sequence[str] | None) -> int:
         description="Extract every feature of FEATURES from CUBE (Zarr, NetCDF or GeoTIFF) "
         "into TABLE (.parquet or .csv), reading only the chunks the features cover.",
     )
-    run.add_argument("cube", metavar="CUBE", help="Zarr store, NetCDF file or GeoTIFF")
+    run.add_argument("cube", metavar="CUBE",
+                     help="Zarr store, NetCDF file, GeoTIFF or STAC items (.json); a path or "
+                     "an s3://, gs://, az:// or https:// URL")  # fmt: skip
     run.add_argument("--geometry", required=True, metavar="FEATURES",
                      help="GeoJSON, GeoPackage, Shapefile or GeoParquet features")  # fmt: skip
     run.add_argument("--out", required=True, metavar="TABLE", help="output .parquet or .csv")
@@ -704,6 +784,11 @@ def _main(argv: Sequence[str] | None) -> int:
     run.add_argument("--geometry-crs", metavar="CRS",
                      help="the features' CRS (overrides the file's)")  # fmt: skip
     run.add_argument("--variable", metavar="NAME", help="one data variable of the cube")
+    run.add_argument("--bands", "--assets", metavar="KEY,KEY",
+                     help="STAC items: the asset keys to load as bands (default: all)")
+    run.add_argument("--resolution", type=float, metavar="R",
+                     help="STAC items: pixel size to load at, in --crs units "
+                     "(default: the items' own); --crs also sets the CRS they are loaded in")
     run.add_argument("--id-column", metavar="COL", help="feature column naming each feature")
     run.add_argument("--max-values", default="none", metavar="N|none",
                      help="refuse more values than N (default: none, no limit)")  # fmt: skip
