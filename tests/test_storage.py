@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import xr_getregion
 from xr_getregion.errors import OutputExistsError
 from xr_getregion.output import write_table
 from xr_getregion.storage import MANIFEST, read_table
@@ -113,3 +114,36 @@ def test_http_is_not_writable(range_server) -> None:
 
     with pytest.raises(ArgumentError, match="cannot be written"):
         write_table(frame(), f"{range_server.url}/t.parquet")
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_of_two_racing_jobs_the_server_lets_one_publish(
+    s3_server, s3_bucket, monkeypatch, suffix
+) -> None:
+    """Another job publishes NAME after this one's up-front check: the conditional PUT
+    (If-None-Match: *) of the server refuses this one's manifest (or CSV upload); the other
+    table stays whole and this job's parts are removed."""
+    import xr_getregion.storage as storage
+
+    url = f"s3://{s3_bucket}/t{suffix}"
+    write_table(frame(n=6, parts=2, offset=500), url)  # the other job, already published
+    before = s3_server.keys(s3_bucket)
+    monkeypatch.setattr(storage, "check_remote_target", lambda *a, **k: None)
+    with pytest.raises(OutputExistsError, match="written by another job"):
+        write_table(frame(), url)
+    assert s3_server.keys(s3_bucket) == before
+    assert read_table(url)["id"].tolist() == [f"f{i}" for i in range(500, 506)]
+
+
+def test_to_parquet_takes_an_s3_url(s3_server, s3_bucket, tmp_path) -> None:
+    import shapely
+    from conftest import make_cube
+
+    cube = make_cube().chunk({"time": 1, "band": 1, "y": 10, "x": 10})
+    box = shapely.box(500_100, 3_999_500, 500_700, 3_999_950)
+    url = f"s3://{s3_bucket}/c.parquet"
+    assert xr_getregion.to_parquet(cube, box, url, geometry_crs=32615) == url
+    # Row for row the table the same call writes to a local path.
+    xr_getregion.to_parquet(cube, box, tmp_path / "c.parquet", geometry_crs=32615)
+    pd.testing.assert_frame_equal(read_table(url), pd.read_parquet(tmp_path / "c.parquet"))
+    assert len(read_table(url)) == 900
