@@ -382,7 +382,10 @@ def _open_stac(
     try:
         items = read_items(path, storage_options)
     except GetRegionError as exc:
-        raise UsageError(f"{label}: {_first_line(exc).removeprefix('STAC items: ')}") from exc
+        raise UsageError(
+            f"{label}: a .json CUBE holds STAC items, and "
+            f"{_first_line(exc).removeprefix('STAC items: ')}"
+        ) from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"cannot read {label} as STAC items: {_first_line(exc)}") from exc
     keys = list(bands) if bands is not None else None
@@ -785,10 +788,10 @@ def _main(argv: Sequence[str] | None) -> int:
                      help="the features' CRS (overrides the file's)")  # fmt: skip
     run.add_argument("--variable", metavar="NAME", help="one data variable of the cube")
     run.add_argument("--bands", "--assets", metavar="KEY,KEY",
-                     help="STAC items: the asset keys to load as bands (default: all)")
+                     help="STAC items: the asset keys to load as bands (default: all)")  # fmt: skip
     run.add_argument("--resolution", type=float, metavar="R",
-                     help="STAC items: pixel size to load at, in --crs units "
-                     "(default: the items' own); --crs also sets the CRS they are loaded in")
+                     help="STAC items: pixel size to load at, in --crs units (default: "
+                     "the items' own); --crs also sets the CRS they are loaded in")  # fmt: skip
     run.add_argument("--id-column", metavar="COL", help="feature column naming each feature")
     run.add_argument("--max-values", default="none", metavar="N|none",
                      help="refuse more values than N (default: none, no limit)")  # fmt: skip
