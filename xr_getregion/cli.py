@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import json
 import sys
 import time
@@ -91,6 +92,20 @@ CUBE_FORMATS = (
     "a GeoTIFF (.tif, .tiff) or STAC items (.json: an ItemCollection or a list of Items)"
 )
 _STAC_SUFFIXES = (".json", ".geojson")
+EXTRACT_EXAMPLES = """\
+examples:
+  # every field of a GeoPackage, from a local Zarr cube, to Parquet
+  xr-getregion extract cube.zarr --geometry fields.gpkg --out fields.parquet \\
+      --id-column field_id --properties crop,year
+
+  # on S3, with a local cluster of 4 worker processes; credentials from AWS_* variables
+  xr-getregion extract s3://bucket/cube.zarr --geometry s3://bucket/fields.gpkg \\
+      --out s3://bucket/out.parquet --workers 4 --progress
+
+  # STAC items (an ItemCollection JSON) as the cube, two bands, at 20 m in UTM 33N
+  xr-getregion extract items.json --bands B04,B08 --crs EPSG:32633 --resolution 20 \\
+      --geometry fields.geojson --out ndvi.csv
+"""
 FEATURE_FORMATS = (
     "GeoJSON (.geojson, .json), GeoPackage (.gpkg), a Shapefile (.shp) "
     "or GeoParquet (.parquet, .geoparquet)"
@@ -234,7 +249,14 @@ def _warnings_only_on_success() -> Iterator[None]:
             # Ours are about the user's input: one line each, in the command's words.
             print(f"xr-getregion: warning: {_in_cli_words(str(w.message))}", file=sys.stderr)
             continue
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        # The libraries' own (zarr's UnstableSpecificationWarning, xarray's calendar notes,
+        # GDAL's) say nothing the user of the command can act on: shown with --verbose only.
+        if _VERBOSE.get():
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+# Set by `extract --verbose`: the libraries' warnings are shown.
+_VERBOSE: contextvars.ContextVar[bool] = contextvars.ContextVar("verbose", default=False)
 
 
 def _in_cli_words(text: str) -> str:
@@ -328,20 +350,26 @@ def open_cube(
                 # driver="GTiff": GDAL may use no other driver, whatever the content says.
                 # Inside an Env, GDAL's messages go to rasterio's logger, not straight to
                 # stderr, so a damaged header gives our one line and not libtiff's too.
+                source = storage.gdal_path(path) if remote else p
                 with rasterio.Env(**storage.gdal_options()):
                     obj = rioxarray.open_rasterio(
-                        storage.gdal_path(path) if remote else p,
-                        chunks={"band": -1, "y": 1024, "x": 1024}, driver="GTiff",
+                        source, chunks={"band": -1, "y": 1024, "x": 1024}, driver="GTiff",
                     )  # fmt: skip
-                descriptions = obj.attrs.get("long_name")
-                if (
-                    isinstance(descriptions, tuple | list)
-                    and len(descriptions) == obj.sizes["band"]
-                ):
-                    obj = obj.assign_coords(band=list(descriptions))
+                    with rasterio.open(source, driver="GTiff") as src:
+                        descriptions = src.descriptions
+                obj = obj.assign_coords(band=_tiff_band_names(obj, descriptions, path))
     except Exception as exc:
         raise UsageError(f"cannot read {label} as {kind}: {_first_line(exc)}") from exc
-    if variable is not None:
+    if isinstance(obj, xr.Dataset):
+        obj = _ids_as_coordinate(obj)
+    if variable is not None and kind == "GeoTIFF":
+        names = [str(b) for b in obj["band"].values.tolist()]
+        if variable not in names:
+            raise UsageError(
+                f"--variable {variable!r} is not a band of CUBE {path!r}; it has {names}."
+            )
+        obj = obj.sel(band=[variable])
+    elif variable is not None:
         if not isinstance(obj, xr.Dataset) or variable not in obj.data_vars:
             names = list(obj.data_vars) if isinstance(obj, xr.Dataset) else [obj.name]
             raise UsageError(f"--variable {variable!r} is not in CUBE {path!r}; it has {names}.")
@@ -362,6 +390,31 @@ def open_cube(
 
 
 _SPATIAL_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
+
+
+def _tiff_band_names(obj: xr.DataArray, descriptions: Sequence[Any], path: str) -> list[Any]:
+    """A GeoTIFF's band names: its band descriptions (GDAL's, per band); else a single band is
+    named by the file's stem (``ndvi.tif`` gives ``ndvi``), not GDAL's number ``1``, and
+    several keep their numbers."""
+    n = obj.sizes["band"]
+    # Descriptions name the bands only if each band has its own (rioxarray's to_raster writes
+    # the variable's long_name into every band's).
+    if len(descriptions) == n and all(descriptions) and len(set(descriptions)) == n:
+        return [str(d) for d in descriptions]
+    if n == 1:
+        stem = path.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        return [stem.rsplit(".", 1)[0] or "1"]
+    return obj["band"].values.tolist()
+
+
+def _ids_as_coordinate(ds: xr.Dataset) -> xr.Dataset:
+    """Image ids that a NetCDF round trip turned into a data variable (``system:index`` or
+    ``id`` along the time dim, strings) are the images' ids again, not a band."""
+    for name in ("system:index", "id"):
+        var = ds.data_vars.get(name)
+        if var is not None and var.ndim == 1 and var.dtype.kind in "OSU":
+            ds = ds.set_coords(name)
+    return ds
 
 
 def _open_stac(
@@ -557,12 +610,29 @@ def _crs_transform(text: str | None) -> list[float] | None:
 
 def _bands(text: str | None) -> list[str] | None:
     """--bands B4,B8: the asset keys of STAC items to load."""
+    return _names(text, "--bands")
+
+
+def _names(text: str | None, flag: str) -> list[str] | None:
+    """A comma-separated list of names (--bands, --properties)."""
     if text is None:
         return None
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise UsageError(f"--bands needs asset keys separated by commas; got {text!r}.")
+        raise UsageError(f"{flag} needs names separated by commas; got {text!r}.")
     return names
+
+
+@contextlib.contextmanager
+def _library_warnings_hidden(verbose: bool) -> Iterator[None]:
+    """While the job runs, the libraries' warnings only with --verbose (ours always)."""
+    from xr_getregion.errors import GetRegionWarning
+
+    with warnings.catch_warnings():
+        if not verbose:
+            warnings.filterwarnings("ignore")
+            warnings.filterwarnings("default", category=GetRegionWarning)
+        yield
 
 
 def _storage_options(text: str | None) -> dict[str, Any] | None:
@@ -624,6 +694,7 @@ def extract(args: argparse.Namespace) -> int:
     from xr_getregion.output import check_target, write_table
 
     storage_options = _storage_options(args.storage_options)
+    _VERBOSE.set(args.verbose)
     remote_out = storage.is_url(args.out)
     out = Path(args.out)
     if not args.out.lower().rstrip("/").endswith((".parquet", ".csv")):
@@ -671,6 +742,7 @@ def extract(args: argparse.Namespace) -> int:
             table = get_region(
                 cube, features, args.scale, args.crs, crs_transform,
                 max_values=max_values, id_column=args.id_column, lazy=True,
+                properties=_names(args.properties, "--properties"),
                 geometry_crs=args.geometry_crs,
             )  # fmt: skip
         except GetRegionError as exc:
@@ -682,7 +754,11 @@ def extract(args: argparse.Namespace) -> int:
             progress: Any = ProgressBar()
         else:
             progress = contextlib.nullcontext()
-        with progress, dask.config.set(scheduler=client or "threads"):
+        with (
+            progress,
+            dask.config.set(scheduler=client or "threads"),
+            _library_warnings_hidden(args.verbose),
+        ):
             existed = _as_path(args.out, storage_options).exists()
             try:
                 written = write_table(
@@ -771,8 +847,11 @@ def _main(argv: Sequence[str] | None) -> int:
     run = commands.add_parser(
         "extract",
         help="extract many features from a cube file into a Parquet or CSV table",
-        description="Extract every feature of FEATURES from CUBE (Zarr, NetCDF or GeoTIFF) "
-        "into TABLE (.parquet or .csv), reading only the chunks the features cover.",
+        description="Extract every feature of FEATURES from CUBE (Zarr, NetCDF, GeoTIFF or "
+        "STAC items) into TABLE (.parquet or .csv), reading only the chunks the features "
+        "cover. Paths may be s3://, gs://, az:// or https:// URLs.",
+        epilog=EXTRACT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("cube", metavar="CUBE",
                      help="Zarr store, NetCDF file, GeoTIFF or STAC items (.json); a path or "
@@ -793,6 +872,8 @@ def _main(argv: Sequence[str] | None) -> int:
                      help="STAC items: pixel size to load at, in --crs units (default: "
                      "the items' own); --crs also sets the CRS they are loaded in")  # fmt: skip
     run.add_argument("--id-column", metavar="COL", help="feature column naming each feature")
+    run.add_argument("--properties", metavar="COL,COL",
+                     help="feature columns to copy into each row")  # fmt: skip
     run.add_argument("--max-values", default="none", metavar="N|none",
                      help="refuse more values than N (default: none, no limit)")  # fmt: skip
     where = run.add_mutually_exclusive_group()
@@ -800,6 +881,8 @@ def _main(argv: Sequence[str] | None) -> int:
     where.add_argument("--workers", type=int, metavar="N",
                        help="start a local cluster of N worker processes")  # fmt: skip
     run.add_argument("--progress", action="store_true", help="show a progress bar")
+    run.add_argument("--verbose", action="store_true",
+                     help="also show the libraries' warnings (zarr, xarray, GDAL)")  # fmt: skip
     run.add_argument("--overwrite", action="store_true", help="replace an existing TABLE")
     run.add_argument("--storage-options", metavar="JSON",
                      help="fsspec options for s3://, gs://, az://, https:// paths, e.g. "
