@@ -4,6 +4,8 @@ protocol of xr_getregion.storage, and URLs as inputs (ranged reads, not download
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 import dask.dataframe as dd
 import fsspec
@@ -64,8 +66,16 @@ def test_csv_to_s3_is_one_object_published_whole(s3_server, s3_bucket) -> None:
     assert read_table(url)["id"].tolist() == ["f0", "f1", "f2"]
 
 
-def _boom(part: pd.DataFrame) -> pd.DataFrame:
+def _boom_after_parts(
+    part: pd.DataFrame, server: Any, bucket: str, seen: list[int]
+) -> pd.DataFrame:
+    """Fail the last partition, but only once the job's other parts are in the stage (asked
+    of the server), so the failure comes after partitions were written."""
     if (part["id"] == "f35").any():
+        deadline = time.monotonic() + 20
+        while len(server.keys(bucket, ".t")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(len(server.keys(bucket, ".t")))
         raise RuntimeError("boom in the last partition")
     return part
 
@@ -73,9 +83,13 @@ def _boom(part: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_failed_task_leaves_no_table_and_no_stage(s3_server, s3_bucket, suffix) -> None:
     url = f"s3://{s3_bucket}/t{suffix}"
-    failing = frame().map_partitions(_boom, meta=frame()._meta)
+    seen: list[int] = []
+    failing = frame().map_partitions(
+        _boom_after_parts, s3_server, s3_bucket, seen, meta=frame()._meta
+    )
     with pytest.raises(RuntimeError, match="boom"):
         write_table(failing, url)
+    assert seen == [3]  # three parts were in the stage when the job failed
     assert s3_server.keys(s3_bucket) == []
     with pytest.raises(FileNotFoundError):
         read_table(url)
