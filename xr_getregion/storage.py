@@ -31,10 +31,11 @@ A reader trusts a Parquet table at NAME only when ``NAME/_xr_getregion`` exists,
 exactly the parts it lists (sizes match): :func:`read_table` does this. A job that fails or
 is interrupted (an exception in a task, a worker lost, Ctrl-C, SIGTERM or SIGHUP) never writes
 the manifest, so a reader sees no table (or, with ``overwrite``, the previous one). Parts of
-a job killed between steps 2 and 3 (SIGKILL, power loss) may remain under NAME, unlisted, and
-its stage may remain: both are ignored by readers and removed by the next ``overwrite``
-(stages: by a lifecycle rule on ``.*.tmp-*`` prefixes). A generic reader of the prefix
-(``pandas.read_parquet("s3://.../NAME")``) reads the right table only while no job writes NAME.
+a job killed (SIGKILL, power loss) during step 2 may remain under NAME, unlisted, and the stage
+of one killed before step 3 may remain: both are ignored by readers; the parts are removed
+by the next ``overwrite``, stages by a lifecycle rule on ``.*.tmp-*`` prefixes. A generic
+reader of the prefix (``pandas.read_parquet("s3://.../NAME")``) reads the right table only
+while no job writes NAME.
 
 A CSV table is one object: its partitions are staged the same way, then streamed in order
 into one upload to NAME that becomes visible only when complete (a single PUT or a completed
