@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from tests.helpers import make_cube
+from tests.servers import range_server, s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

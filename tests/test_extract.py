@@ -163,8 +163,9 @@ def test_the_command_runs_as_a_program(files):
         (["cube.zarr", "--geometry", "missing.gpkg", "--out", "x.parquet"], "does not exist"),
         (["garbage.nc", "--geometry", "fields.geojson", "--out", "x.parquet"], "not a NetCDF-4"),
         (
+            # A .json or .geojson CUBE is read as STAC items: plain features are not that.
             ["fields.geojson", "--geometry", "fields.geojson", "--out", "x.parquet"],
-            "unknown format",
+            "a .json CUBE holds STAC items, and entry 0 is not a STAC Item",
         ),
         (["notime.zarr", "--geometry", "fields.geojson", "--out", "x.parquet"], "no time dim"),
         (["cube.zarr", "--geometry", "nocrs.shp", "--out", "x.parquet"], "have no CRS"),
@@ -319,7 +320,7 @@ def test_content_other_than_the_extension_is_one_line_naming_path_and_format(
 @pytest.mark.parametrize(
     ("role", "name", "accepted"),
     [
-        ("cube", "x.txt", [".zarr", ".nc", ".nc4", ".h5", ".tif", ".tiff"]),
+        ("cube", "x.txt", [".zarr", ".nc", ".nc4", ".h5", ".tif", ".tiff", ".json"]),
         ("cube", "x.pkl", [".zarr", ".nc", ".tif"]),
         ("features", "x.kml", [".geojson", ".json", ".gpkg", ".shp", ".parquet"]),
         ("features", "x.pickle", [".geojson", ".gpkg", ".shp", ".parquet"]),

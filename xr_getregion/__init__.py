@@ -44,6 +44,8 @@ from xr_getregion.extraction import MAX_VALUES, Plan
 from xr_getregion.geometry import Geometry
 from xr_getregion.grid import METRES_PER_DEGREE, Grid
 from xr_getregion.output import to_parquet, write_table
+from xr_getregion.stac import stac_cube
+from xr_getregion.storage import read_table
 from xr_getregion.table import to_geodataframe
 from xr_getregion.tutorial import sample_cube
 
@@ -75,7 +77,9 @@ __all__ = [
     "get_region",
     "plan",
     "plot",
+    "read_table",
     "sample_cube",
+    "stac_cube",
     "to_geodataframe",
     "to_parquet",
     "write_table",

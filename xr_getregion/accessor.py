@@ -199,7 +199,7 @@ class EEAccessor(Generic[Obj]):
         crs: CRSLike | None = NATIVE,
         crs_transform: TransformLike | None = None,
         **kwargs: Any,
-    ) -> Path:
+    ) -> Path | str:
         """Extract and stream the rows to Parquet (or CSV); see :func:`xr_getregion.to_parquet`."""
         from xr_getregion.output import to_parquet
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import json
-import os
 import sys
 import time
 import warnings
@@ -88,9 +88,24 @@ def demo(args: argparse.Namespace) -> int:
 
 
 CUBE_FORMATS = (
-    "a Zarr store (a directory, usually .zarr), a NetCDF-4 file (.nc, .nc4, .netcdf, .h5) "
-    "or a GeoTIFF (.tif, .tiff)"
+    "a Zarr store (a directory, usually .zarr), a NetCDF-4 file (.nc, .nc4, .netcdf, .h5), "
+    "a GeoTIFF (.tif, .tiff) or STAC items (.json: an ItemCollection or a list of Items)"
 )
+_STAC_SUFFIXES = (".json", ".geojson")
+EXTRACT_EXAMPLES = """\
+examples:
+  # every field of a GeoPackage, from a local Zarr cube, to Parquet
+  xr-getregion extract cube.zarr --geometry fields.gpkg --out fields.parquet \\
+      --id-column field_id --properties crop,year
+
+  # on S3, with a local cluster of 4 worker processes; credentials from AWS_* variables
+  xr-getregion extract s3://bucket/cube.zarr --geometry s3://bucket/fields.gpkg \\
+      --out s3://bucket/out.parquet --workers 4 --progress
+
+  # STAC items (an ItemCollection JSON) as the cube, two bands, at 20 m in UTM 33N
+  xr-getregion extract items.json --bands B04,B08 --crs EPSG:32633 --resolution 20 \\
+      --geometry fields.geojson --out ndvi.csv
+"""
 FEATURE_FORMATS = (
     "GeoJSON (.geojson, .json), GeoPackage (.gpkg), a Shapefile (.shp) "
     "or GeoParquet (.parquet, .geoparquet)"
@@ -109,7 +124,9 @@ _PARQUET_MAGIC = b"PAR1"
 _ZARR_ROOT = ("zarr.json", ".zgroup", ".zmetadata")
 
 
-def _head(p: Path, n: int = 8, offset: int = 0) -> bytes:
+def _head(p: Any, n: int = 8, offset: int = 0) -> bytes:
+    # A local Path or a storage.RemotePath, whose files read exactly the bytes asked for
+    # (one ranged GET), so a remote input is checked without being downloaded.
     with p.open("rb") as f:
         f.seek(offset)
         return f.read(n)
@@ -119,7 +136,7 @@ def _starts(head: bytes) -> str:
     return "it is empty" if not head else f"it starts with {head[:8]!r}"
 
 
-def _check_cube_content(p: Path, label: str, kind: str) -> None:
+def _check_cube_content(p: Any, label: str, kind: str) -> None:
     """Refuse a cube file whose first bytes are not ``kind``, before any reader opens it."""
     if kind == "Zarr":
         if not p.is_dir():
@@ -147,6 +164,11 @@ def _check_cube_content(p: Path, label: str, kind: str) -> None:
         head = _head(p)
         if head[:4] not in _TIFF_MAGIC:
             raise UsageError(f"{label} is not a GeoTIFF: no TIFF header; {_starts(head)}.")
+    elif kind == "STAC items":
+        head = _head(p, 1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
+        if not head.startswith((b"{", b"[")):
+            raise UsageError(f"{label} is not STAC items: JSON starts with '{{' or '['; "
+                             f"{_starts(head)}.")  # fmt: skip
 
 
 def _codec_names(meta: Any) -> Iterator[str]:
@@ -166,7 +188,7 @@ def _codec_names(meta: Any) -> Iterator[str]:
             yield from _codec_names(codec.get("configuration"))
 
 
-def _refuse_pickle_codecs(p: Path, label: str) -> None:
+def _refuse_pickle_codecs(p: Any, label: str) -> None:
     """Refuse a Zarr store whose arrays use numcodecs' pickle codec.
 
     Decoding such a chunk unpickles bytes from the file, which can run any code; zarr 2 does it
@@ -174,10 +196,9 @@ def _refuse_pickle_codecs(p: Path, label: str) -> None:
     xarray opens) is read, never a listing of the chunks.
     """
     files = [p / name for name in (*_ZARR_ROOT, ".zarray")]
-    with os.scandir(p) as entries:
-        for entry in entries:
-            if entry.is_dir():
-                files += [Path(entry.path) / "zarr.json", Path(entry.path) / ".zarray"]
+    for entry in p.iterdir():
+        if entry.is_dir():
+            files += [entry / "zarr.json", entry / ".zarray"]
     arrays: list[tuple[str, Any]] = []
     for file in files:
         if not file.is_file():
@@ -228,7 +249,14 @@ def _warnings_only_on_success() -> Iterator[None]:
             # Ours are about the user's input: one line each, in the command's words.
             print(f"xr-getregion: warning: {_in_cli_words(str(w.message))}", file=sys.stderr)
             continue
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        # The libraries' own (zarr's UnstableSpecificationWarning, xarray's calendar notes,
+        # GDAL's) say nothing the user of the command can act on: shown with --verbose only.
+        if _VERBOSE.get():
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+# Set by `extract --verbose`: the libraries' warnings are shown.
+_VERBOSE: contextvars.ContextVar[bool] = contextvars.ContextVar("verbose", default=False)
 
 
 def _in_cli_words(text: str) -> str:
@@ -236,12 +264,28 @@ def _in_cli_words(text: str) -> str:
     return text.replace("geometry_crs=", "--geometry-crs ")
 
 
+def _as_path(path: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """``Path(path)``, or for a URL (``s3://``, ``https://``...) a storage.RemotePath."""
+    from xr_getregion.storage import RemotePath, is_url
+
+    if not is_url(path):
+        return Path(path)
+    try:
+        return RemotePath(path, storage_options)
+    except Exception as exc:
+        raise UsageError(f"cannot reach {path!r}: {_first_line(exc)}") from exc
+
+
 def _checked_input(
-    path: str, role: str, kind_of: Callable[[str], str], check: Callable[[Path, str, str], None]
-) -> tuple[Path, str, str]:
+    path: str,
+    role: str,
+    kind_of: Callable[[str], str],
+    check: Callable[[Any, str, str], None],
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[Any, str, str]:
     """An input path that exists and whose first bytes are what its extension says: the
     path, its format and the label messages name it by; else UsageError."""
-    p = Path(path)
+    p = _as_path(path, storage_options)
     if not p.exists():
         raise UsageError(f"{role} {path!r} does not exist.")
     kind = kind_of(path)
@@ -253,28 +297,52 @@ def _checked_input(
     return p, kind, label
 
 
-def cube_kind(path: str) -> str:
+def cube_kind(path: str, storage_options: dict[str, Any] | None = None) -> str:
     """The format of CUBE from its name ("Zarr", "NetCDF" or "GeoTIFF"), or UsageError."""
     p = Path(path)
     suffix = p.suffix.lower()
-    if p.is_dir() or suffix == ".zarr":
+    if suffix == ".zarr" or _as_path(path, storage_options).is_dir():
         return "Zarr"
     if suffix in _NETCDF_SUFFIXES:
         return "NetCDF"
     if suffix in _TIFF_SUFFIXES:
         return "GeoTIFF"
+    if suffix in _STAC_SUFFIXES:
+        return "STAC items"
     raise UsageError(f"CUBE {path!r}: unknown format {suffix!r}; give {CUBE_FORMATS}.")
 
 
-def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Dataset:
-    """Open a Zarr store, NetCDF-4 file or GeoTIFF lazily (dask-backed)."""
-    p, kind, label = _checked_input(path, "CUBE", cube_kind, _check_cube_content)
+def open_cube(
+    path: str,
+    variable: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    bands: Sequence[str] | None = None,
+    resolution: float | None = None,
+    stac_crs: str | None = None,
+) -> xr.DataArray | xr.Dataset:
+    """Open a Zarr store, NetCDF-4 file or GeoTIFF lazily (dask-backed); ``path`` may be a
+    URL (Zarr through fsspec, NetCDF through h5netcdf on an fsspec file, GeoTIFF through
+    GDAL's ``/vsis3/``, ``/vsicurl/``...), with fsspec's ``storage_options``."""
+    from xr_getregion import storage
+
+    p, kind, label = _checked_input(
+        path, "CUBE", lambda x: cube_kind(x, storage_options), _check_cube_content,
+        storage_options,
+    )  # fmt: skip
+    remote = storage.is_url(path)
+    if kind == "STAC items":
+        return _open_stac(path, label, storage_options, bands, resolution, stac_crs)
     try:
         with _warnings_only_on_success():
             if kind == "Zarr":
-                obj: Any = xr.open_zarr(p, decode_coords="all")
+                obj: Any = xr.open_zarr(
+                    path if remote else p, decode_coords="all",
+                    storage_options=storage_options if remote else None,
+                )  # fmt: skip
             elif kind == "NetCDF":
-                obj = xr.open_dataset(p, engine="h5netcdf", chunks={}, decode_coords="all")
+                source = p.fs.open(p.path, "rb") if remote else p
+                obj = xr.open_dataset(source, engine="h5netcdf", chunks={}, decode_coords="all")
             else:
                 import rasterio
                 import rioxarray
@@ -282,21 +350,28 @@ def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Datas
                 # driver="GTiff": GDAL may use no other driver, whatever the content says.
                 # Inside an Env, GDAL's messages go to rasterio's logger, not straight to
                 # stderr, so a damaged header gives our one line and not libtiff's too.
-                with rasterio.Env():
+                source = storage.gdal_path(path) if remote else p
+                with rasterio.Env(**storage.gdal_options()):
                     obj = rioxarray.open_rasterio(
-                        p, chunks={"band": -1, "y": 1024, "x": 1024}, driver="GTiff"
-                    )
-                descriptions = obj.attrs.get("long_name")
-                if (
-                    isinstance(descriptions, tuple | list)
-                    and len(descriptions) == obj.sizes["band"]
-                ):
-                    obj = obj.assign_coords(band=list(descriptions))
+                        source, chunks={"band": -1, "y": 1024, "x": 1024}, driver="GTiff",
+                    )  # fmt: skip
+                    with rasterio.open(source, driver="GTiff") as src:
+                        descriptions = src.descriptions
+                obj = obj.assign_coords(band=_tiff_band_names(obj, descriptions, path))
     except Exception as exc:
         raise UsageError(f"cannot read {label} as {kind}: {_first_line(exc)}") from exc
-    if variable is not None:
+    if isinstance(obj, xr.Dataset):
+        obj = _ids_as_coordinate(obj)
+    if variable is not None and kind == "GeoTIFF":
+        names = [str(b) for b in obj["band"].values.tolist()]
+        if variable not in names:
+            raise UsageError(
+                f"--variable {variable!r} is not a band of CUBE {path!r}; it has {names}."
+            )
+        obj = obj.sel(band=[variable])
+    elif variable is not None:
         if not isinstance(obj, xr.Dataset) or variable not in obj.data_vars:
-            names = list(obj.data_vars) if isinstance(obj, xr.Dataset) else [obj.name]
+            names = [str(n) for n in obj.data_vars] if isinstance(obj, xr.Dataset) else [obj.name]
             raise UsageError(f"--variable {variable!r} is not in CUBE {path!r}; it has {names}.")
         obj = _variable(obj, variable)
     elif isinstance(obj, xr.Dataset):
@@ -315,6 +390,83 @@ def open_cube(path: str, variable: str | None = None) -> xr.DataArray | xr.Datas
 
 
 _SPATIAL_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
+
+
+def _tiff_band_names(obj: xr.DataArray, descriptions: Sequence[Any], path: str) -> list[Any]:
+    """A GeoTIFF's band names: its band descriptions (GDAL's, per band); else a single band is
+    named by the file's stem (``ndvi.tif`` gives ``ndvi``), not GDAL's number ``1``, and
+    several keep their numbers."""
+    n = obj.sizes["band"]
+    # Descriptions name the bands only if each band has its own (rioxarray's to_raster writes
+    # the variable's long_name into every band's).
+    if len(descriptions) == n and all(descriptions) and len(set(descriptions)) == n:
+        return [str(d) for d in descriptions]
+    if n == 1:
+        stem = path.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        return [stem.rsplit(".", 1)[0] or "1"]
+    return obj["band"].values.tolist()
+
+
+def _ids_as_coordinate(ds: xr.Dataset) -> xr.Dataset:
+    """Image ids that a NetCDF round trip turned into a data variable (``system:index`` or
+    ``id`` along the time dim, strings) are the images' ids again, not a band."""
+    for name in ("system:index", "id"):
+        var = ds.data_vars.get(name)
+        if var is not None and var.ndim == 1 and var.dtype.kind in "OSU":
+            ds = ds.set_coords(name)
+    return ds
+
+
+def _open_stac(
+    path: str,
+    label: str,
+    storage_options: dict[str, Any] | None,
+    bands: Sequence[str] | None,
+    resolution: float | None,
+    crs: str | None,
+) -> xr.Dataset:
+    """STAC items loaded by odc-stac (xr_getregion.stac), each asset to be loaded checked
+    first to be a TIFF (its first bytes, a ranged read), as a GeoTIFF CUBE is."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xr_getregion.errors import GetRegionError
+    from xr_getregion.stac import read_items, stac_cube
+
+    try:
+        items = read_items(path, storage_options)
+    except GetRegionError as exc:
+        raise UsageError(
+            f"{label}: a .json CUBE holds STAC items, and "
+            f"{_first_line(exc).removeprefix('STAC items: ')}"
+        ) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot read {label} as STAC items: {_first_line(exc)}") from exc
+    keys = list(bands) if bands is not None else None
+    hrefs = sorted(
+        {a.href for i in items for k, a in i.assets.items() if keys is None or k in keys}
+    )
+    missing = sorted({k for k in keys or () if not any(k in i.assets for i in items)})
+    if missing:
+        have = sorted({k for i in items for k in i.assets})
+        raise UsageError(f"--bands {missing} are not assets of {label}; it has {have}.")
+
+    def check(href: str) -> None:
+        asset = _as_path(href, storage_options)
+        asset_label = f"asset {href!r} of {label}"
+        try:
+            head = _head(asset)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read {asset_label}: {_first_line(exc)}") from exc
+        if head[:4] not in _TIFF_MAGIC:
+            raise UsageError(f"{asset_label} is not a GeoTIFF: no TIFF header; {_starts(head)}.")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(check, hrefs))
+    try:
+        with _warnings_only_on_success():
+            return stac_cube(items, keys, resolution, crs, storage_options=storage_options)
+    except GetRegionError as exc:
+        raise UsageError(f"{label}: {_first_line(exc).removeprefix('STAC items: ')}") from exc
 
 
 def _variable(ds: xr.Dataset, name: str) -> xr.DataArray:
@@ -359,7 +511,7 @@ def _feature_kind(path: str) -> str:
     )
 
 
-def _check_feature_content(p: Path, label: str, kind: str) -> None:
+def _check_feature_content(p: Any, label: str, kind: str) -> None:
     """Refuse a features file whose first bytes are not ``kind``, before GDAL or pyarrow."""
     if kind == "GeoParquet" and p.is_dir():
         return  # a Parquet dataset directory: pyarrow checks each of its files
@@ -382,15 +534,35 @@ def _check_feature_content(p: Path, label: str, kind: str) -> None:
             raise UsageError(f"{label} is not a Parquet file: no PAR1 marks; {_starts(head)}.")
 
 
-def read_feature_file(path: str, geometry_crs: str | None = None) -> Any:
+def read_feature_file(
+    path: str, geometry_crs: str | None = None, storage_options: dict[str, Any] | None = None
+) -> Any:
     """Read GeoJSON, GeoPackage, Shapefile or GeoParquet features with geopandas; features
-    without a CRS need ``geometry_crs`` (``--geometry-crs``)."""
+    without a CRS need ``geometry_crs`` (``--geometry-crs``). ``path`` may be a URL."""
     import geopandas as gpd
 
-    p, kind, label = _checked_input(path, "FEATURES", _feature_kind, _check_feature_content)
+    from xr_getregion import storage
+
+    p, kind, label = _checked_input(
+        path, "FEATURES", _feature_kind, _check_feature_content, storage_options
+    )
     try:
         with _warnings_only_on_success():
-            gdf = gpd.read_parquet(p) if kind == "GeoParquet" else gpd.read_file(p)
+            if not storage.is_url(path):
+                gdf = gpd.read_parquet(p) if kind == "GeoParquet" else gpd.read_file(p)
+            elif kind == "GeoParquet":
+                gdf = gpd.read_parquet(path, storage_options=storage_options)
+            elif kind == "a Shapefile":
+                # Its .shx, .dbf and .prj sit beside it: GDAL's /vsi readers find them.
+                import rasterio
+
+                with rasterio.Env(**storage.gdal_options()):
+                    gdf = gpd.read_file(storage.gdal_path(path))
+            else:
+                with p.fs.open(p.path, "rb") as f, warnings.catch_warnings():
+                    # pyogrio reads the bytes from a /vsimem/ name without the extension.
+                    warnings.filterwarnings("ignore", "File /vsimem/.* non conformant")
+                    gdf = gpd.read_file(f)
     except UsageError:
         raise
     except Exception as exc:
@@ -434,6 +606,48 @@ def _crs_transform(text: str | None) -> list[float] | None:
     if len(values) != 6:
         raise UsageError(f"--crs-transform needs 6 numbers a,b,c,d,e,f; got {len(values)}.")
     return values
+
+
+def _bands(text: str | None) -> list[str] | None:
+    """--bands B4,B8: the asset keys of STAC items to load."""
+    return _names(text, "--bands")
+
+
+def _names(text: str | None, flag: str) -> list[str] | None:
+    """A comma-separated list of names (--bands, --properties)."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"{flag} needs names separated by commas; got {text!r}.")
+    return names
+
+
+@contextlib.contextmanager
+def _library_warnings_hidden(verbose: bool) -> Iterator[None]:
+    """While the job runs, the libraries' warnings only with --verbose (ours always)."""
+    from xr_getregion.errors import GetRegionWarning
+
+    with warnings.catch_warnings():
+        if not verbose:
+            warnings.filterwarnings("ignore")
+            warnings.filterwarnings("default", category=GetRegionWarning)
+        yield
+
+
+def _storage_options(text: str | None) -> dict[str, Any] | None:
+    """--storage-options: a JSON object of fsspec options for every URL of the command."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"--storage-options must be a JSON object, e.g. '{{\"anon\": true}}'; got {text!r}."
+        ) from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"--storage-options must be a JSON object; got {text!r}.")
+    return value
 
 
 def _max_values(text: str) -> int | None:
@@ -503,12 +717,16 @@ def extract(args: argparse.Namespace) -> int:
     """The batch job: extract FEATURES from CUBE into TABLE."""
     import dask
 
+    from xr_getregion import storage
     from xr_getregion.api import get_region
     from xr_getregion.errors import ArgumentError, GetRegionError, OutputExistsError
     from xr_getregion.output import check_target, write_table
 
+    storage_options = _storage_options(args.storage_options)
+    _VERBOSE.set(args.verbose)
+    remote_out = storage.is_url(args.out)
     out = Path(args.out)
-    if out.suffix.lower() not in (".parquet", ".csv"):
+    if not args.out.lower().rstrip("/").endswith((".parquet", ".csv")):
         raise UsageError(f"--out {args.out!r} must end in .parquet or .csv.")
     if "*" in args.out:
         # Checked before the cube is opened; write_table refuses it too (dask's wildcard).
@@ -517,10 +735,15 @@ def extract(args: argparse.Namespace) -> int:
             f"wildcard; rename it without '*' (e.g. {args.out.replace('*', '_')!r})."
         )
     try:
-        check_target(out, args.overwrite)
-    except OutputExistsError as exc:
+        if remote_out:
+            storage.check_remote_target(args.out, args.overwrite, storage_options)
+        else:
+            check_target(out, args.overwrite)
+    except (OutputExistsError, ArgumentError) as exc:
         raise UsageError(f"cannot write --out {args.out!r}: {_as_flags(exc)}") from exc
-    if out.parent.exists() and not out.parent.is_dir():
+    except OSError as exc:
+        raise UsageError(f"cannot reach --out {args.out!r}: {_first_line(exc)}") from exc
+    if not remote_out and out.parent.exists() and not out.parent.is_dir():
         raise UsageError(f"--out {args.out!r}: {str(out.parent)!r} is not a directory.")
     crs_transform = _crs_transform(args.crs_transform)
     max_values = _max_values(args.max_values)
@@ -529,21 +752,29 @@ def extract(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1; got {args.workers}.")
     # Both paths are checked before either file is opened, so a typo costs no read.
     for label, path in (("CUBE", args.cube), ("FEATURES", args.geometry)):
-        if not Path(path).exists():
+        if not _as_path(path, storage_options).exists():
             raise UsageError(f"{label} {path!r} does not exist.")
-    cube_kind(args.cube)
+    cube_kind(args.cube, storage_options)
     _feature_kind(args.geometry)
+    # GDAL (rasterio's and pyogrio's) reads its S3 endpoint from the environment; set it from
+    # AWS_ENDPOINT_URL here, before worker processes are started, so they inherit it.
+    storage.export_gdal_options()
     start = time.perf_counter()
     # A reader's warning (a GeoTIFF without georeferencing, say) would be a second line before
     # the error it leads to; it is shown only if the inputs pass.
     with _warnings_only_on_success():
-        cube = open_cube(args.cube, args.variable)
-        features = read_feature_file(args.geometry, args.geometry_crs)
+        cube = open_cube(
+            args.cube, args.variable, storage_options, bands=_bands(args.bands),
+            resolution=args.resolution, stac_crs=None if args.crs == "native" else args.crs,
+        )  # fmt: skip
+        features = read_feature_file(args.geometry, args.geometry_crs, storage_options)
         try:
             table = get_region(
                 cube, features, args.scale, args.crs, crs_transform,
                 max_values=max_values, id_column=args.id_column, lazy=True,
-                geometry_crs=args.geometry_crs, pyramiding=pyramiding,
+                properties=_names(args.properties, "--properties"),
+                geometry_crs=args.geometry_crs,
+                pyramiding=pyramiding,
             )  # fmt: skip
         except GetRegionError as exc:
             raise UsageError(_in_cli_words(str(exc))) from exc
@@ -554,10 +785,17 @@ def extract(args: argparse.Namespace) -> int:
             progress: Any = ProgressBar()
         else:
             progress = contextlib.nullcontext()
-        with progress, dask.config.set(scheduler=client or "threads"):
-            existed = out.exists()
+        with (
+            progress,
+            dask.config.set(scheduler=client or "threads"),
+            _library_warnings_hidden(args.verbose),
+        ):
+            existed = _as_path(args.out, storage_options).exists()
             try:
-                written = write_table(table, out, overwrite=args.overwrite, progress=args.progress)
+                written = write_table(
+                    table, args.out if remote_out else out, overwrite=args.overwrite,
+                    progress=args.progress, storage_options=storage_options,
+                )  # fmt: skip
             except ArgumentError as exc:
                 raise UsageError(f"cannot write --out {args.out!r}: {_as_flags(exc)}") from exc
             except GetRegionError as exc:
@@ -640,10 +878,15 @@ def _main(argv: Sequence[str] | None) -> int:
     run = commands.add_parser(
         "extract",
         help="extract many features from a cube file into a Parquet or CSV table",
-        description="Extract every feature of FEATURES from CUBE (Zarr, NetCDF or GeoTIFF) "
-        "into TABLE (.parquet or .csv), reading only the chunks the features cover.",
+        description="Extract every feature of FEATURES from CUBE (Zarr, NetCDF, GeoTIFF or "
+        "STAC items) into TABLE (.parquet or .csv), reading only the chunks the features "
+        "cover. Paths may be s3://, gs://, az:// or https:// URLs.",
+        epilog=EXTRACT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("cube", metavar="CUBE", help="Zarr store, NetCDF file or GeoTIFF")
+    run.add_argument("cube", metavar="CUBE",
+                     help="Zarr store, NetCDF file, GeoTIFF or STAC items (.json); a path or "
+                     "an s3://, gs://, az:// or https:// URL")  # fmt: skip
     run.add_argument("--geometry", required=True, metavar="FEATURES",
                      help="GeoJSON, GeoPackage, Shapefile or GeoParquet features")  # fmt: skip
     run.add_argument("--out", required=True, metavar="TABLE", help="output .parquet or .csv")
@@ -654,7 +897,14 @@ def _main(argv: Sequence[str] | None) -> int:
     run.add_argument("--geometry-crs", metavar="CRS",
                      help="the features' CRS (overrides the file's)")  # fmt: skip
     run.add_argument("--variable", metavar="NAME", help="one data variable of the cube")
+    run.add_argument("--bands", "--assets", metavar="KEY,KEY",
+                     help="STAC items: the asset keys to load as bands (default: all)")  # fmt: skip
+    run.add_argument("--resolution", type=float, metavar="R",
+                     help="STAC items: pixel size to load at, in --crs units (default: "
+                     "the items' own); --crs also sets the CRS they are loaded in")  # fmt: skip
     run.add_argument("--id-column", metavar="COL", help="feature column naming each feature")
+    run.add_argument("--properties", metavar="COL,COL",
+                     help="feature columns to copy into each row")  # fmt: skip
     run.add_argument("--max-values", default="none", metavar="N|none",
                      help="refuse more values than N (default: none, no limit)")  # fmt: skip
     run.add_argument("--pyramiding", default="mean", metavar="POLICY",
@@ -666,7 +916,12 @@ def _main(argv: Sequence[str] | None) -> int:
     where.add_argument("--workers", type=int, metavar="N",
                        help="start a local cluster of N worker processes")  # fmt: skip
     run.add_argument("--progress", action="store_true", help="show a progress bar")
+    run.add_argument("--verbose", action="store_true",
+                     help="also show the libraries' warnings (zarr, xarray, GDAL)")  # fmt: skip
     run.add_argument("--overwrite", action="store_true", help="replace an existing TABLE")
+    run.add_argument("--storage-options", metavar="JSON",
+                     help="fsspec options for s3://, gs://, az://, https:// paths, e.g. "
+                     "'{\"anon\": true}' (credentials otherwise from the environment)")  # fmt: skip
     run.set_defaults(func=extract)
     args = parser.parse_args(argv)
     return args.func(args)

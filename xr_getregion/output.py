@@ -83,8 +83,13 @@ def write_table(
     *,
     overwrite: bool = False,
     progress: bool = False,
-) -> Path:
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
     """Write a lazy table to ``path`` (``.parquet``: a dataset directory; ``.csv``: one file).
+
+    ``path`` may be an object-store URL (``s3://``, ``gs://``, ``az://``), written through
+    fsspec with ``storage_options`` by the staging-and-manifest protocol of
+    :mod:`xr_getregion.storage` (there is no rename there); the URL is returned.
 
     The table is written inside a temporary directory beside ``path`` (``.NAME.tmp-XXXX``)
     and moved into place only when every partition is written, in one step that refuses an
@@ -102,6 +107,16 @@ def write_table(
         ``path`` exists and ``overwrite`` is False (also when another job published a table
         there while this one ran), or ``path`` is a directory ``overwrite`` may not replace.
     """
+    from xr_getregion.storage import is_url, write_remote_table
+
+    if is_url(path):
+        url = os.fspath(path)
+        if not url.lower().endswith(SUFFIXES):
+            raise ArgumentError(f"the output {url!r} must end in .parquet or .csv.")
+        check_no_wildcard(Path(url.split("://", 1)[1]))
+        return write_remote_table(
+            table, url, overwrite=overwrite, progress=progress, storage_options=storage_options
+        )
     target = Path(path)
     if target.suffix.lower() not in SUFFIXES:
         raise ArgumentError(
@@ -343,12 +358,15 @@ def to_parquet(
     properties: Sequence[str] | None = None,
     overwrite: bool = False,
     pyramiding: PyramidingLike = "mean",
-) -> Path:
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
     """Extract ``geometry`` (one region or many features) and stream the rows to ``path``.
 
     Takes :func:`~xr_getregion.get_region`'s arguments; the table is built lazily and each
     partition is written as it is computed, on the current dask scheduler (a
     ``distributed.Client`` if one is active). ``path`` ending in ``.csv`` writes one CSV.
+    ``path`` may be an ``s3://``, ``gs://`` or ``az://`` URL (see :func:`write_table`), with
+    ``storage_options`` for fsspec.
     """
     from xr_getregion.api import get_region
 
@@ -365,4 +383,4 @@ def to_parquet(
         lazy=True,
         pyramiding=pyramiding,
     )
-    return write_table(table, path, overwrite=overwrite)
+    return write_table(table, path, overwrite=overwrite, storage_options=storage_options)

@@ -1,0 +1,97 @@
+"""A small HTTP file server with single-range ``Range: bytes=a-b`` support, for the tests.
+
+Python's ``http.server`` answers every GET with the whole file; GDAL's ``/vsicurl/`` and
+fsspec's HTTP files read COGs and Parquet footers by ranges, so the tests need a server that
+honours them. Every request is appended to a log (one JSON line: method, path, status,
+bytes sent) so a test can count requests and bytes.
+
+Run: ``python tests/range_server.py ROOT PORT LOG`` (binds 127.0.0.1 only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    log_path: Path
+    lock = threading.Lock()
+
+    def _record(self, status: int, sent: int) -> None:
+        entry = {"method": self.command, "path": self.path, "status": status, "bytes": sent}
+        with self.lock, self.log_path.open("a") as log:
+            log.write(json.dumps(entry) + "\n")
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def _serve(self, head: bool) -> None:
+        path = Path(self.translate_path(self.path.split("?", 1)[0]))
+        if not path.is_file():
+            self.send_error(404)
+            self._record(404, 0)
+            return
+        size = path.stat().st_size
+        start, end, status = 0, size - 1, 200
+        spec = self.headers.get("Range")
+        if spec is not None:
+            match = _RANGE.match(spec.strip())
+            if match is None or (not match[1] and not match[2]):
+                self.send_error(416)
+                self._record(416, 0)
+                return
+            if match[1]:
+                start = int(match[1])
+                end = min(int(match[2]), size - 1) if match[2] else size - 1
+            else:  # bytes=-n: the last n bytes
+                start = max(size - int(match[2]), 0)
+            if start >= size or start > end:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.end_headers()
+                self._record(416, 0)
+                return
+            status = 206
+        length = end - start + 1
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(length))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        sent = 0
+        if not head:
+            with path.open("rb") as f:
+                f.seek(start)
+                self.wfile.write(f.read(length))
+            sent = length
+        self._record(status, sent)
+
+
+def main() -> None:
+    root, port, log = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    os.chdir(root)
+    RangeHandler.log_path = log
+    server = ThreadingHTTPServer(("127.0.0.1", port), RangeHandler)
+    server.daemon_threads = True
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Real servers on 127.0.0.1 for the object-storage tests: moto's S3 server and a range server.
+
+Both run as subprocesses (nothing is mocked inside the process under test) on a free port of
+127.0.0.1, and are stopped when the test session ends. ``s3_server`` points every client of
+this process and of the processes it starts (dask workers, the CLI) at its server, through
+the standard environment: botocore's ``AWS_ENDPOINT_URL`` and credentials, GDAL's
+``AWS_S3_ENDPOINT``, ``AWS_HTTPS`` and ``AWS_VIRTUAL_HOSTING``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode} at start")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within 30 s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    port: int
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3")
+
+    def new_bucket(self) -> str:
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = (
+            self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        )
+        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_HTTPS": "NO",
+    "AWS_VIRTUAL_HOSTING": "FALSE",
+    # GDAL: no EC2 metadata probing, no .aws/config, no directory listing per open.
+    "AWS_NO_SIGN_REQUEST": "NO",
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": "",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server on a free port of 127.0.0.1, the environment pointing at it."""
+    pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(port, process, "moto's S3 server")
+        endpoint = f"http://127.0.0.1:{port}"
+        env = {
+            **S3_ENV,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_S3_ENDPOINT": f"127.0.0.1:{port}",
+        }
+        env.pop("CPL_VSIL_CURL_ALLOWED_EXTENSIONS")
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            # No stray credentials or profiles of the machine.
+            for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+                mp.delenv(key, raising=False)
+            mp.setenv("AWS_CONFIG_FILE", "/dev/null")
+            mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            yield S3Server(endpoint, port)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket on the S3 server."""
+    return s3_server.new_bucket()
+
+
+@dataclass
+class RangeServer:
+    url: str
+    root: Path
+    log: Path
+
+    def requests(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def reset(self) -> None:
+        self.log.write_text("")
+
+
+@pytest.fixture(scope="session")
+def range_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RangeServer]:
+    """tests/range_server.py serving a fresh directory on a free port of 127.0.0.1."""
+    root = tmp_path_factory.mktemp("http-root")
+    log = tmp_path_factory.mktemp("http-log") / "requests.jsonl"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "range_server.py"), str(root), str(port), str(log)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(port, process, "the range server")
+        yield RangeServer(f"http://127.0.0.1:{port}", root, log)
+    finally:
+        _stop(process)

@@ -1,0 +1,354 @@
+"""``extract`` on object storage and HTTP, end to end, against real local servers.
+
+The cube, the features and the table live on moto's S3 server (a subprocess on 127.0.0.1),
+or the cube is a set of COGs served by a Range-honouring HTTP server; each table read back
+must equal the one the same command writes from and to local files, row for row.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import pytest
+import shapely
+
+import xr_getregion
+from xr_getregion.cli import main
+from xr_getregion.storage import MANIFEST, read_table
+
+
+def run(*argv: object) -> int:
+    return main(["extract", *map(str, argv)])
+
+
+def upload(local: Path, bucket: str, key: str) -> str:
+    """Copy a file or a directory tree to s3://bucket/key, object by object."""
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+    for path in files:
+        rel = "" if path == local else "/" + path.relative_to(local).as_posix()
+        fs.put_file(str(path), f"{bucket}/{key}{rel}")
+    return f"s3://{bucket}/{key}"
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """A small cube in every format and 30 fields, as local files."""
+    root = tmp_path_factory.mktemp("cloud")
+    cube = xr_getregion.sample_cube().isel(x=slice(700, 800), y=slice(0, 80))
+    cube = cube.sel(band=["B2", "B3", "B4"]).chunk({"time": 1, "band": 1, "y": 40, "x": 40})
+    cube.to_dataset("band").to_zarr(root / "cube.zarr")
+    cube.to_dataset("band").drop_vars("id").to_netcdf(root / "cube.nc", engine="h5netcdf")
+    cube.isel(time=0).rio.to_raster(root / "image.tif")
+    x0, y0 = float(cube.x[0]), float(cube.y[0])
+    rng = np.random.default_rng(7)
+    shapes = [
+        shapely.box(x0 + a, y0 - b - 100, x0 + a + 130, y0 - b)
+        for a, b in zip(rng.uniform(0, 2700, 15), rng.uniform(0, 2100, 15), strict=True)
+    ] + list(gpd.points_from_xy(rng.uniform(x0, x0 + 2900, 15), rng.uniform(y0 - 2300, y0, 15)))
+    fields = gpd.GeoDataFrame(
+        {"name": [f"f{i}" for i in range(30)]}, geometry=shapes, crs="EPSG:32615"
+    ).to_crs(4326)
+    fields.to_file(root / "fields.gpkg", driver="GPKG")
+    fields.to_file(root / "fields.geojson", driver="GeoJSON")
+    fields.to_parquet(root / "fields.parquet")
+    return root
+
+
+@pytest.fixture
+def bucket(local, s3_bucket):
+    for name in ("cube.zarr", "cube.nc", "image.tif", "fields.gpkg", "fields.geojson",
+                 "fields.parquet"):  # fmt: skip
+        upload(local / name, s3_bucket, name)
+    return s3_bucket
+
+
+def local_table(local: Path, tmp_path: Path, cube: str, features: str, suffix: str) -> pd.DataFrame:
+    out = tmp_path / f"local{suffix}"
+    assert run(local / cube, "--geometry", local / features, "--out", out) == 0
+    return pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+
+
+def same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Row for row, in the same order (string storage aside)."""
+    assert len(got) == len(expected) > 0
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False
+    )
+
+
+def test_s3_zarr_and_gpkg_to_s3_parquet_on_two_workers_equals_the_local_run(
+    local, bucket, s3_server, tmp_path, capsys
+):
+    out = f"s3://{bucket}/out.parquet"
+    assert run(f"s3://{bucket}/cube.zarr", "--geometry", f"s3://{bucket}/fields.gpkg",
+               "--out", out, "--workers", "2") == 0  # fmt: skip
+    assert f"wrote {out}" in capsys.readouterr().out
+    same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet"))
+    # The table's objects: its parts and the manifest; no stage is left.
+    keys = [k for k in s3_server.keys(bucket) if k.startswith(("out.", ".out."))]
+    assert f"out.parquet/{MANIFEST}" in keys
+    parts = [k for k in keys if k != f"out.parquet/{MANIFEST}"]
+    assert parts and all(k.startswith("out.parquet/part.") for k in parts)
+
+
+def test_s3_zarr_to_s3_csv_equals_the_local_run(local, bucket, s3_server, tmp_path):
+    out = f"s3://{bucket}/out.csv"
+    assert run(f"s3://{bucket}/cube.zarr", "--geometry", f"s3://{bucket}/fields.geojson",
+               "--out", out) == 0  # fmt: skip
+    assert [k for k in s3_server.keys(bucket) if "out" in k] == ["out.csv"]
+    same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.geojson", ".csv"))
+
+
+@pytest.mark.parametrize(
+    "cube, features",
+    [("cube.nc", "fields.parquet"), ("image.tif", "fields.gpkg")],
+    ids=["netcdf+geoparquet", "geotiff+gpkg"],
+)
+def test_s3_netcdf_and_geotiff_cubes(local, bucket, tmp_path, cube, features):
+    out = tmp_path / "remote.parquet"
+    assert run(f"s3://{bucket}/{cube}", "--geometry", f"s3://{bucket}/{features}",
+               "--out", out) == 0  # fmt: skip
+    same(pd.read_parquet(out), local_table(local, tmp_path, cube, features, ".parquet"))
+
+
+def test_https_geotiff_and_geojson_are_read_by_ranges(local, range_server, tmp_path):
+    for name in ("image.tif", "fields.geojson"):
+        (range_server.root / name).write_bytes((local / name).read_bytes())
+    range_server.reset()
+    out = tmp_path / "remote.parquet"
+    assert run(f"{range_server.url}/image.tif", "--geometry",
+               f"{range_server.url}/fields.geojson", "--out", out) == 0  # fmt: skip
+    same(
+        pd.read_parquet(out),
+        local_table(local, tmp_path, "image.tif", "fields.geojson", ".parquet"),
+    )
+    tif = [r for r in range_server.requests() if r["path"] == "/image.tif" and r["bytes"]]
+    assert tif and all(r["status"] == 206 for r in tif)
+
+
+def test_a_remote_input_is_checked_by_a_ranged_read_not_a_download(range_server, local, capsys):
+    """A 4 MB '.nc' that is not NetCDF is refused after reading a few bytes of it."""
+    (range_server.root / "big.nc").write_bytes(b"<VRTDataset>" + bytes(4 * 2**20))
+    range_server.reset()
+    assert run(f"{range_server.url}/big.nc", "--geometry", local / "fields.geojson",
+               "--out", local / "never.parquet") == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a NetCDF-4 file" in err and "big.nc" in err
+    sent = sum(r["bytes"] for r in range_server.requests())
+    assert 0 < sent < 10_000
+
+
+def test_a_zarr_store_on_s3_with_a_pickle_codec_is_refused(s3_bucket, local, capsys):
+    import json
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.pipe_file(f"{s3_bucket}/evil.zarr/.zgroup", b'{"zarr_format": 2}')
+    meta = {"zarr_format": 2, "shape": [1], "chunks": [1], "dtype": "|O", "order": "C",
+            "compressor": None, "fill_value": None, "filters": [{"id": "pickle"}]}  # fmt: skip
+    fs.pipe_file(f"{s3_bucket}/evil.zarr/v/.zarray", json.dumps(meta).encode())
+    assert run(f"s3://{s3_bucket}/evil.zarr", "--geometry", local / "fields.geojson",
+               "--out", local / "never.parquet") == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "'pickle' codec" in err and err.count("\n") == 1
+
+
+def test_an_existing_s3_table_is_refused_before_the_cube_is_read(bucket, s3_server, capsys):
+    s3_server.client().put_object(Bucket=bucket, Key="t.csv", Body=b"a\n1\n")
+    assert run(f"s3://{bucket}/cube.zarr", "--geometry", f"s3://{bucket}/fields.gpkg",
+               "--out", f"s3://{bucket}/t.csv") == 2  # fmt: skip
+    assert "exists; remove it or pass --overwrite" in capsys.readouterr().err
+
+
+def test_missing_remote_inputs_and_bad_storage_options_are_one_line(s3_bucket, local, capsys):
+    assert run(f"s3://{s3_bucket}/nope.zarr", "--geometry", local / "fields.gpkg",
+               "--out", local / "x.parquet") == 2  # fmt: skip
+    assert capsys.readouterr().err == (
+        f"xr-getregion: error: CUBE 's3://{s3_bucket}/nope.zarr' does not exist.\n"
+    )
+    assert run(local / "cube.zarr", "--geometry", local / "fields.gpkg", "--out",
+               local / "x.parquet", "--storage-options", "[1]") == 2  # fmt: skip
+    assert "--storage-options must be a JSON object" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def slow_job(tmp_path_factory):
+    """A local Zarr cube and 2,000 points: a job of 100 partitions that takes a few seconds,
+    long enough to be signalled while its parts are written to the bucket."""
+    root = tmp_path_factory.mktemp("slow-cloud")
+    cube = xr_getregion.sample_cube().isel(x=slice(0, 320), y=slice(0, 320))
+    cube.chunk({"time": 1, "band": -1, "y": 32, "x": 32}).to_dataset(name="r").to_zarr(
+        root / "cube.zarr"
+    )
+    x0, y0 = float(cube.x[0]), float(cube.y[0])
+    rng = np.random.default_rng(5)
+    points = gpd.points_from_xy(rng.uniform(x0, x0 + 9500, 2000), rng.uniform(y0 - 9500, y0, 2000))
+    gpd.GeoDataFrame({"name": range(2000)}, geometry=points, crs=cube.rio.crs).to_file(
+        root / "points.geojson"
+    )
+    return root
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_sigterm_mid_write_to_s3_leaves_nothing_then_overwrite_succeeds(
+    slow_job, s3_server, s3_bucket, suffix
+):
+    out = f"s3://{s3_bucket}/t{suffix}"
+    argv = [sys.executable, "-m", "xr_getregion", "extract", str(slow_job / "cube.zarr"),
+            "--geometry", str(slow_job / "points.geojson"), "--out", out]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    # Signalled once some parts are in the stage: the job is mid-write.
+    while len(s3_server.keys(s3_bucket, f".t{suffix}.tmp-")) < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "never saw the stage"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err == "xr-getregion: stopped by SIGTERM; no table was written.\n"
+    assert s3_server.keys(s3_bucket) == []
+    with pytest.raises(FileNotFoundError):
+        read_table(out)
+    assert run(*argv[4:], "--overwrite") == 0
+    assert len(read_table(out)) > 0
+
+
+def test_a_task_failing_after_parts_were_written_leaves_no_s3_table(
+    local, bucket, s3_server, capsys
+):
+    """One chunk of one band is garbage: the partitions that do not read it are written to
+    the stage, the others fail (first on two worker processes). Exit status 1, nothing under
+    --out and no stage; with a table there and --overwrite, the old table is kept whole; a
+    good run with --overwrite succeeds."""
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    damaged = f"{bucket}/damaged.zarr"
+    fs.copy(f"{bucket}/cube.zarr", damaged, recursive=True)
+    chunks = [k for k in fs.find(f"{damaged}/B3") if k.endswith("/1/2")]
+    assert chunks
+    for key in chunks:
+        fs.pipe_file(key, b"garbage")
+    out = f"s3://{bucket}/t.parquet"
+    args = ["--geometry", f"s3://{bucket}/fields.gpkg", "--out", out]
+    # On a local cluster: the job's other tasks are cancelled and the stage removed twice.
+    assert run(f"s3://{damaged}", *args, "--workers", "2") == 1
+    assert "extract failed and nothing was written at --out" in capsys.readouterr().err
+    assert [k for k in s3_server.keys(bucket) if k.startswith(("t.", ".t."))] == []
+    assert run(f"s3://{bucket}/cube.zarr", *args) == 0
+    before = read_table(out)
+    keys = s3_server.keys(bucket, "t.parquet/")
+    assert run(f"s3://{damaged}", *args, "--overwrite") == 1
+    assert "extract failed and the old table is kept at --out" in capsys.readouterr().err
+    assert [k for k in s3_server.keys(bucket) if k.startswith(("t.", ".t."))] == keys
+    pd.testing.assert_frame_equal(read_table(out), before)
+    assert run(f"s3://{bucket}/cube.zarr", *args, "--overwrite") == 0
+    pd.testing.assert_frame_equal(read_table(out), before)
+    assert s3_server.keys(bucket, "t.parquet/") != keys  # new parts, the old ones deleted
+    assert len(s3_server.keys(bucket, "t.parquet/")) == len(keys)
+
+
+# --- STAC items whose COGs are served over HTTP ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stac_over_http(range_server):
+    """test_reference_loaders' COGs (3 dates, bands B0 and B1, int16 with a nodata block)
+    under the range server, and an ItemCollection JSON beside them with relative hrefs."""
+    import pystac
+
+    from tests.test_reference_loaders import write_items
+
+    root = range_server.root / "stac"
+    root.mkdir(exist_ok=True)
+    items = write_items(root)
+    for item in items:
+        for asset in item.assets.values():
+            asset.href = Path(asset.href).name
+    collection = pystac.ItemCollection(items[::-1])  # out of time order on purpose
+    (root / "items.json").write_text(json.dumps(collection.to_dict(transform_hrefs=False)))
+    return root, items
+
+
+def file_pixel_points(rows_cols):
+    from tests.test_reference_loaders import RES, X0, Y0
+
+    points = [
+        shapely.Point(X0 + (c + 0.5) * RES + 7.0, Y0 - (r + 0.5) * RES - 4.0) for r, c in rows_cols
+    ]
+    return gpd.GeoDataFrame(
+        {"name": [f"p{r}_{c}" for r, c in rows_cols]}, geometry=points, crs="EPSG:32615"
+    )
+
+
+def test_stac_items_over_http_equal_rasterio_reads_of_the_files(
+    stac_over_http, range_server, tmp_path, capsys
+):
+    import rasterio
+
+    from tests.test_reference_loaders import BANDS, DATES, NODATA
+
+    root, items = stac_over_http
+    rows_cols = [(0, 0), (5, 9), (21, 31), (22, 32), (40, 63), (63, 63), (63, 0)]
+    file_pixel_points(rows_cols).to_file(tmp_path / "points.geojson")
+    range_server.reset()
+    out = tmp_path / "t.parquet"
+    url = f"{range_server.url}/stac/items.json"
+    assert run(url, "--geometry", tmp_path / "points.geojson", "--out", out,
+               "--id-column", "name") == 0  # fmt: skip
+    got = pd.read_parquet(out)
+    # The reference: rasterio on each file, at the pixel each point falls in; one row per
+    # point and item (a masked pixel gives missing values), at the pixel's centre.
+    assert len(got) == len(rows_cols) * len(items)
+    to_lonlat = pyproj.Transformer.from_crs("EPSG:32615", "EPSG:4326", always_xy=True)
+    for (r, c), rows in zip(rows_cols, [got[got["feature"] == f"p{r}_{c}"] for r, c in rows_cols],
+                            strict=True):  # fmt: skip
+        assert rows["id"].tolist() == [item.id for item in items]
+        for t, row in enumerate(rows.itertuples(index=False)):
+            assert row.time == pd.Timestamp(DATES[t])
+            for band in BANDS:
+                with rasterio.open(root / f"{items[t].id}_{band}.tif") as src:
+                    value = int(src.read(1)[r, c])
+                    lon, lat = to_lonlat.transform(*src.xy(r, c))
+                got_value = getattr(row, band)
+                if value == NODATA:
+                    assert pd.isna(got_value), (r, c, t, band)
+                else:
+                    assert got_value == value, (r, c, t, band)
+            assert abs(row.longitude - lon) < 1e-9 and abs(row.latitude - lat) < 1e-9
+    # Items ordered by datetime whatever the collection's order; bands named by asset keys.
+    assert set(BANDS) <= set(got.columns)
+    tifs = [r for r in range_server.requests() if r["path"].endswith(".tif") and r["bytes"]]
+    assert tifs and all(r["status"] == 206 for r in tifs)
+
+
+def test_stac_cube_in_python_bands_and_a_refused_asset(
+    stac_over_http, range_server, capsys, tmp_path
+):
+    root, items = stac_over_http
+    cube = xr_getregion.stac_cube(f"{range_server.url}/stac/items.json", bands=["B1"])
+    assert list(cube.data_vars) == ["B1"]
+    assert cube["id"].values.tolist() == [i.id for i in items]
+    assert cube.sizes == {"time": 3, "y": 64, "x": 64}
+    # An asset that is not a TIFF (a VRT could make GDAL open other files) is refused unread.
+    (root / "evil.vrt.tif").write_text("<VRTDataset rasterXSize='1'></VRTDataset>")
+    doc = items[0].to_dict()
+    doc["assets"]["B0"]["href"] = "evil.vrt.tif"
+    (root / "evil.json").write_text(json.dumps([doc]))
+    points = tmp_path / "p.geojson"
+    file_pixel_points([(1, 1)]).to_file(points)
+    assert run(f"{range_server.url}/stac/evil.json", "--geometry", points,
+               "--out", tmp_path / "x.parquet") == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "evil.vrt.tif" in err and "is not a GeoTIFF: no TIFF header" in err
+    assert not [r for r in range_server.requests() if "evil.vrt" in r["path"] and r["bytes"] > 8]
