@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -15,7 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-import xr_getregion  # noqa: F401  (registers .ee)
+import xr_getregion
 
 
 class CountingScheduler:
@@ -127,3 +128,22 @@ def chunked(cube: xr.DataArray, chunks: Any) -> xr.DataArray:
     if chunks is None:
         return cube
     return cube.chunk(dict(zip(cube.dims, chunks, strict=True)))
+
+
+def write_slow_job(root: Path) -> Path:
+    """A Zarr cube (``root/cube.zarr``, variable ``r``) and 2,000 points over it
+    (``root/points.geojson``): an ``extract`` of 100 partitions that takes a few seconds on 2
+    cores, long enough to be signalled while its parts are written."""
+    import geopandas as gpd
+
+    cube = xr_getregion.sample_cube().isel(x=slice(0, 320), y=slice(0, 320))
+    cube.chunk({"time": 1, "band": -1, "y": 32, "x": 32}).to_dataset(name="r").to_zarr(
+        root / "cube.zarr"
+    )
+    x0, y0 = float(cube.x[0]), float(cube.y[0])
+    rng = np.random.default_rng(5)
+    points = gpd.points_from_xy(rng.uniform(x0, x0 + 9500, 2000), rng.uniform(y0 - 9500, y0, 2000))
+    gpd.GeoDataFrame({"name": range(2000)}, geometry=points, crs=cube.rio.crs).to_file(
+        root / "points.geojson"
+    )
+    return root

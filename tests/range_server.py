@@ -74,13 +74,12 @@ class RangeHandler(SimpleHTTPRequestHandler):
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.end_headers()
-        sent = 0
+        # Logged before the body goes out: a client that has its bytes finds them counted.
+        self._record(status, 0 if head else length)
         if not head:
             with path.open("rb") as f:
                 f.seek(start)
                 self.wfile.write(f.read(length))
-            sent = length
-        self._record(status, sent)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import pytest
 import shapely
 
 import xr_getregion
+from tests.helpers import write_slow_job
 from xr_getregion.cli import main
 from xr_getregion.storage import MANIFEST, read_table
 
@@ -185,18 +186,7 @@ def test_missing_remote_inputs_and_bad_storage_options_are_one_line(s3_bucket, l
 def slow_job(tmp_path_factory):
     """A local Zarr cube and 2,000 points: a job of 100 partitions that takes a few seconds,
     long enough to be signalled while its parts are written to the bucket."""
-    root = tmp_path_factory.mktemp("slow-cloud")
-    cube = xr_getregion.sample_cube().isel(x=slice(0, 320), y=slice(0, 320))
-    cube.chunk({"time": 1, "band": -1, "y": 32, "x": 32}).to_dataset(name="r").to_zarr(
-        root / "cube.zarr"
-    )
-    x0, y0 = float(cube.x[0]), float(cube.y[0])
-    rng = np.random.default_rng(5)
-    points = gpd.points_from_xy(rng.uniform(x0, x0 + 9500, 2000), rng.uniform(y0 - 9500, y0, 2000))
-    gpd.GeoDataFrame({"name": range(2000)}, geometry=points, crs=cube.rio.crs).to_file(
-        root / "points.geojson"
-    )
-    return root
+    return write_slow_job(tmp_path_factory.mktemp("slow-cloud"))
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])

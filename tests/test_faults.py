@@ -29,7 +29,7 @@ import shapely
 from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
 
 import xr_getregion
-from tests.helpers import make_cube
+from tests.helpers import make_cube, write_slow_job
 from xr_getregion import GetRegionWarning
 
 NT, NB, NY, NX = 4, 2, 60, 80
@@ -401,18 +401,7 @@ def temporaries(directory: Path) -> list[Path]:
 def slow_job_files(tmp_path_factory):
     """A Zarr cube and 2,000 points over it: a real extract that takes a few seconds on 2
     cores (100 partitions), long enough to be signalled while its partitions are written."""
-    root = tmp_path_factory.mktemp("slow-job")
-    cube = xr_getregion.sample_cube().isel(x=slice(0, 320), y=slice(0, 320))
-    cube.chunk({"time": 1, "band": -1, "y": 32, "x": 32}).to_dataset(name="r").to_zarr(
-        root / "cube.zarr"
-    )
-    x0, y0 = float(cube.x[0]), float(cube.y[0])
-    rng = np.random.default_rng(5)
-    points = gpd.points_from_xy(rng.uniform(x0, x0 + 9500, 2000), rng.uniform(y0 - 9500, y0, 2000))
-    gpd.GeoDataFrame({"name": range(2000)}, geometry=points, crs=cube.rio.crs).to_file(
-        root / "points.geojson"
-    )
-    return root
+    return write_slow_job(tmp_path_factory.mktemp("slow-job"))
 
 
 @pytest.mark.skipif(
