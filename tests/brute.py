@@ -174,10 +174,11 @@ def _window(geometry: shapely.Geometry) -> tuple[np.ndarray, np.ndarray]:
 def _polygon_cells(polygon: shapely.Polygon, mirrored: bool = False) -> set[tuple[int, int]]:
     """Pixels whose centre is inside (holes respected), boundary ties by GDAL's rule.
 
-    On a ``mirrored`` grid (pixel rows running south), GDAL also burns the centres on a
-    horizontal edge of the exterior ring with the interior on its lower-row side (its southern
-    edge): the limit of the interior test nudged by (-NUDGE_COL, -NUDGE_ROW), for centres on
-    such an edge.
+    Besides the half-open rule, GDAL burns the centres on every ring's *southern* horizontal
+    edge (in the CRS), holes' included: the edge with the ring's own area on its north side.
+    In pixel space that side is the higher rows, or the lower rows on a ``mirrored`` grid
+    (rows running south): the limit of the test "inside the ring" nudged by -NUDGE_COL and by
+    NUDGE_ROW towards that side, for centres on a horizontal edge of that ring.
     """
     cols, rows = _window(polygon)
     cx, cy = cols + 0.5, rows + 0.5
@@ -185,18 +186,15 @@ def _polygon_cells(polygon: shapely.Polygon, mirrored: bool = False) -> set[tupl
     on_boundary = shapely.intersects_xy(polygon.boundary, cx, cy)
     nudged_inside = shapely.contains_xy(polygon, cx - NUDGE_COL, cy + NUDGE_ROW)
     covered = inside | (on_boundary & nudged_inside)
-    if mirrored:
-        # Only an exterior ring's: on a hole's southern edge the interior is on the other
-        # side, and GDAL burns it no more than any other tie there.
-        horizontal = [
-            shapely.LineString([p, q])
-            for p, q in itertools.pairwise(polygon.exterior.coords)
-            if p[1] == q[1]
+    north = -NUDGE_ROW if mirrored else NUDGE_ROW
+    for ring in (polygon.exterior, *polygon.interiors):
+        flat = [
+            shapely.LineString([p, q]) for p, q in itertools.pairwise(ring.coords) if p[1] == q[1]
         ]
-        if horizontal:
-            on_flat = shapely.intersects_xy(shapely.MultiLineString(horizontal), cx, cy)
-            above = shapely.contains_xy(polygon, cx - NUDGE_COL, cy - NUDGE_ROW)
-            covered |= on_flat & above
+        if flat:
+            on_flat = shapely.intersects_xy(shapely.MultiLineString(flat), cx, cy)
+            own_side = shapely.contains_xy(shapely.Polygon(ring), cx - NUDGE_COL, cy + north)
+            covered |= on_flat & own_side
     return set(zip(cols[covered].tolist(), rows[covered].tolist(), strict=True))
 
 
