@@ -493,3 +493,16 @@ def test_a_tiny_polygon_across_180_near_the_pole_is_no_miss():
         warnings.simplefilter("error")
         got = got_table(cube, box, "EPSG:3413", 300.0)
     assert got == reference(cube, box, "EPSG:3413", 300.0)
+
+
+def test_a_tiny_polygon_on_the_seam_near_the_south_pole_is_no_miss():
+    # Found by the thorough profile: a 50 m box in EPSG:3031 from longitude 179.998 to 180
+    # (x = 0 is the 180 meridian there), labelled by EE's grid at the seam, once read as a
+    # geometry missing the cube.
+    cube = CUBES["south 180", False]
+    box = shapely.box(2.0069306474117559e-10, -1613448.2384072365, 50.00000000020069,
+                      -1613398.2384072365)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = got_table(cube, box, "EPSG:3031", 300.0)
+    assert got == reference(cube, box, "EPSG:3031", 300.0)

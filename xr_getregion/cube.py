@@ -818,7 +818,8 @@ def _instants_ms(
     if isinstance(values, pd.PeriodIndex):
         # Microsecond periods count from the epoch; every frequency's start is whole us.
         # pandas-stubs lacks PeriodIndex.asi8 and the lower-case how= spellings.
-        micros = values.asfreq("us", how="start").asi8  # type: ignore[arg-type, attr-defined]
+        # The stubs of pandas 2 and 3 disagree here; either ignore may be unused.
+        micros = values.asfreq("us", how="start").asi8  # type: ignore[arg-type, attr-defined, unused-ignore]
         pairs = zip(values, micros, strict=True)
         return tuple(None if p is pd.NaT else int(u) // 1000 for p, u in pairs)
     if isinstance(values, pd.DatetimeIndex):

@@ -140,7 +140,7 @@ def pixel_columns(spec: TableSpec, lon: np.ndarray, lat: np.ndarray) -> dict[str
     return {
         # pandas-stubs wants a Sequence of codes; pandas takes (and keeps) the array.
         "id": pd.Categorical.from_codes(
-            np.repeat(id_codes.astype(small), n_pix),  # type: ignore[arg-type]
+            np.repeat(id_codes.astype(small), n_pix),  # type: ignore[arg-type, unused-ignore]
             categories,
         ),
         "longitude": np.tile(np.asarray(lon, float), n_img),
