@@ -506,3 +506,20 @@ def test_a_tiny_polygon_on_the_seam_near_the_south_pole_is_no_miss():
         warnings.simplefilter("error")
         got = got_table(cube, box, "EPSG:3031", 300.0)
     assert got == reference(cube, box, "EPSG:3031", 300.0)
+
+
+def test_a_tiny_lon_lat_polygon_on_the_seam_near_the_south_pole_is_no_miss():
+    # The same place as above, given in lon/lat (the thorough profile found it next).
+    cube = CUBES["south 180", False]
+    box = shapely.Polygon(
+        [
+            (179.99822443081436, -75.2294160075109),
+            (179.99822437578862, -75.2298688862473),
+            (180, -75.22986889326478),
+            (180, -75.22941601452814),
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = got_table(cube, box, "EPSG:4326", 300.0)
+    assert got == reference(cube, box, "EPSG:4326", 300.0)

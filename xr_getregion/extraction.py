@@ -269,12 +269,13 @@ def _warn_missed(
     shapely.prepare(bounds)
     with np.errstate(invalid="ignore"):
         missed = ~shapely.intersects(bounds, pixel_shapes)
-    # Projected into the grid's CRS, a shape may fall outside the window without missing the
+    # In the grid's pixel space a shape may fall outside the window without missing the
     # cube: a polygon across 180 or around a pole on a lon/lat grid is replaced by the boxes
-    # of the centres it holds (none when it is tiny), and one on the seam may be labelled a
-    # turn away. Such a shape still reaches the window's area in its own CRS; a shape far
+    # of the centres it holds (none when it is tiny), and one on the 180 seam may be labelled
+    # a turn away. Such a shape still reaches the window's area in its own CRS; a shape far
     # from the cube (clipped away, or on the far side of the Earth) does not.
-    unsure = missed & (shapely.is_empty(pixel_shapes) | (shape_crs != grid.crs))
+    seams = shape_crs != grid.crs or grid.crs.is_geographic
+    unsure = missed & (shapely.is_empty(pixel_shapes) | seams)
     if unsure.any():
         missed[unsure] = ~reaches_window(shapes[unsure], shape_crs, grid, window)
     if not missed.any():
