@@ -495,31 +495,35 @@ def test_a_tiny_polygon_across_180_near_the_pole_is_no_miss():
     assert got == reference(cube, box, "EPSG:3413", 300.0)
 
 
-def test_a_tiny_polygon_on_the_seam_near_the_south_pole_is_no_miss():
-    # Found by the thorough profile: a 50 m box in EPSG:3031 from longitude 179.998 to 180
-    # (x = 0 is the 180 meridian there), labelled by EE's grid at the seam, once read as a
-    # geometry missing the cube.
+@pytest.mark.parametrize(
+    ("box", "crs"),
+    [
+        (
+            shapely.box(
+                2.0069306474117559e-10, -1613448.2384072365, 50.00000000020069, -1613398.2384072365
+            ),
+            "EPSG:3031",
+        ),
+        (
+            shapely.Polygon(
+                [
+                    (179.99822443081436, -75.2294160075109),
+                    (179.99822437578862, -75.2298688862473),
+                    (180, -75.22986889326478),
+                    (180, -75.22941601452814),
+                ]
+            ),
+            "EPSG:4326",
+        ),
+    ],
+    ids=["3031", "lonlat"],
+)
+def test_a_tiny_polygon_on_the_seam_near_the_south_pole_is_no_miss(box, crs):
+    # Found by the thorough profile: a 50 m box from longitude 179.998 to 180 (x = 0 is the
+    # 180 meridian in EPSG:3031), labelled by EE's grid at the seam, once read as a geometry
+    # missing the cube, in EPSG:3031 and again in lon/lat.
     cube = CUBES["south 180", False]
-    box = shapely.box(2.0069306474117559e-10, -1613448.2384072365, 50.00000000020069,
-                      -1613398.2384072365)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        got = got_table(cube, box, "EPSG:3031", 300.0)
-    assert got == reference(cube, box, "EPSG:3031", 300.0)
-
-
-def test_a_tiny_lon_lat_polygon_on_the_seam_near_the_south_pole_is_no_miss():
-    # The same place as above, given in lon/lat (the thorough profile found it next).
-    cube = CUBES["south 180", False]
-    box = shapely.Polygon(
-        [
-            (179.99822443081436, -75.2294160075109),
-            (179.99822437578862, -75.2298688862473),
-            (180, -75.22986889326478),
-            (180, -75.22941601452814),
-        ]
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        got = got_table(cube, box, "EPSG:4326", 300.0)
-    assert got == reference(cube, box, "EPSG:4326", 300.0)
+        got = got_table(cube, box, crs, 300.0)
+    assert got == reference(cube, box, crs, 300.0)
