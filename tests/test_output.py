@@ -127,6 +127,34 @@ def test_two_overwriting_jobs_both_succeed_and_one_table_remains(tmp_path, cube,
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
+def test_an_overwrite_that_loses_the_race_replaces_the_winner(tmp_path, cube, monkeypatch):
+    """Another overwriting job publishes between this job's two renames (CI once hit this):
+    overwrite=True replaces that table too, rather than failing."""
+    target = tmp_path / "t.parquet"
+    xr_getregion.to_parquet(cube, field(1, 1), target, geometry_crs=UTM)
+    winner = tmp_path / "winner.parquet"
+    xr_getregion.to_parquet(cube, field(3, 4), winner, geometry_crs=UTM)
+    real_rename = os.rename
+    injected = []
+
+    def rename(src, dst):
+        src, dst = Path(src), Path(dst)
+        staged = src.name == target.name and src.parent.name.startswith(f".{target.name}.tmp-")
+        if staged and dst == target and not injected:
+            real_rename(winner, target)  # the other job wins the name first
+            injected.append(True)
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(output.os, "rename", rename)
+    assert (
+        xr_getregion.to_parquet(cube, field(2, 2), target, geometry_crs=UTM, overwrite=True)
+        == target
+    )
+    assert injected
+    same_table(target, ordered(cube.ee.get_region(field(2, 2), geometry_crs=UTM)))
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
 # --- what overwrite=True may replace ---------------------------------------------------------
 
 

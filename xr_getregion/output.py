@@ -260,6 +260,11 @@ def _link_new(staged: Path, target: Path) -> None:
         os.unlink(staged)
 
 
+# How often an overwrite tries again when other overwriting jobs keep publishing between
+# its two renames; each try only moves tables of this package aside.
+_OVERWRITE_TRIES = 5
+
+
 def _replace(staged: Path, target: Path, aside: Path) -> None:
     """Move ``staged`` to ``target``; a previous ``target`` directory is moved to ``aside``.
 
@@ -269,9 +274,21 @@ def _replace(staged: Path, target: Path, aside: Path) -> None:
     fails: once this returns or raises, ``target`` holds the new table or the old one.
     """
     check_target(target, overwrite=True)
-    # A signal between the two renames waits for the second: the old table is never lost.
-    with signals_deferred():
-        _swap(staged, target, aside)
+    for attempt in range(_OVERWRITE_TRIES):
+        # A fresh place aside each time: a failed swap may have left the old table there.
+        spot = aside if attempt == 0 else aside.with_name(f"{aside.name}-{attempt}")
+        try:
+            # A signal between the two renames waits for the second: no table is lost.
+            with signals_deferred():
+                _swap(staged, target, spot)
+            return
+        except OutputExistsError as exc:
+            # Another overwriting job published between our two renames: replace its table
+            # too, as overwrite asks (a foreign folder, with no OSError behind it, is not).
+            cause = exc.__cause__
+            raced = isinstance(cause, OSError) and cause.errno in _TAKEN and staged.is_dir()
+            if not raced or attempt == _OVERWRITE_TRIES - 1:
+                raise
 
 
 def _swap(staged: Path, target: Path, aside: Path) -> None:
