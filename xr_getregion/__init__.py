@@ -40,10 +40,10 @@ from xr_getregion.errors import (
     OutputExistsError,
     TooManyValuesError,
 )
-from xr_getregion.extraction import MAX_VALUES, Plan
 from xr_getregion.geometry import Geometry
 from xr_getregion.grid import METRES_PER_DEGREE, Grid
 from xr_getregion.output import to_parquet, write_table
+from xr_getregion.plan import MAX_VALUES, Plan
 from xr_getregion.stac import stac_cube
 from xr_getregion.storage import read_table
 from xr_getregion.table import to_geodataframe

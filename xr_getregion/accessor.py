@@ -13,8 +13,8 @@ import xarray as xr
 
 from xr_getregion import api, collection
 from xr_getregion.collection import Obj
-from xr_getregion.extraction import MAX_VALUES, Plan
 from xr_getregion.grid import NATIVE
+from xr_getregion.plan import MAX_VALUES, Plan
 from xr_getregion.types import CRSLike, GeometryLike, PyramidingLike, TimeLike, TransformLike
 
 __all__ = ["EEAccessor"]

@@ -12,17 +12,11 @@ import xarray as xr
 
 from xr_getregion.cube import read_cube
 from xr_getregion.errors import ArgumentError
-from xr_getregion.extraction import (
-    MAX_VALUES,
-    Plan,
-    check_limit,
-    gather,
-    plan_features,
-    plan_region,
-)
 from xr_getregion.geometry import Features, is_feature_collection, read_features, read_geometry
 from xr_getregion.grid import NATIVE, working_grid
 from xr_getregion.lazy import lazy_frame
+from xr_getregion.plan import MAX_VALUES, Plan, check_limit, plan_features, plan_region
+from xr_getregion.reads import gather
 from xr_getregion.table import HEADER, TableSpec, pixel_columns, to_dataframe, to_list
 from xr_getregion.types import CRSLike, GeometryLike, PyramidingLike, TransformLike
 
@@ -45,7 +39,7 @@ def plan(
     Takes the arguments of :func:`get_region`, with its defaults (``crs="native"``: the
     cube's own grid unless ``scale`` or ``crs_transform`` is given; ``crs=None`` is EE's
     1-degree default grid, as for :func:`getRegion`), and returns the
-    :class:`~xr_getregion.extraction.Plan`; ``plan(...).n_values`` is the number
+    :class:`~xr_getregion.plan.Plan`; ``plan(...).n_values`` is the number
     the ``max_values`` limit is checked against. Several features (a ``GeoDataFrame``, ...)
     are planned each on its own, as :func:`get_region` extracts them, so ``n_pixels`` counts
     a pixel once per feature covering it. With ``max_values``, a plan over it is only

@@ -60,6 +60,7 @@ __all__ = [
     "covered_runs_many",
     "expand_runs",
     "grid_too_fine",
+    "poles_inside",
     "reaches_window",
     "to_pixel_space",
     "to_pixel_space_many",
@@ -630,7 +631,7 @@ def window_of(cube_grid: Grid, grid: Grid) -> Window:
     # a whole line (latitude +-90 at every longitude): without it, the rows between the
     # outline's highest latitude and the pole, and the longitudes between the outline's
     # samples and the antimeridian, would be missed.
-    for pole in _poles_inside(cube_grid):
+    for pole in poles_inside(cube_grid):
         if grid.crs.is_geographic:
             x, y = np.append(x, [-180.0, 180.0]), np.append(y, [pole, pole])
         else:
@@ -663,7 +664,7 @@ def _ee_window(
     # Read continuously, an outline across 180 leaves [-180, 180); a geographic cube's
     # outline labelled past 180 (179..181, 0..360) already does.
     lon = np.unwrap(lon[ok], period=TURN)
-    poles = _poles_inside(cube_grid)
+    poles = poles_inside(cube_grid)
     # A pole inside the footprint is no point of its outline but a whole row of the grid.
     _, py = grid.to_pixel(np.zeros(ok.sum() + len(poles)), np.append(lat[ok], poles))
     px, _ = grid.to_pixel(lon, np.zeros(len(lon)))
@@ -683,7 +684,7 @@ def _one_turn(grid: Grid) -> int | None:
     return math.ceil(TURN / abs(grid.transform[0]) - 0.5)
 
 
-def _poles_inside(cube_grid: Grid) -> list[float]:
+def poles_inside(cube_grid: Grid) -> list[float]:
     """The latitudes (90, -90) of the poles inside a projected cube grid's extent.
 
     A geographic grid's outline already reaches the pole it holds (as its edge), so only

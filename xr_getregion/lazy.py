@@ -12,30 +12,27 @@ the table is built, so a chunk read that feeds nothing else runs with its take a
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import dask
-import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from dask.base import is_dask_collection, tokenize
+from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from xr_getregion.extraction import (
-    Placement,
-    Plan,
-    _as_4d,
-    _eager_gather,
-    as_dask_4d,
-    band_groups,
-    band_rules,
-    chunk_groups,
-    optimized_reads,
-    read_tasks,
-)
 from xr_getregion.geometry import Features
-from xr_getregion.pyramid import Combine, pyramid_read_tasks
+from xr_getregion.plan import Plan
+from xr_getregion.pyramid import Combine, PyramidReads
+from xr_getregion.reads import (
+    Placement,
+    Reads,
+    Source,
+    distinct_pixels,
+    optimized_reads,
+    pyramid_blocks,
+)
 from xr_getregion.table import TableSpec, build_frame, empty_values, feature_columns
 
 __all__ = ["lazy_frame"]
@@ -76,6 +73,13 @@ def _partition(
     return build_frame(spec, lon, lat, values, feature, feature_pos)
 
 
+def _feature_frame(features: Features | None, positions: np.ndarray | None) -> pd.DataFrame | None:
+    """The per-feature columns of a partition's rows, or ``None`` for one region."""
+    if features is None or positions is None:
+        return None
+    return feature_columns(features, positions)
+
+
 # Partition size when no band is backed by dask (the values are read up front).
 _DIRECT_PARTITION = 1 << 16
 
@@ -95,7 +99,6 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
     feature_of = plan.feature if features is not None else None
     if feature_of is None:
         features = None
-    per_feature = features is not None
     meta = build_frame(
         spec,
         np.empty(0),
@@ -106,63 +109,63 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
     if plan.n_pixels == 0:
         with dask.config.set({"dataframe.convert-string": False}):
             return dd.from_pandas(meta, npartitions=1)
-    groups = band_groups(plan.cube)
-    layout = [[(b.name, b.band_index) for b in bands] for bands in groups]
+    sources = Source.of(plan.cube)
+    layout = [[(b.name, b.band_index) for b in source.bands] for source in sources]
     if plan.level:
-        return _lazy_pyramid(plan, features, spec, meta, groups, layout, per_feature)
-    arrays: list[da.Array | None] = []
-    direct_values: list[np.ndarray | None] = []
-    for bands in groups:
-        arr = bands[0].array
-        if is_dask_collection(arr.data):
-            arrays.append(_as_4d(arr, plan.cube, bands[0].band_dim))
-            direct_values.append(None)
-        else:
-            arrays.append(None)
-            direct_values.append(_eager_gather(arr, plan.cube, bands[0].band_dim, plan.iy, plan.ix))
-    lazy_arrays = [a for a in arrays if a is not None]
-    if lazy_arrays:
-        partitions = chunk_groups(lazy_arrays[0].chunks, plan.iy, plan.ix)
-        partition_rows = [rows for _, _, rows in partitions]
+        return _lazy_pyramid(plan, features, spec, meta, sources, layout)
+    # Arrays not backed by dask are read for the covered pixels now; each partition carries
+    # only its own slice.
+    direct_values = [None if s.lazy else s.take(plan.iy, plan.ix) for s in sources]
+    lazy_sources = [s for s in sources if s.lazy]
+    if lazy_sources:
+        partition_rows = [rows for _, _, rows in lazy_sources[0].chunk_groups(plan.iy, plan.ix)]
     else:
         partition_rows = np.array_split(
             np.arange(plan.n_pixels), -(-plan.n_pixels // _DIRECT_PARTITION)
         )
     feature_token = (features.ids, features.properties) if features is not None else None
     token = tokenize(
-        plan.iy, plan.ix, plan.feature, plan.lon, plan.lat, plan.grid, spec, feature_token,
-        [a.name if a is not None else v for a, v in zip(arrays, direct_values, strict=True)],
-    )  # fmt: skip
+        plan.iy,
+        plan.ix,
+        plan.feature,
+        plan.lon,
+        plan.lat,
+        plan.grid,
+        spec,
+        feature_token,
+        [s.array.data.name if s.lazy else v for s, v in zip(sources, direct_values, strict=True)],
+    )
     gather_name, part_name = f"getregion-take-{token}", f"getregion-table-{token}"
     width = plan.cube.grid.shape[1]  # type: ignore[index]
     parts, pixel_sets = [], []
     for rows in partition_rows:
-        unique, inverse = np.unique(plan.iy[rows] * width + plan.ix[rows], return_inverse=True)
+        iy, ix, inverse = distinct_pixels(plan.iy[rows], plan.ix[rows], width)
         parts.append((rows, inverse))
-        pixel_sets.append(np.divmod(unique, width))
+        pixel_sets.append((iy, ix))
     # Each band array's reads for all partitions; keys (name, array, ..., block number).
-    reads = [
-        None if arr is None else read_tasks(arr, pixel_sets, f"{gather_name}-{a}", (a,))
-        for a, arr in enumerate(arrays)
+    reads: list[Reads | None] = [
+        s.read_tasks(pixel_sets, f"{gather_name}-{a}", (a,)) if s.lazy else None
+        for a, s in enumerate(sources)
     ]
     # One optimization for all of them: each chunk read runs with its take as one task.
-    dsk = optimized_reads([r for r in reads if r is not None]) if lazy_arrays else {}
+    dsk = optimized_reads([r for r in reads if r is not None]) if lazy_sources else {}
     keys = []
     for g, (rows, inverse) in enumerate(parts):
-        direct = [None if v is None else v[:, :, rows] for v in direct_values]
-        placements = [None if r is None else r.placements[g] for r in reads]
-        gathered = [None if r is None else r.keys[g] for r in reads]
         feature_pos = None if feature_of is None else feature_of[rows]
-        feature = (
-            None
-            if features is None or feature_pos is None
-            else feature_columns(features, feature_pos)
-        )
         key = (part_name, g)
         dsk[key] = (
-            _partition, spec, layout, plan.lon[rows], plan.lat[rows], inverse,
-            feature, feature_pos, direct, placements, gathered,
-        )  # fmt: skip
+            _partition,
+            spec,
+            layout,
+            plan.lon[rows],
+            plan.lat[rows],
+            inverse,
+            _feature_frame(features, feature_pos),
+            feature_pos,
+            [None if v is None else v[:, :, rows] for v in direct_values],
+            [None if r is None else r.placements[g] for r in reads],
+            [None if r is None else r.keys[g] for r in reads],
+        )
         keys.append(key)
     graph = HighLevelGraph.from_collections(part_name, dsk)
     return dd.from_graph(graph, meta, (None,) * (len(keys) + 1), keys, "getregion")
@@ -173,50 +176,56 @@ def _lazy_pyramid(
     features: Features | None,
     spec: TableSpec,
     meta: pd.DataFrame,
-    groups: list,
+    sources: list[Source],
     layout: list[list[tuple[str, int]]],
-    per_feature: bool,
 ) -> dd.DataFrame:
     """:func:`lazy_frame` at pyramid level ``plan.level > 0``: a partition per chunk (of the
     first band array) holding the top-left pixel of its pixels' blocks. Each partition
     reduces its distinct blocks in tasks reading the chunks they meet; a chunk feeding
     several partitions (a block across chunks) is one key of the graph, read once."""
-    arrays = [as_dask_4d(bands[0].array, plan.cube, bands[0].band_dim) for bands in groups]
-    features = features if per_feature else None
     k = plan.level
-    home = chunk_groups(arrays[0].chunks, (plan.iy >> k) << k, (plan.ix >> k) << k)
+    home = sources[0].chunk_groups((plan.iy >> k) << k, (plan.ix >> k) << k)
     feature_token = None if features is None else (features.ids, features.properties)
     token = tokenize(
-        plan.iy, plan.ix, plan.feature, plan.lon, plan.lat, plan.grid, spec, feature_token,
-        plan.level, plan.policies, [a.name for a in arrays],
-    )  # fmt: skip
+        plan.iy,
+        plan.ix,
+        plan.feature,
+        plan.lon,
+        plan.lat,
+        plan.grid,
+        spec,
+        feature_token,
+        plan.level,
+        plan.policies,
+        [s.array.data.name if s.lazy else uuid.uuid4().hex for s in sources],
+    )
     gather_name, part_name = f"getregion-pyramid-{token}", f"getregion-table-{token}"
-    nbx = -(-plan.cube.grid.shape[1] // (1 << k))  # type: ignore[index]
     parts, block_sets = [], []
     for _, _, rows in home:
-        unique, inverse = np.unique(
-            (plan.iy[rows] >> k) * nbx + (plan.ix[rows] >> k), return_inverse=True
-        )
+        by, bx, inverse = pyramid_blocks(plan, plan.iy[rows], plan.ix[rows])
         parts.append((rows, inverse))
-        block_sets.append(np.divmod(unique, nbx))
-    reads = [
-        pyramid_read_tasks(arr, block_sets, k, band_rules(plan, bands), f"{gather_name}-{a}", (a,))
-        for a, (arr, bands) in enumerate(zip(arrays, groups, strict=True))
+        block_sets.append((by, bx))
+    reads: list[PyramidReads] = [
+        s.pyramid_reads(plan, block_sets, f"{gather_name}-{a}", (a,)) for a, s in enumerate(sources)
     ]
-    graph = HighLevelGraph.merge(*(r.graph for r in reads))
-    dsk = dict(da.Array.__dask_optimize__(graph, [k for r in reads for ks in r.keys for k in ks]))
+    dsk = optimized_reads(reads)
     keys = []
     for g, (rows, inverse) in enumerate(parts):
-        feature = feature_pos = None
-        if features is not None and plan.feature is not None:
-            feature = feature_columns(features, plan.feature[rows])
-            feature_pos = plan.feature[rows]
+        feature_pos = None if plan.feature is None or features is None else plan.feature[rows]
         key = (part_name, g)
         dsk[key] = (
-            _partition, spec, layout, plan.lon[rows], plan.lat[rows], inverse, feature,
-            feature_pos, [None] * len(arrays), [r.combines[g] for r in reads],
+            _partition,
+            spec,
+            layout,
+            plan.lon[rows],
+            plan.lat[rows],
+            inverse,
+            _feature_frame(features, feature_pos),
+            feature_pos,
+            [None] * len(sources),
+            [r.combines[g] for r in reads],
             [r.keys[g] for r in reads],
-        )  # fmt: skip
+        )
         keys.append(key)
     out = HighLevelGraph.from_collections(part_name, dsk)
     return dd.from_graph(out, meta, (None,) * (len(keys) + 1), keys, "getregion")

@@ -61,8 +61,8 @@ import xarray as xr
 
 from xr_getregion._signals import signals_deferred, terminate_as_exit
 from xr_getregion.errors import ArgumentError, OutputExistsError
-from xr_getregion.extraction import MAX_VALUES
 from xr_getregion.grid import NATIVE
+from xr_getregion.plan import MAX_VALUES
 from xr_getregion.types import CRSLike, GeometryLike, PyramidingLike, TransformLike
 
 __all__ = ["to_parquet", "write_table"]

@@ -14,12 +14,12 @@ import pandas as pd
 import shapely
 import xarray as xr
 
-from xr_getregion import api
 from xr_getregion.coverage import to_pixel_space_many, window_of
 from xr_getregion.cube import read_cube
 from xr_getregion.errors import ArgumentError
 from xr_getregion.geometry import read_geometry
-from xr_getregion.grid import NATIVE, Grid, transformer
+from xr_getregion.grid import NATIVE, Grid, transformer, working_grid
+from xr_getregion.plan import plan_region
 from xr_getregion.table import as_frame
 from xr_getregion.types import PyramidingLike
 
@@ -103,10 +103,9 @@ def region_map(
     info = read_cube(cube)
     # getRegion's pixels (several features are one region); past MAX_OUTLINES only counted.
     budget = (MAX_OUTLINES + 1) * len(info.bands) * info.n_images
-    plan = api._plan(
-        cube, geometry, scale, crs, crs_transform, geometry_crs, budget, apart=False,
-        pyramiding=pyramiding,
-    )[0]  # fmt: skip
+    shape, shape_crs = read_geometry(geometry, geometry_crs)
+    grid = working_grid(info.grid, scale, crs, crs_transform)
+    plan = plan_region(info, shape, shape_crs, grid, max_values=budget, pyramiding=pyramiding)
     if plan.n_pixels > MAX_OUTLINES:
         raise ArgumentError(
             f"region_map draws each selected pixel, and this geometry selects "
@@ -114,7 +113,6 @@ def region_map(
         )
     outlines = _pixel_outlines(plan)
     blocks = _block_outlines(plan)
-    shape, shape_crs = read_geometry(geometry, geometry_crs)
     shape = _to_cube_crs(shape, shape_crs, info.grid)
 
     names = list(bands) if bands is not None else _default_bands(info.band_names)

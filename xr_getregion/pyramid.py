@@ -47,7 +47,7 @@ POLICIES = ("mean", "sample", "min", "max", "mode")
 LEVEL_TOLERANCE = 1e-9
 
 # A chunk's blocks are read through their bounding window when it is at most this share of
-# the chunk (as extraction.WINDOW_SHARE for pixels).
+# the chunk (as reads.WINDOW_SHARE for pixels).
 _WINDOW_SHARE = 0.25
 
 
@@ -401,7 +401,7 @@ def pyramid_read_tasks(
     block indices) from ``data``, whose band axis holds one band per rule.
 
     One task per (chunk meeting a set's blocks, image chunk, band chunk), keyed as in
-    :func:`~xr_getregion.extraction.read_tasks`; it takes the chunk (or the blocks'
+    :meth:`~xr_getregion.reads.Source.read_tasks`; it takes the chunk (or the blocks'
     bounding window of it, when small) and returns partials.
     """
     size = 1 << level

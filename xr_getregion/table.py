@@ -18,8 +18,8 @@ import pandas as pd
 
 from xr_getregion.cube import Cube
 from xr_getregion.errors import ArgumentError
-from xr_getregion.extraction import Plan
 from xr_getregion.geometry import Features
+from xr_getregion.plan import Plan
 from xr_getregion.pyramid import out_dtype
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The gather reads only the chunks holding covered pixels, once, in one dask computation."""
+"""The reads take only the chunks holding covered pixels, once, in one dask computation."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import xr_getregion
 from tests.helpers import counting_dask, cube_values, make_cube, raise_if_dask_computes
 from xr_getregion import CubeError
 from xr_getregion.cube import read_cube
-from xr_getregion.extraction import _as_4d, optimized_reads, read_tasks
 from xr_getregion.geometry import read_geometry
+from xr_getregion.reads import Source, optimized_reads
 
 UTM = "EPSG:32615"
 
@@ -62,8 +62,9 @@ def test_pixels_spread_over_a_chunk_read_it_whole_and_compact_ones_read_a_window
     # Chunk (0, 1): an 11 x 10 block, just over it.
     iy = np.r_[0, 19, np.repeat(np.arange(25, 35), 10), np.repeat(np.arange(2, 13), 10)]
     ix = np.r_[0, 19, np.tile(np.arange(22, 32), 10), np.tile(np.arange(25, 35), 11)]
-    data = _as_4d(read_cube(cube).bands[0].array, read_cube(cube), "band")
-    reads = read_tasks(data, [(iy, ix)], "t")
+    source_ = Source.of(read_cube(cube))[0]
+    data = source_.as_dask_4d()
+    reads = source_.read_tasks([(iy, ix)], "t")
     graph = optimized_reads([reads])
     (blocks,) = dask.compute(Delayed("blocks", {**graph, "blocks": reads.keys[0]}))
     assert source.windows() == {(0, 20, 0, 20), (0, 20, 20, 40), (25, 35, 22, 32)}
@@ -94,8 +95,9 @@ def test_graph_has_one_task_per_covered_chunk_and_no_full_grid_arrays():
     info = read_cube(cube)
     iy = np.array([3, 4, 55, 56, 99])
     ix = np.array([3, 3, 71, 72, 0])
-    data = _as_4d(info.bands[0].array, info, "band")
-    reads = read_tasks(data, [(iy, ix)], "getregion-read-test")
+    source_ = Source.of(info)[0]
+    data = source_.as_dask_4d()
+    reads = source_.read_tasks([(iy, ix)], "getregion-read-test")
     # 3 covered spatial chunks x 2 images x 2 bands; nothing else is read.
     layer = dict(reads.graph.layers["getregion-read-test"])
     takes = {k: v for k, v in layer.items() if k[0] == "getregion-read-test"}
@@ -121,14 +123,14 @@ def test_graph_has_one_task_per_covered_chunk_and_no_full_grid_arrays():
 
 def test_pixels_of_one_chunk_in_raster_order_are_placed_as_a_slice():
     cube, _ = counted((1, 1, 10, 10))
-    data = _as_4d(read_cube(cube).bands[0].array, read_cube(cube), "band")
-    reads = read_tasks(data, [(np.array([3, 3, 4, 12]), np.array([3, 4, 3, 5]))], "t")
+    source_ = Source.of(read_cube(cube))[0]
+    reads = source_.read_tasks([(np.array([3, 3, 4, 12]), np.array([3, 4, 3, 5]))], "t")
     assert {str(target[2]) for target in reads.placements[0].targets} == {
         "slice(0, 3, None)",
         "slice(3, 4, None)",
     }
     # Across chunks in raster order, each chunk's pixels are scattered, not contiguous.
-    reads = read_tasks(data, [(np.array([3, 3, 4]), np.array([9, 10, 9]))], "t")
+    reads = source_.read_tasks([(np.array([3, 3, 4]), np.array([9, 10, 9]))], "t")
     first, second = (t[2] for t in reads.placements[0].targets[:2])
     assert isinstance(first, np.ndarray) and first.tolist() == [0, 2]
     assert second == slice(1, 2)
@@ -161,9 +163,10 @@ def test_threaded_scheduler_gives_the_same_table():
 
 def test_several_pixel_sets_number_their_blocks_apart_and_read_what_each_asks():
     cube, _ = counted((1, 1, 10, 10))
-    data = _as_4d(read_cube(cube).bands[0].array, read_cube(cube), "band")
+    source_ = Source.of(read_cube(cube))[0]
+    data = source_.as_dask_4d()
     sets = [(np.array([3, 55]), np.array([3, 71])), (np.array([4, 56]), np.array([3, 72]))]
-    reads = read_tasks(data, sets, "t", (7,))
+    reads = source_.read_tasks(sets, "t", (7,))
     keys = [k for set_keys in reads.keys for k in set_keys]
     assert len(set(keys)) == len(keys) == 2 * (2 * 2 * 2)
     assert {k[-1] for k in reads.keys[0]} == {0, 1} and {k[-1] for k in reads.keys[1]} == {2, 3}

@@ -1,0 +1,496 @@
+"""Reading what a plan lists: one read abstraction for every kind of band array.
+
+A :class:`Source` is one array of the cube holding one or more bands (a DataArray's band
+dimension is one array; each variable of a Dataset is one). It answers one question for the
+eager table, the lazy table and Parquet alike: *these pixels of this array, grouped by the
+blocks that hold them*.
+
+- A dask-backed array is read by :meth:`Source.read_tasks`: one task per block of the array
+  holding any of the pixels (per image chunk and band chunk), which reads that block, or only
+  the window of it holding the pixels, and returns the pixels' values. Tasks work on the array
+  in its own dimension order, so the window reaches the array's getter (dask's optimization
+  folds it in): a lazily indexed file reads that window alone.
+- Any other array (numpy, or a file xarray opened lazily without dask) is read by
+  :meth:`Source.take`, xarray's vectorised indexing of just those pixels.
+
+:func:`gather` reads a plan's values in one ``dask.compute`` call; :mod:`xr_getregion.lazy`
+builds the lazy table from the same tasks. Nothing here decides which pixels are read: that
+is :mod:`xr_getregion.plan`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.array.chunk import getitem
+from dask.base import is_dask_collection, tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+
+from xr_getregion.cube import Band, Cube
+from xr_getregion.errors import CubeError
+from xr_getregion.plan import Plan
+from xr_getregion.pyramid import BandRule, PyramidReads, out_dtype, pyramid_read_tasks
+
+__all__ = [
+    "PYRAMID_CHUNK",
+    "WINDOW_SHARE",
+    "Placement",
+    "Reads",
+    "Source",
+    "distinct_pixels",
+    "gather",
+    "optimized_reads",
+    "pyramid_blocks",
+]
+
+#: Chunk side given to a band array not backed by dask when a pyramid level is read, so its
+#: blocks are read and reduced as a dask array's are.
+PYRAMID_CHUNK = 2048
+
+#: A chunk's pixels are read through their bounding window when it is at most this share of
+#: the chunk: for a compact region the store then copies and masks a window, not the whole
+#: chunk (a compressed chunk is still decompressed whole). Scattered pixels (points, many
+#: small features) span most of a chunk, where windows measured slower than whole chunks.
+WINDOW_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """Where a band array's dims are: ``y``, ``x`` and the optional ``image`` and ``band``
+    axes, as positions in the array's own dimension order."""
+
+    y: int
+    x: int
+    image: int | None
+    band: int | None
+
+    def pick(self, block: Any, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+        """The values of ``block`` (a block of the array, in its own dim order) at pixels
+        ``(iy, ix)``, as ``(images, bands, pixels)`` in native byte order."""
+        values = np.moveaxis(np.asarray(block), (self.y, self.x), (-2, -1))[..., iy, ix]
+        rest = [a for a in range(values.ndim + 1) if a not in (self.y, self.x)]
+        order = [rest.index(a) for a in (self.image, self.band) if a is not None]
+        values = values.transpose(*order, values.ndim - 1)
+        if self.image is None:
+            values = values[None]
+        if self.band is None:
+            values = values[:, None]
+        return _native(values)
+
+
+def _pick(block: Any, iy: np.ndarray, ix: np.ndarray, axes: _Axes) -> np.ndarray:
+    return axes.pick(block, iy, ix)
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """One array of the cube and the bands it holds, read as ``(image, band, pixel)``.
+
+    Attributes
+    ----------
+    array
+        The array, dims ``image_dim`` (optional), ``band_dim`` (optional), ``ydim``,
+        ``xdim`` in any order.
+    bands
+        The cube's bands held by it, each at its ``band_index`` along ``band_dim``.
+    """
+
+    array: xr.DataArray
+    bands: tuple[Band, ...]
+    image_dim: str | None
+    band_dim: str | None
+    ydim: str
+    xdim: str
+
+    @classmethod
+    def of(cls, cube: Cube) -> list[Source]:
+        """The cube's arrays, each once with all the bands it holds, in band order."""
+        groups: dict[int, list[Band]] = {}
+        for band in cube.bands:
+            groups.setdefault(id(band.array), []).append(band)
+        return [
+            cls(
+                array=bands[0].array,
+                bands=tuple(bands),
+                image_dim=cube.image_dim,
+                band_dim=bands[0].band_dim,
+                ydim=cube.ydim,
+                xdim=cube.xdim,
+            )
+            for bands in groups.values()
+        ]
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the array is backed by dask (read by tasks, not up front)."""
+        return is_dask_collection(self.array.data)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The values' dtype, in native byte order."""
+        return self.array.dtype.newbyteorder("=")
+
+    @property
+    def _dims4(self) -> list[str]:
+        return [d for d in (self.image_dim, self.band_dim, self.ydim, self.xdim) if d]
+
+    @property
+    def _axes(self) -> _Axes:
+        dims = list(self.array.dims)
+        return _Axes(
+            y=dims.index(self.ydim),
+            x=dims.index(self.xdim),
+            image=dims.index(self.image_dim) if self.image_dim else None,
+            band=dims.index(self.band_dim) if self.band_dim else None,
+        )
+
+    def take(self, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+        """The values at pixels ``(iy, ix)``, ``(images, bands, pixels)``, read now with
+        xarray's vectorised indexing (for arrays not backed by dask)."""
+        var = self.array.variable.transpose(*self._dims4)
+        picked = var.isel(
+            {self.ydim: xr.Variable("__pixel__", iy), self.xdim: xr.Variable("__pixel__", ix)}
+        )
+        values = _native(np.asarray(picked.values))
+        if self.image_dim is None:
+            values = values[None]
+        if self.band_dim is None:
+            values = values[:, None]
+        return values
+
+    def as_dask_4d(self) -> da.Array:
+        """The array as dask ``(image, band, y, x)``, missing dims of length 1; one not backed
+        by dask (numpy, a lazily indexed file) is chunked spatially first (see
+        :data:`PYRAMID_CHUNK`), without hashing its values."""
+        arr = self.array
+        if not self.lazy:
+            chunks = {self.ydim: PYRAMID_CHUNK, self.xdim: PYRAMID_CHUNK}
+            arr = arr.chunk(chunks, token=uuid.uuid4().hex)
+        data = arr.variable.transpose(*self._dims4).data
+        if self.image_dim is None:
+            data = data[None]
+        if self.band_dim is None:
+            data = data[:, None]
+        return data
+
+    def chunk_groups(self, iy: np.ndarray, ix: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+        """Pixels ``(iy, ix)`` grouped by the spatial chunk of the array holding them:
+        ``(by, bx, positions)`` per chunk holding any, in chunk order, ``positions`` indexing
+        ``iy``/``ix`` in their own order."""
+        if self.lazy:
+            axes = self._axes
+            chunks = self.array.variable.data.chunks
+            return _chunk_groups(chunks[axes.y], chunks[axes.x], iy, ix)
+        # An array not backed by dask is read in the chunks :meth:`as_dask_4d` gives it.
+        shape = (self.array.sizes[self.ydim], self.array.sizes[self.xdim])
+        ychunks, xchunks = da.core.normalize_chunks((PYRAMID_CHUNK, PYRAMID_CHUNK), shape)
+        return _chunk_groups(ychunks, xchunks, iy, ix)
+
+    def rules(self, plan: Plan) -> tuple[BandRule, ...]:
+        """The pyramid rule of each band index of the array, in band-index order."""
+        policy = dict(zip(plan.cube.band_names, plan.policies or (), strict=True))
+        ordered = sorted(self.bands, key=lambda b: b.band_index)
+        return tuple(BandRule(policy[b.name], tuple(b.nodata), b.dtype) for b in ordered)
+
+    def read_tasks(
+        self, pixel_sets: Sequence[tuple[np.ndarray, np.ndarray]], name: str, prefix: tuple = ()
+    ) -> Reads:
+        """The :class:`Reads` of ``pixel_sets``, each ``(iy, ix)``, from the dask array.
+
+        Keys are ``(name, *prefix, image chunk, band chunk, n)`` with ``n`` counting blocks
+        over all sets: unique in their index, not only in their name, because dask's fusion
+        renames a fused read after every name in it and cuts long names to a short hash.
+        Reads of several arrays computed together need distinct names and prefixes.
+        """
+        data = self.array.variable.data
+        axes = self._axes
+        chunks = data.chunks
+        ybounds = np.cumsum((0, *chunks[axes.y]))
+        xbounds = np.cumsum((0, *chunks[axes.x]))
+        index_dtype = np.int32 if max(chunks[axes.y] + chunks[axes.x]) < 2**31 else np.int64
+        layers = [
+            (ti, bi, images, bands)
+            for ti, images in _chunk_slices(chunks, axes.image)
+            for bi, bands in _chunk_slices(chunks, axes.band)
+        ]
+        dsk: dict[tuple, Any] = {}
+        keys: list[list[tuple]] = []
+        placements: list[Placement] = []
+        n = 0
+        for iy, ix in pixel_sets:
+            groups = []
+            for by, bx, positions in _chunk_groups(chunks[axes.y], chunks[axes.x], iy, ix):
+                liy = iy[positions] - ybounds[by]
+                lix = ix[positions] - xbounds[bx]
+                window = _small_window(liy, lix, chunks[axes.y][by] * chunks[axes.x][bx])
+                if window is not None:
+                    liy, lix = liy - window[0].start, lix - window[1].start
+                local = (liy.astype(index_dtype), lix.astype(index_dtype))
+                groups.append((n, by, bx, window, local, _as_slice(positions)))
+                n += 1
+            set_keys, targets = [], []
+            for ti, bi, images, bands in layers:
+                for g, by, bx, window, (liy, lix), pixels in groups:
+                    key = (name, *prefix, ti, bi, g)
+                    block: tuple = (data.name, *_block_index(axes, ti, bi, by, bx))
+                    if window is not None:
+                        # A task of its own, so dask's optimization folds it into the chunk's
+                        # getter: a lazily indexed source (xarray's backends) reads the window.
+                        index = [slice(None)] * data.ndim
+                        index[axes.y], index[axes.x] = window
+                        dsk[(f"{name}-window", *key[1:])] = (getitem, block, tuple(index))
+                        block = (f"{name}-window", *key[1:])
+                    dsk[key] = (_pick, block, liy, lix, axes)
+                    set_keys.append(key)
+                    targets.append((bands, images, pixels))
+            keys.append(set_keys)
+            n_images = 1 if axes.image is None else data.shape[axes.image]
+            n_bands = 1 if axes.band is None else data.shape[axes.band]
+            placements.append(Placement(targets, (n_bands, n_images, len(iy)), self.dtype))
+        # dask's own annotations reject its Array as a collection and tuple keys as keys.
+        graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])  # type: ignore[arg-type]
+        return Reads(graph, keys, placements)
+
+    def pyramid_reads(
+        self,
+        plan: Plan,
+        block_sets: Sequence[tuple[np.ndarray, np.ndarray]],
+        name: str,
+        prefix: tuple = (),
+    ) -> PyramidReads:
+        """The tasks reducing the level-``plan.level`` blocks of each of ``block_sets``
+        (``(by, bx)``), by each band's pyramiding policy: see
+        :func:`~xr_getregion.pyramid.pyramid_read_tasks`."""
+        data = self.as_dask_4d()
+        rules = self.rules(plan)
+        return pyramid_read_tasks(data, block_sets, plan.level, rules, name, prefix)
+
+
+def _chunk_slices(chunks: tuple[tuple[int, ...], ...], axis: int | None) -> list[tuple[int, slice]]:
+    """Each chunk of ``axis`` (one of length 1 when the array has no such axis) and the
+    slice of the ``(band, image, pixel)`` result it fills."""
+    if axis is None:
+        return [(0, slice(0, 1))]
+    bounds = np.cumsum((0, *chunks[axis]))
+    return [(i, slice(int(bounds[i]), int(bounds[i + 1]))) for i in range(len(chunks[axis]))]
+
+
+def _block_index(axes: _Axes, ti: int, bi: int, by: int, bx: int) -> tuple[int, ...]:
+    """A block's chunk index in the array's own dimension order."""
+    index = [0] * (2 + (axes.image is not None) + (axes.band is not None))
+    index[axes.y], index[axes.x] = by, bx
+    if axes.image is not None:
+        index[axes.image] = ti
+    if axes.band is not None:
+        index[axes.band] = bi
+    return tuple(index)
+
+
+def distinct_pixels(
+    iy: np.ndarray, ix: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct pixels of ``(iy, ix)`` in raster order, and each pixel's position among
+    them: a pixel several working pixels or features sample is read once."""
+    unique, inverse = np.unique(iy * width + ix, return_inverse=True)
+    uy, ux = np.divmod(unique, width)
+    return uy, ux, inverse
+
+
+def pyramid_blocks(plan: Plan, iy: np.ndarray, ix: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The distinct level-``plan.level`` blocks ``(by, bx)`` holding pixels ``(iy, ix)``,
+    in raster order, and each pixel's position among them."""
+    k = plan.level
+    nbx = -(-plan.cube.grid.shape[1] // (1 << k))  # type: ignore[index]
+    return distinct_pixels(iy >> k, ix >> k, nbx)
+
+
+def gather(plan: Plan) -> dict[str, np.ndarray]:
+    """Read the planned values: for each band, an ``(images, pixels)`` array.
+
+    Dask-backed bands are gathered in one ``dask.compute`` call whose graph reads only the
+    blocks that hold covered pixels and returns each block's few pixels as they are; they are
+    put in place once, here, in the array the table is built from. Other bands (numpy, lazily
+    indexed files) are read with xarray's vectorised indexing of just those pixels.
+    """
+    if plan.level:
+        return _gather_pyramid(plan)
+    cube = plan.cube
+    width = cube.grid.shape[1]  # type: ignore[index]
+    iy, ix, inverse = distinct_pixels(plan.iy, plan.ix, width)
+    # Raster-ordered plans without repeats (one region on the cube's grid) need no reorder.
+    in_order = bool(np.array_equal(inverse, np.arange(len(inverse))))
+    lazy: list[tuple[Source, Reads]] = []
+    out: dict[str, np.ndarray] = {}
+    for a, source in enumerate(Source.of(cube)):
+        if plan.n_pixels and source.lazy:
+            name = f"getregion-read-{tokenize(source.array.data.name, iy, ix)}-{a}"
+            # The array's position in the key index keeps keys apart if names are cut.
+            lazy.append((source, source.read_tasks([(iy, ix)], name, (a,))))
+        else:
+            values = source.take(iy, ix)
+            for band in source.bands:
+                out[band.name] = np.take(values[:, band.band_index], inverse, axis=1)
+    if lazy:
+        # One compute for all arrays, returning the blocks as read (not concatenated into
+        # a dask array's chunks); each is placed once, here.
+        keys = [reads.keys[0] for _, reads in lazy]
+        name = "getregion-blocks-" + tokenize(keys)
+        graph = optimized_reads([reads for _, reads in lazy])
+        placements = [reads.placements[0] for _, reads in lazy]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The result arrays are allocated and first touched while the chunks are read
+            # (reading leaves a core partly idle), not after: on a fresh process's memory,
+            # first touches cost more than the copy.
+            buffers = pool.submit(lambda: [p.allocate() for p in placements])
+            (blocks,) = dask.compute(Delayed(name, {**graph, name: keys}))
+        for (source, _), placement, values, buffer in zip(
+            lazy, placements, blocks, buffers.result(), strict=True
+        ):
+            placed = placement.place(values, buffer)
+            if not in_order:
+                placed = np.take(placed, inverse, axis=2)
+            for band in source.bands:
+                out[band.name] = placed[band.band_index]  # C-ordered (image, pixel)
+    return {band.name: out[band.name] for band in cube.bands}
+
+
+def _gather_pyramid(plan: Plan) -> dict[str, np.ndarray]:
+    """:func:`gather` at pyramid level ``plan.level > 0``: each distinct block is reduced
+    once, in the tasks reading the chunks holding it, and its value given to every working
+    pixel it holds."""
+    sources = Source.of(plan.cube)
+    policy = dict(zip(plan.cube.band_names, plan.policies or (), strict=True))
+    if not plan.n_pixels:
+        return {
+            b.name: np.empty((plan.cube.n_images, 0), out_dtype(b.dtype, policy[b.name]))
+            for b in plan.cube.bands
+        }
+    by, bx, inverse = pyramid_blocks(plan, plan.iy, plan.ix)
+    reads = []
+    for a, source in enumerate(sources):
+        array_token = source.array.data.name if source.lazy else uuid.uuid4().hex
+        token = tokenize(array_token, plan.level, by, bx)
+        reads.append(source.pyramid_reads(plan, [(by, bx)], f"getregion-pyramid-{token}-{a}", (a,)))
+    keys = [r.keys[0] for r in reads]
+    name = "getregion-blocks-" + tokenize(keys)
+    graph = optimized_reads(reads)
+    (results,) = dask.compute(Delayed(name, {**graph, name: keys}))
+    out: dict[str, np.ndarray] = {}
+    for source, read, result in zip(sources, reads, results, strict=True):
+        values = read.combines[0].place(result)
+        for band in source.bands:
+            out[band.name] = np.take(values[band.band_index], inverse, axis=1)
+    return {band.name: out[band.name] for band in plan.cube.bands}
+
+
+def _chunk_groups(
+    ychunks: tuple[int, ...], xchunks: tuple[int, ...], iy: np.ndarray, ix: np.ndarray
+) -> list[tuple[int, int, np.ndarray]]:
+    ybounds = np.cumsum((0, *ychunks))
+    xbounds = np.cumsum((0, *xchunks))
+    nxb = len(xchunks)
+    key = (np.searchsorted(ybounds, iy, side="right") - 1) * nxb + (
+        np.searchsorted(xbounds, ix, side="right") - 1
+    )
+    order = np.argsort(key, kind="stable")
+    blocks, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+    return [
+        (int(b) // nxb, int(b) % nxb, order[s : s + c])
+        for b, s, c in zip(blocks, starts, counts, strict=True)
+    ]
+
+
+def _native(values: np.ndarray) -> np.ndarray:
+    """``values`` in native byte order: pandas and pyarrow refuse byte-swapped arrays (a
+    big-endian ``>i2`` band from a FITS file or ``astype('>f4')``). Swapping only the
+    gathered pixels costs little; the same array when already native."""
+    if values.dtype.isnative:
+        return values
+    return values.astype(values.dtype.newbyteorder("="))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the blocks read for a pixel list go in its ``(band, image, pixel)`` array.
+
+    ``targets[k]`` is ``(band slice, image slice, pixel positions)`` for the ``k``-th block,
+    the positions a slice when they run without gaps; ``shape`` is ``(bands, images,
+    pixels)``. Small and picklable: a partition task can carry it.
+    """
+
+    targets: list[tuple[slice, slice, slice | np.ndarray]]
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+
+    def allocate(self) -> np.ndarray:
+        """An uninitialised array for :meth:`place`, each of its memory pages touched once."""
+        out = np.empty(self.shape, dtype=self.dtype)
+        flat = out.reshape(-1)
+        flat[:: max(1, 4096 // out.itemsize)] = 0
+        return out
+
+    def place(self, blocks: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        """``blocks``, each ``(images, bands, pixels)``, as one ``(band, image, pixel)``
+        array (``out`` if given, from :meth:`allocate`), pixels in the order asked: one
+        copy, no concatenation."""
+        out = np.empty(self.shape, dtype=self.dtype) if out is None else out
+        for (bands, images, pixels), block in zip(self.targets, blocks, strict=True):
+            if block.dtype != self.dtype:  # never cast quietly (NaN into an integer band)
+                raise CubeError(
+                    f"a chunk of this cube holds {block.dtype} values, but its dask array "
+                    f"declares {self.dtype}; give the array its true dtype (for example "
+                    "map_blocks(..., dtype=...) or .astype(...))."
+                )
+            out[bands, images, pixels] = block.transpose(1, 0, 2)
+        return out
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The tasks reading pixel sets from a dask-backed :class:`Source`.
+
+    One task per (source block holding pixels of a set, image chunk, band chunk) takes the
+    block, or only the pixels' bounding window of it when that is small (see
+    :data:`WINDOW_SHARE`), and the local indices of the set's pixels in it, the only arrays
+    it carries, and returns ``(images, bands, pixels)``. Blocks holding none of the pixels
+    are not in ``graph``, so they are never read. For pixel set ``s``, ``keys[s]`` lists its
+    tasks and ``placements[s]`` where their results go, in the same order.
+    """
+
+    graph: HighLevelGraph
+    keys: list[list[tuple]]
+    placements: list[Placement]
+
+
+def _small_window(liy: np.ndarray, lix: np.ndarray, area: int) -> tuple[slice, slice] | None:
+    """The ``(y, x)`` slices of the bounding window of chunk-local pixels ``(liy, lix)``, or
+    ``None`` when it exceeds :data:`WINDOW_SHARE` of the chunk's ``area``."""
+    y0, y1, x0, x1 = int(liy.min()), int(liy.max()) + 1, int(lix.min()), int(lix.max()) + 1
+    if (y1 - y0) * (x1 - x0) > WINDOW_SHARE * area:
+        return None
+    return slice(y0, y1), slice(x0, x1)
+
+
+def optimized_reads(reads: Sequence[Reads | PyramidReads]) -> dict:
+    """One graph computing every task of ``reads``, optimized as dask arrays are: each chunk
+    read runs with its take as one task, so only the taken pixels leave it."""
+    graph = HighLevelGraph.merge(*(r.graph for r in reads))
+    keys = [k for r in reads for set_keys in r.keys for k in set_keys]
+    return dict(da.Array.__dask_optimize__(graph, keys))
+
+
+def _as_slice(positions: np.ndarray) -> slice | np.ndarray:
+    """``positions`` as a slice when they run without gaps (cheaper to assign through)."""
+    if len(positions) and positions[-1] - positions[0] == len(positions) - 1:
+        if len(positions) == 1 or bool(np.all(np.diff(positions) == 1)):
+            return slice(int(positions[0]), int(positions[-1]) + 1)
+    return positions
