@@ -1,0 +1,334 @@
+"""What the common loaders' dask graphs hold: the storage blocks behind a cube, and how to
+read one window of a chunk through the loader's own reader.
+
+Reading at the storage's own granularity needs two facts no xarray API gives:
+
+- **the storage blocks** (a COG's internal tiles, a Zarr or HDF5 array's chunks) on the
+  cube's pixel grid: from the encoding xarray's backends record (``preferred_chunks``,
+  ``chunksizes``), or else from the header of the first file behind the cube (rasterio's
+  ``block_shapes``), found where each loader keeps it;
+- **a window read** of part of a chunk. Where a chunk's task is xarray's getter of a lazily
+  indexed file (``open_zarr``, ``open_dataset``, ``rioxarray.open_rasterio``), dask's own
+  optimization folds a ``getitem`` into it, so the backend reads just the window. stackstac's
+  and odc-stac's chunk tasks are calls of their readers, into which dask folds nothing: for
+  those the window is handed to the same reader function, in a task of our own.
+
+The loaders' graphs are internals, not APIs: each one relied on here is pinned by tests
+against the real package (``tests/test_storage_reads.py``). When a graph is not recognised
+(another loader, or a cube computed from one), the chunk is read whole, as dask would.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.array.chunk import getitem
+from dask.highlevelgraph import HighLevelGraph
+
+from xr_getregion.grid import Grid
+
+__all__ = ["Tiles", "storage_tiles", "window_tasks"]
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """A grid of storage blocks on the cube's pixels: block ``(i, j)`` holds rows
+    ``row0 + i * height`` to ``row0 + (i + 1) * height`` and the columns likewise. ``source``
+    says where the layout was learnt (for :func:`xr_getregion.plan`'s report)."""
+
+    height: int
+    width: int
+    row0: int = 0
+    col0: int = 0
+    source: str = "encoding"
+
+    def of(self, iy: np.ndarray, ix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The block row and column holding each pixel ``(iy, ix)``."""
+        return (iy - self.row0) // self.height, (ix - self.col0) // self.width
+
+
+def storage_tiles(array: xr.DataArray, grid: Grid, ydim: str, xdim: str) -> Tiles | None:
+    """The storage blocks of ``array`` on the cube's ``grid``, or ``None`` when unknown.
+
+    From the encoding first (Zarr's and netCDF's chunks, by dimension), else from the
+    header of the first file behind a cube made by ``rioxarray.open_rasterio``, stackstac or
+    odc-stac: one ranged read of that header, where the loader would read it anyway. Files
+    on a grid other than the cube's (another CRS or resolution, or not a whole number of
+    pixels away) have blocks that are not the cube's: ``None``.
+    """
+    sizes = _encoded_chunks(array)
+    if sizes is not None and ydim in sizes and xdim in sizes:
+        return Tiles(int(sizes[ydim]), int(sizes[xdim]))
+    href = _first_file(array)
+    if href is None:
+        return None
+    return _file_tiles(href, grid)
+
+
+def _encoded_chunks(array: xr.DataArray) -> dict[Any, int] | None:
+    preferred = array.encoding.get("preferred_chunks")
+    if isinstance(preferred, dict):
+        return {k: int(v) for k, v in preferred.items() if isinstance(v, int | np.integer)}
+    for key in ("chunksizes", "chunks"):
+        sizes = array.encoding.get(key)
+        if isinstance(sizes, tuple | list) and len(sizes) == array.ndim:
+            return dict(zip(array.dims, (int(s) for s in sizes), strict=True))
+    return None
+
+
+def _first_file(array: xr.DataArray) -> str | None:
+    """The path or URL of a file behind ``array``: rioxarray's ``encoding['source']``,
+    stackstac's asset table or odc-stac's raster sources."""
+    source = array.encoding.get("source")
+    if isinstance(source, str) and source:
+        return source
+    data = array.variable.data
+    if not isinstance(data, da.Array):
+        return None
+    for name, layer in data.dask.layers.items():
+        if name.startswith("asset-table-"):  # stackstac: a structured array of assets
+            for task in layer.values():
+                table = getattr(task, "value", task)
+                names = getattr(getattr(table, "dtype", None), "names", None) or ()
+                if isinstance(table, np.ndarray) and "url" in names:
+                    urls = [u for u in table["url"].ravel() if u]
+                    if urls:
+                        return str(urls[0])
+        elif name.startswith("open-"):  # odc-stac: tasks opening a RasterSource each
+            for task in layer.values():
+                for arg in _args(task):
+                    uri = getattr(arg, "uri", None)
+                    if isinstance(uri, str):
+                        return uri
+    return None
+
+
+def _args(task: Any) -> tuple[Any, ...]:
+    """A task's arguments, in old (tuple) or new (``Task``) dask graphs."""
+    if isinstance(task, tuple) and task and callable(task[0]):
+        return task[1:]
+    return tuple(getattr(a, "value", a) for a in getattr(task, "args", ()))
+
+
+def _file_tiles(href: str, grid: Grid) -> Tiles | None:
+    import rasterio
+
+    from xr_getregion.storage import gdal_path
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a file without a transform is only skipped
+            with rasterio.open(gdal_path(href)) as ds:
+                if ds.driver != "GTiff":  # a netCDF's blocks come from its encoding
+                    return None
+                height, width = ds.block_shapes[0]
+                transform, crs = ds.transform, ds.crs
+    except Exception:  # not ours to report: the loader reports its own read errors
+        return None
+    a, b, c, d, e, f = grid.transform
+    if crs is None or not grid.crs.equals(crs.to_wkt()):
+        return None
+    if not np.allclose(transform[:6:3] + transform[1:6:3], (a, d, b, e), rtol=1e-9, atol=0):
+        return None
+    if b or d:
+        return None
+    col0, row0 = (transform.c - c) / a, (transform.f - f) / e
+    if not (_whole(col0) and _whole(row0)):
+        return None
+    return Tiles(int(height), int(width), round(row0), round(col0), source=href)
+
+
+def _whole(v: float) -> bool:
+    return math.isfinite(v) and abs(v - round(v)) < 1e-6
+
+
+def window_tasks(
+    data: da.Array, block: tuple, window: tuple[slice, ...], key: tuple
+) -> dict[tuple, Any]:
+    """The tasks reading ``window`` (an index of the block, in the array's dims) of chunk
+    ``block`` (its key in ``data``), the last under ``key``: through the loader's own reader
+    where that is known, else ``getitem`` on the chunk, which dask folds into an xarray
+    getter. A chunk that is another array's chunk with new axes (``xr.concat`` of
+    ``rioxarray.open_rasterio`` arrays, ``expand_dims``) is windowed below those steps, where
+    the getter is."""
+    layer = data.dask.layers.get(block[0])
+    if layer is not None and block[0].startswith("fetch_raster_window-"):
+        task = _stackstac_window(data, layer, block, window)
+        if task is not None:
+            return {key: task}
+    if layer is not None:
+        task = _odc_window(data.dask, layer, block, window, key)
+        if task is not None:
+            return {key: task}
+    inner, inner_window, restore = _below_reshaping(data.dask, block, window)
+    read_key = (f"{key[0]}-inner", *key[1:]) if restore else key
+    read = _getter_window(data.dask, inner, inner_window, read_key)
+    if read is None:
+        read = (getitem, inner, inner_window)
+    if not restore:
+        return {key: read}
+    return {read_key: read, key: (_reindex, read_key, restore)}
+
+
+def _getter_window(graph: HighLevelGraph, block: Any, window: tuple, key: tuple) -> Any:
+    """xarray's chunk task ``getter(array, index)`` (dask's ``from_array``, over a lazily
+    indexed file) with ``index`` narrowed to ``window``: the backend reads that window
+    alone. Written out here rather than left to dask's slice fusion, which in dask 2026 no
+    longer reaches a getter in a ``Blockwise`` layer (``xr.concat`` of
+    ``rioxarray.open_rasterio`` arrays read whole chunks)."""
+    from dask._task_spec import DataNode, Task
+
+    try:
+        task = graph[block]
+    except KeyError:
+        return None
+    if not (isinstance(task, Task) and task.func is da.core.getter and len(task.args) == 2):
+        return None
+    index = getattr(task.args[1], "value", task.args[1])
+    if not (isinstance(index, tuple) and len(index) == len(window)):
+        return None
+    if not all(isinstance(i, slice) and i.step in (None, 1) for i in index):
+        return None
+    narrowed = []
+    for i, w in zip(index, window, strict=True):
+        start, stop, _ = w.indices(i.stop - i.start)
+        narrowed.append(slice(i.start + start, i.start + stop))
+    return Task(key, da.core.getter, task.args[0], DataNode(None, tuple(narrowed)), **task.kwargs)
+
+
+def _reindex(block: Any, indices: tuple[tuple, ...]) -> Any:
+    """``block`` indexed by each of ``indices`` in turn."""
+    for index in indices:
+        block = block[index]
+    return block
+
+
+def _below_reshaping(
+    graph: HighLevelGraph, block: tuple, window: tuple[slice, ...]
+) -> tuple[Any, tuple, tuple[tuple, ...]]:
+    """When chunk ``block`` is, through aliases (concatenations), whole chunks indexed only
+    to add axes (``None``) or drop them (an integer), down to a chunk that is none of these
+    (a getter): that chunk, the window in its dims, and the indices that give the windowed
+    chunk the axes of ``block`` back (innermost first). Otherwise ``block``, ``window`` and
+    no indices."""
+    from dask._task_spec import Alias, Task, TaskRef
+
+    key: Any = block
+    restore: list[tuple] = []
+    for _ in range(16):  # a few concatenations and expand_dims/squeeze steps
+        try:
+            task = graph[key]
+        except KeyError:
+            break
+        if isinstance(task, Alias):
+            key = task.target
+            continue
+        if isinstance(task, tuple) and task in graph:
+            key = task
+            continue
+        if not (isinstance(task, Task) and task.func is getitem and len(task.args) == 2):
+            break
+        inner, index = task.args
+        index = getattr(index, "value", index)
+        if not isinstance(inner, TaskRef) or not isinstance(index, tuple):
+            break
+        steps = _window_below(index, window)
+        if steps is None:
+            break
+        window, back = steps
+        restore.insert(0, back)
+        key = inner.key
+    if not restore:
+        return block, window, ()
+    return key, window, tuple(restore)
+
+
+def _window_below(index: tuple, window: tuple) -> tuple[tuple, tuple] | None:
+    """For ``getitem(inner, index)`` with ``index`` of ``None``, ``slice(None)`` and
+    integers only: the window of ``inner`` holding ``window`` (of the result), and the
+    index giving the windowed ``inner`` the result's axes."""
+    if not all(i is None or i == slice(None) or isinstance(i, int | np.integer) for i in index):
+        return None
+    if sum(1 for i in index if not isinstance(i, int | np.integer)) != len(window):
+        return None
+    inner: list[Any] = []
+    back: list[Any] = []
+    outer = iter(window)
+    for i in index:
+        if i is None:  # a new axis of length 1: the window takes it whole
+            if next(outer) not in (slice(None), slice(0, 1)):
+                return None
+            back.append(None)
+        elif isinstance(i, int | np.integer):  # an axis dropped: read only that position
+            inner.append(slice(int(i), int(i) + 1) if i >= 0 else None)
+            back.append(0)
+        else:
+            inner.append(next(outer))
+            back.append(slice(None))
+    if any(w is None for w in inner):  # negative positions: leave them to dask
+        return None
+    return tuple(inner), tuple(back)
+
+
+def _absolute(data: da.Array, block: tuple, window: tuple[slice, ...], axis: int) -> slice:
+    start = int(sum(data.chunks[axis][: block[1 + axis]]))
+    w = window[axis]
+    return slice(start + w.start, start + w.stop)
+
+
+def _stackstac_window(data: da.Array, layer: Any, block: tuple, window: tuple) -> Any:
+    """stackstac's chunk task is ``fetch_raster_window(readers, (ys, xs), dtype, fill)``
+    over a ``(time, band, y, x)`` array: the same call with the window's slices."""
+    from stackstac.to_dask import fetch_raster_window
+
+    indices = getattr(layer, "indices", None)
+    if data.ndim != 4 or not indices or len(indices) != 4:
+        return None
+    readers, dtype, fill = indices[0][0], indices[2][0], indices[3][0]
+    if any(w != slice(None) for w in window[:2]):
+        return None
+    ys, xs = _absolute(data, block, window, 2), _absolute(data, block, window, 3)
+    return (fetch_raster_window, (readers, block[1], block[2]), (ys, xs), dtype, fill)
+
+
+@dataclass(frozen=True)
+class _OneTile:
+    """Stands for odc-stac's ``GeoboxTiles`` in one task: every index gives ``geobox``."""
+
+    geobox: Any
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.geobox
+
+
+def _odc_window(
+    graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, key: tuple
+) -> Any:
+    """odc-stac's chunk task is ``_dask_loader_tyx(sources, tiles, (iy, ix), ...)``, which
+    loads ``tiles[iy, ix]``, a GeoBox: the same call with that GeoBox cut to the window."""
+    try:
+        from dask._task_spec import Task, TaskRef
+        from odc.loader._builder import _dask_loader_tyx
+    except ImportError:
+        return None
+    task = layer.get(block) if hasattr(layer, "get") else None
+    if not isinstance(task, Task) or task.func is not _dask_loader_tyx:
+        return None
+    args = list(task.args)
+    tiles_ref, iyx = args[1], getattr(args[2], "value", args[2])
+    if not isinstance(tiles_ref, TaskRef):
+        return None
+    tiles = graph[tiles_ref.key]
+    tiles = getattr(tiles, "value", tiles)
+    ydim = len(getattr(args[3], "value", args[3]))  # prefix dims before y, after time
+    ys, xs = window[1 + ydim], window[2 + ydim]
+    if any(w != slice(None) for i, w in enumerate(window) if i not in (1 + ydim, 2 + ydim)):
+        return None
+    args[1] = _OneTile(tiles[tuple(iyx)][ys, xs])
+    return Task(key, _dask_loader_tyx, *args, **task.kwargs)
