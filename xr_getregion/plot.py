@@ -7,7 +7,8 @@ Install with ``pip install "xr_getregion[plot]"``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,9 @@ from xr_getregion.cube import read_cube
 from xr_getregion.errors import ArgumentError
 from xr_getregion.geometry import read_geometry
 from xr_getregion.grid import NATIVE, Grid, transformer
+from xr_getregion.options import Options, RegionOptions
 from xr_getregion.table import as_frame
-from xr_getregion.types import PyramidingLike
+from xr_getregion.types import CRSLike, GeometryLike, TransformLike
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -48,19 +50,18 @@ def _pyplot() -> Any:
 
 def region_map(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     scale: float | None = None,
-    crs: Any = NATIVE,
-    crs_transform: Any = None,
+    crs: CRSLike | None = NATIVE,
+    crs_transform: TransformLike | None = None,
     *,
     image: int | str = 0,
     bands: Sequence[str] | None = None,
     min: float | Sequence[float] | None = None,
     max: float | Sequence[float] | None = None,
-    geometry_crs: Any = None,
     pad: int = 3,
     ax: Axes | None = None,
-    pyramiding: PyramidingLike = "mean",
+    **options: Unpack[RegionOptions],
 ) -> Axes:
     """Draw one image as RGB, the geometry, and the outline of every working pixel it selects.
 
@@ -70,9 +71,12 @@ def region_map(
 
     Parameters
     ----------
-    cube, geometry, scale, crs, crs_transform, geometry_crs
+    cube, geometry, scale, crs, crs_transform, geometry_crs, pyramiding
         As for :func:`xr_getregion.get_region`, with its defaults: ``crs="native"`` alone is
         the cube's own grid; with a ``scale`` (and no other ``crs``) it is EE's EPSG:4326 grid.
+        At a pyramid level ``k > 0`` (a scale at least twice the cube's), the
+        ``2**k x 2**k`` block of native pixels each working pixel's value comes from is drawn
+        behind it (clipped to the cube), so the picture shows what was averaged.
     image
         The image to draw: its position, or its id.
     bands
@@ -85,11 +89,6 @@ def region_map(
         Cube pixels of margin around the geometry and the selected pixels.
     ax
         The Axes to draw on; a new figure's by default.
-    pyramiding
-        As for :func:`xr_getregion.getRegion`. At a pyramid level ``k > 0`` (a scale at least
-        twice the cube's), the ``2**k x 2**k`` block of native pixels each working pixel's
-        value comes from is drawn behind it (clipped to the cube), so the picture shows what
-        was averaged.
 
     Returns
     -------
@@ -100,13 +99,11 @@ def region_map(
     plt = _pyplot()
     from matplotlib.collections import PolyCollection
 
+    o = Options.of("region_map", RegionOptions, scale, crs, crs_transform, options)
     info = read_cube(cube)
     # getRegion's pixels (several features are one region); past MAX_OUTLINES only counted.
     budget = (MAX_OUTLINES + 1) * len(info.bands) * info.n_images
-    plan = api._plan(
-        cube, geometry, scale, crs, crs_transform, geometry_crs, budget, apart=False,
-        pyramiding=pyramiding,
-    )[0]  # fmt: skip
+    plan = api._plan(cube, geometry, replace(o, max_values=budget), apart=False)[0]
     if plan.n_pixels > MAX_OUTLINES:
         raise ArgumentError(
             f"region_map draws each selected pixel, and this geometry selects "
@@ -114,7 +111,7 @@ def region_map(
         )
     outlines = _pixel_outlines(plan)
     blocks = _block_outlines(plan)
-    shape, shape_crs = read_geometry(geometry, geometry_crs)
+    shape, shape_crs = read_geometry(geometry, o.geometry_crs)
     shape = _to_cube_crs(shape, shape_crs, info.grid)
 
     names = list(bands) if bands is not None else _default_bands(info.band_names)
