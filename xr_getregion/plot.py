@@ -126,18 +126,25 @@ def region_map(
 
     if len(blocks):
         ax.add_collection(
-            PolyCollection(list(blocks), facecolors=(0.0, 0.9, 1.0, 0.18), edgecolors="cyan",
-                           linewidths=1.0, linestyles="--", gid=BLOCKS_GID)
-        )  # fmt: skip
+            PolyCollection(
+                list(blocks),
+                facecolors=(0.0, 0.9, 1.0, 0.18),
+                edgecolors="cyan",
+                linewidths=1.0,
+                linestyles="--",
+                gid=BLOCKS_GID,
+            )
+        )
     gpd.GeoSeries([shape]).plot(ax=ax, facecolor="none", edgecolor="white", linewidth=1.5)
     if len(blocks):
         # The centres: each picks the block it falls in, as it would pick a native pixel.
         centres = outlines.mean(axis=1)
         ax.plot(centres[:, 0], centres[:, 1], "o", color="yellow", markersize=3)
     ax.add_collection(
-        PolyCollection(list(outlines), facecolors="none", edgecolors="yellow", linewidths=1.2,
-                       gid=PIXELS_GID)
-    )  # fmt: skip
+        PolyCollection(
+            list(outlines), facecolors="none", edgecolors="yellow", linewidths=1.2, gid=PIXELS_GID
+        )
+    )
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
@@ -196,14 +203,24 @@ def time_series(
         values = frame[name].astype("float64")
         if pixels.ngroups <= _MAX_LINES:
             for j, (_, rows) in enumerate(pixels):
-                ax.plot(rows["time"], values.loc[rows.index], marker="o", color=colour,
-                        label=name if j == 0 else None)  # fmt: skip
+                ax.plot(
+                    rows["time"],
+                    values.loc[rows.index],
+                    marker="o",
+                    color=colour,
+                    label=name if j == 0 else None,
+                )
         else:
             by_time = values.groupby(frame["time"])
             q = by_time.quantile(np.array([0.25, 0.5, 0.75])).unstack()
             ax.fill_between(q.index, q[0.25], q[0.75], color=colour, alpha=0.25)
-            ax.plot(q.index, q[0.5], marker="o", color=colour,
-                    label=f"{name} (median of {pixels.ngroups} pixels)")  # fmt: skip
+            ax.plot(
+                q.index,
+                q[0.5],
+                marker="o",
+                color=colour,
+                label=f"{name} (median of {pixels.ngroups} pixels)",
+            )
     import matplotlib.dates as mdates
 
     locator = mdates.AutoDateLocator()
@@ -323,10 +340,8 @@ def _rgb(
         layers.append(values)
     stack = np.stack(layers, axis=-1)
     finite = stack[np.isfinite(stack)]
-    lo = np.broadcast_to(np.nanpercentile(finite, 2) if lo is None and finite.size else
-                         (0.0 if lo is None else lo), (len(names),))  # fmt: skip
-    hi = np.broadcast_to(np.nanpercentile(finite, 98) if hi is None and finite.size else
-                         (1.0 if hi is None else hi), (len(names),))  # fmt: skip
+    lo = np.broadcast_to(_stretch_end(lo, finite, 2, 0.0), (len(names),))
+    hi = np.broadcast_to(_stretch_end(hi, finite, 98, 1.0), (len(names),))
     scaled = np.clip((stack - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
     if len(names) == 1:
         scaled = np.repeat(scaled, 3, axis=-1)
@@ -338,3 +353,11 @@ def _rgb(
     if e > 0:  # south-up: row 0 is the bottom; imshow draws row 0 at the top
         rgba, (y0, y1) = rgba[::-1], (y1, y0)
     return rgba, (x0, x1, y1, y0)
+
+
+def _stretch_end(given: Any, finite: np.ndarray, percentile: float, empty: float) -> Any:
+    """A stretch end: the one given, else the window's ``percentile``, else (no finite value
+    to take it from) ``empty``."""
+    if given is not None:
+        return given
+    return np.nanpercentile(finite, percentile) if finite.size else empty

@@ -317,8 +317,8 @@ class Combine:
                 out.append(acc[b])
                 continue
             values = acc[b] / np.maximum(counts[b], 1) if rule.policy == "mean" else acc[b]
-            out.append(np.where(counts[b] > 0, values, _masked_fill(rule)).astype(
-                out_dtype(rule.dtype, rule.policy)))  # fmt: skip
+            filled = np.where(counts[b] > 0, values, _masked_fill(rule))
+            out.append(filled.astype(out_dtype(rule.dtype, rule.policy)))
         return out
 
 
