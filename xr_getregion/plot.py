@@ -20,7 +20,7 @@ from xr_getregion.coverage import to_pixel_space_many, window_of
 from xr_getregion.cube import read_cube
 from xr_getregion.errors import ArgumentError
 from xr_getregion.geometry import read_geometry
-from xr_getregion.grid import NATIVE, Grid, transformer
+from xr_getregion.grid import NATIVE, Grid, Window, transformer
 from xr_getregion.options import Options, RegionOptions
 from xr_getregion.table import as_frame
 from xr_getregion.types import CRSLike, GeometryLike, TransformLike
@@ -292,8 +292,8 @@ def _to_cube_crs(shape: shapely.Geometry, crs: Any, grid: Grid) -> shapely.Geome
     return shapely.transform(pixels, to_crs)
 
 
-def _window(grid: Any, outlines: np.ndarray, shape: shapely.Geometry, pad: int) -> tuple:
-    """The cube-pixel window (row0, row1, col0, col1) around the pixels and the geometry."""
+def _window(grid: Any, outlines: np.ndarray, shape: shapely.Geometry, pad: int) -> Window:
+    """The window of cube pixels around the pixels and the geometry."""
     xs = [outlines[..., 0].ravel()] if len(outlines) else []
     ys = [outlines[..., 1].ravel()] if len(outlines) else []
     xmin, ymin, xmax, ymax = shape.bounds
@@ -312,23 +312,23 @@ def _window(grid: Any, outlines: np.ndarray, shape: shapely.Geometry, pad: int) 
     c1 = int(np.clip(np.ceil(col.max()) + pad, 0, cols))
     if r1 <= r0 or c1 <= c0:
         raise ArgumentError("region_map: the geometry is outside the cube; nothing to draw.")
-    return r0, r1, c0, c1
+    return Window(c0, r0, c1, r1)
 
 
 def _rgb(
-    cube: Any, info: Any, names: list[str], index: int, window: tuple, lo: Any, hi: Any
+    cube: Any, info: Any, names: list[str], index: int, window: Window, lo: Any, hi: Any
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     if len(names) not in (1, 3):
         raise ArgumentError(f"region_map: bands must be 1 or 3 names; got {names}.")
     missing = [n for n in names if n not in info.band_names]
     if missing:
         raise ArgumentError(f"region_map: no band {missing}; the bands are {info.band_names}.")
-    r0, r1, c0, c1 = window
+    rows, cols = window.slices
     layers = []
     for name in names:
         band = next(b for b in info.bands if b.name == name)
         arr = band.array
-        sel: dict[str, slice | int] = {info.ydim: slice(r0, r1), info.xdim: slice(c0, c1)}
+        sel: dict[str, slice | int] = {info.ydim: rows, info.xdim: cols}
         if info.image_dim is not None:
             sel[info.image_dim] = index
         if band.band_dim is not None:
@@ -348,8 +348,8 @@ def _rgb(
     alpha = np.isfinite(stack).all(axis=-1, keepdims=True).astype(float)
     rgba = np.concatenate([np.nan_to_num(scaled), alpha], axis=-1)
     a, _, c, _, e, f = info.grid.transform
-    x0, x1 = c + a * c0, c + a * c1
-    y0, y1 = f + e * r0, f + e * r1
+    x0, x1 = c + a * window.col0, c + a * window.col1
+    y0, y1 = f + e * window.row0, f + e * window.row1
     if e > 0:  # south-up: row 0 is the bottom; imshow draws row 0 at the top
         rgba, (y0, y1) = rgba[::-1], (y1, y0)
     return rgba, (x0, x1, y1, y0)
