@@ -70,8 +70,10 @@ def run_one(path, case, contender, scale, cap_bytes, timeout):
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks._case", str(path), case, contender, str(scale)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     watched = psutil.Process(proc.pid)
     start, peak, killed = time.perf_counter(), 0, None
     while proc.poll() is None:
@@ -146,9 +148,15 @@ def main() -> int:
             entry = {"case": case, "label": label, "contender": contender}
             if ok:
                 walls = [r["wall_s"] for r in ok]
-                entry.update(median_s=statistics.median(walls), min_s=min(walls), max_s=max(walls),
-                             peak_rss=max(r["peak_rss"] for r in ok), rows=ok[0]["rows"],
-                             answer=ok[0]["answer"], runs=len(ok))  # fmt: skip
+                entry.update(
+                    median_s=statistics.median(walls),
+                    min_s=min(walls),
+                    max_s=max(walls),
+                    peak_rss=max(r["peak_rss"] for r in ok),
+                    rows=ok[0]["rows"],
+                    answer=ok[0]["answer"],
+                    runs=len(ok),
+                )
             else:
                 failed = runs[contender][-1]
                 entry.update(error=failed["error"], peak_rss=failed.get("peak_rss", 0))
@@ -168,31 +176,44 @@ def main() -> int:
                 r["x_reference"] = r["median_s"] / ref["median_s"]
             if r["contender"] in CHECKED.get(case, ()) and "answer" in r and ours:
                 if (r["answer"], r["rows"]) != (ours["answer"], ours["rows"]):
-                    wrong.append(f"{r['label']}: {r['contender']} disagrees with xr_getregion "
-                                 f"({r['rows']} rows vs {ours['rows']})")  # fmt: skip
+                    wrong.append(
+                        f"{r['label']}: {r['contender']} disagrees with xr_getregion "
+                        f"({r['rows']} rows vs {ours['rows']})"
+                    )
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     RESULTS.mkdir(exist_ok=True)
     name = "peers-quick.json" if args.quick else "peers.json"
     if args.case or args.contender:
         name = "peers-partial.json"  # a subset never overwrites the table the README shows
-    (RESULTS / name).write_text(json.dumps(
-        {"cube_shape": shape, "repeats": repeats, "machine": machine, "results": results}, indent=2
-    ))  # fmt: skip
+    (RESULTS / name).write_text(
+        json.dumps(
+            {"cube_shape": shape, "repeats": repeats, "machine": machine, "results": results},
+            indent=2,
+        )
+    )
     gb = shape[0] * shape[1] * shape[2] * shape[3] * 4 / 1e9
-    print(f"\nCube {shape} float32 ({gb:.1f} GB), chunks (1, 1, 1024, 1024); "
-          f"{repeats} repeats; {machine}\n")  # fmt: skip
-    print("| case | contender | median s (min-max) | x xr_getregion | x reference "
-          "| peak RSS GiB | rows |")  # fmt: skip
+    print(
+        f"\nCube {shape} float32 ({gb:.1f} GB), chunks (1, 1, 1024, 1024); "
+        f"{repeats} repeats; {machine}\n"
+    )
+    print(
+        "| case | contender | median s (min-max) | x xr_getregion | x reference "
+        "| peak RSS GiB | rows |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in results:
         if "median_s" in r:
-            print(f"| {r['label']} | {r['contender']} | {r['median_s']:.2f} ({r['min_s']:.2f}-"
-                  f"{r['max_s']:.2f}) | {r.get('x_getregion', float('nan')):.2f} | "
-                  f"{r.get('x_reference', float('nan')):.2f} | {r['peak_rss'] / 2**30:.2f} | "
-                  f"{r['rows']:,} |")  # fmt: skip
+            print(
+                f"| {r['label']} | {r['contender']} | {r['median_s']:.2f} ({r['min_s']:.2f}-"
+                f"{r['max_s']:.2f}) | {r.get('x_getregion', float('nan')):.2f} | "
+                f"{r.get('x_reference', float('nan')):.2f} | {r['peak_rss'] / 2**30:.2f} | "
+                f"{r['rows']:,} |"
+            )
         else:
-            print(f"| {r['label']} | {r['contender']} | {r['error']} | | | "
-                  f"{r['peak_rss'] / 2**30:.2f} | |")  # fmt: skip
+            print(
+                f"| {r['label']} | {r['contender']} | {r['error']} | | | "
+                f"{r['peak_rss'] / 2**30:.2f} | |"
+            )
     if wrong:
         print("\nWRONG ANSWERS:\n" + "\n".join(wrong))
         return 1

@@ -127,10 +127,17 @@ def reference(cube, geoms, out):
         window = data[:, :, y0 : iy[sel].max() + 1, x0 : ix[sel].max() + 1]
         # Take the pixels chunk by chunk, so memory holds pixels, not windows.
         chunks = (*data.chunks[:2], (int(sel.sum()),))
-        windows.append(window.map_blocks(
-            lambda b, yy, xx: b[:, :, yy, xx], iy[sel] - y0, ix[sel] - x0,
-            drop_axis=[2, 3], new_axis=[2], dtype=data.dtype, chunks=chunks,
-        ))  # fmt: skip
+        windows.append(
+            window.map_blocks(
+                lambda b, yy, xx: b[:, :, yy, xx],
+                iy[sel] - y0,
+                ix[sel] - x0,
+                drop_axis=[2, 3],
+                new_axis=[2],
+                dtype=data.dtype,
+                chunks=chunks,
+            )
+        )
     dask.compute(*windows)
     # The planning above is not the floor's cost: time the reads only.
     return len(iy) * cube.sizes["time"], None, time.perf_counter() - start
@@ -221,8 +228,9 @@ def clip_computed(cube, geoms, out):
 def where_stack(cube, geoms, out):
     from rasterio.features import geometry_mask
 
-    mask = ~geometry_mask(list(geoms), out_shape=(cube.sizes["y"], cube.sizes["x"]),
-                          transform=cube.rio.transform())  # fmt: skip
+    mask = ~geometry_mask(
+        list(geoms), out_shape=(cube.sizes["y"], cube.sizes["x"]), transform=cube.rio.transform()
+    )
     masked = cube.where(xr.DataArray(mask, dims=("y", "x")))
     df = masked.stack(pixel=("y", "x")).to_dataset("band").to_dataframe().dropna()
     return len(df), df[first_band(cube)]
@@ -260,8 +268,15 @@ def rasterstats_layers(cube, geoms, out):
     for t in range(cube.sizes["time"]):
         for b in range(cube.sizes["band"]):
             layer = cube.isel(time=t, band=b).values
-            stats = zonal_stats(list(geoms), layer, affine=transform, stats=["count"],
-                                raster_out=True, all_touched=False, nodata=-9999)  # fmt: skip
+            stats = zonal_stats(
+                list(geoms),
+                layer,
+                affine=transform,
+                stats=["count"],
+                raster_out=True,
+                all_touched=False,
+                nodata=-9999,
+            )
             for s in stats:
                 cells = s["mini_raster_array"].compressed()
                 if b == 0:

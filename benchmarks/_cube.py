@@ -37,9 +37,11 @@ def generate(path: Path, shape: tuple[int, int, int, int]) -> None:
 
     nt, nb, ny, nx = shape
     data = da.map_blocks(
-        block, chunks=da.core.normalize_chunks((1, 1, CHUNK, CHUNK), shape), dtype=np.float32,
+        block,
+        chunks=da.core.normalize_chunks((1, 1, CHUNK, CHUNK), shape),
+        dtype=np.float32,
         meta=np.empty((0, 0, 0, 0), np.float32),
-    )  # fmt: skip
+    )
     cube = xr.DataArray(
         data,
         dims=("time", "band", "y", "x"),

@@ -64,8 +64,10 @@ def run_case(path: Path, case: str, mode: str) -> dict:
     out = DATA / f"{case}.parquet"
     done = subprocess.run(
         [sys.executable, "-c", CASE, str(path), case, mode, str(out)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -84,8 +86,10 @@ def main() -> None:
             best = min(runs, key=lambda r: r["wall_s"])
             best["wall_s_all"] = [r["wall_s"] for r in runs]
             results.append(best)
-            print(f"  {case} {mode}: {best['wall_s']:.1f} s, "
-                  f"{best['peak_rss'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
+            print(
+                f"  {case} {mode}: {best['wall_s']:.1f} s, {best['peak_rss'] / 2**30:.2f} GiB",
+                flush=True,
+            )
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scale_out.json").write_text(
@@ -94,14 +98,18 @@ def main() -> None:
             indent=2,
         )
     )
-    print(f"\nCube {shape} float32 = {size_gb:.1f} GB uncompressed, chunks (1, 1, {CHUNK}, "
-          f"{CHUNK}); {machine}\n")  # fmt: skip
+    print(
+        f"\nCube {shape} float32 = {size_gb:.1f} GB uncompressed, chunks (1, 1, {CHUNK}, "
+        f"{CHUNK}); {machine}\n"
+    )
     print("| case | output | rows | wall (s) | peak RSS (GiB) |")
     print("|---|---|---:|---:|---:|")
     labels = {"points": "100,000 points", "polygon": "100 km2 polygon"}
     for r in results:
-        print(f"| {labels[r['case']]} | {r['mode']} | {r['rows']:,} | {r['wall_s']:.1f} | "
-              f"{r['peak_rss'] / 2**30:.2f} |")  # fmt: skip
+        print(
+            f"| {labels[r['case']]} | {r['mode']} | {r['rows']:,} | {r['wall_s']:.1f} | "
+            f"{r['peak_rss'] / 2**30:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ from typing import Any
 
 import dask
 import dask.array as da
+import geopandas as gpd
 import numpy as np
+import shapely
 import xarray as xr
 
 import xr_getregion
@@ -147,3 +149,37 @@ def write_slow_job(root: Path) -> Path:
         root / "points.geojson"
     )
     return root
+
+
+def write_cube_files(cube: xr.DataArray, root: Path) -> None:
+    """The CLI's inputs: ``cube`` as ``cube.zarr``, as ``cube.nc`` (NetCDF holds no ``id``
+    strings) and its first image as ``image.tif``."""
+    cube.to_dataset("band").to_zarr(root / "cube.zarr")
+    cube.to_dataset("band").drop_vars("id").to_netcdf(root / "cube.nc", engine="h5netcdf")
+    cube.isel(time=0).rio.to_raster(root / "image.tif")
+
+
+def random_fields(
+    cube: xr.DataArray,
+    seed: int,
+    *,
+    boxes: int,
+    box: tuple[float, float],
+    box_span: tuple[float, float],
+    points: int,
+    point_span: tuple[float, float],
+) -> gpd.GeoDataFrame:
+    """``boxes`` rectangles of ``box`` (width, height in metres) whose top-left corners lie
+    within ``box_span`` of the cube's first pixel centre, then ``points`` points within
+    ``point_span`` of it (east, south), named ``f0, f1, ...``; in lon/lat. ``cube`` is on a
+    UTM grid (EPSG:32615, the sample cube's)."""
+    x0, y0 = float(cube.x[0]), float(cube.y[0])
+    rng = np.random.default_rng(seed)
+    (w, h), (sx, sy), (px, py) = box, box_span, point_span
+    corners = zip(rng.uniform(0, sx, boxes), rng.uniform(0, sy, boxes), strict=True)
+    shapes = [shapely.box(x0 + a, y0 - b - h, x0 + a + w, y0 - b) for a, b in corners]
+    shapes += list(
+        gpd.points_from_xy(rng.uniform(x0, x0 + px, points), rng.uniform(y0 - py, y0, points))
+    )
+    names = [f"f{i}" for i in range(boxes + points)]
+    return gpd.GeoDataFrame({"name": names}, geometry=shapes, crs="EPSG:32615").to_crs(4326)

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import fsspec
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pyproj
 import pytest
 import shapely
 
 import xr_getregion
-from tests.helpers import write_slow_job
+from tests.helpers import random_fields, write_cube_files, write_slow_job
 from xr_getregion.cli import main
 from xr_getregion.storage import MANIFEST, read_table
 
@@ -48,18 +47,10 @@ def local(tmp_path_factory):
     root = tmp_path_factory.mktemp("cloud")
     cube = xr_getregion.sample_cube().isel(x=slice(700, 800), y=slice(0, 80))
     cube = cube.sel(band=["B2", "B3", "B4"]).chunk({"time": 1, "band": 1, "y": 40, "x": 40})
-    cube.to_dataset("band").to_zarr(root / "cube.zarr")
-    cube.to_dataset("band").drop_vars("id").to_netcdf(root / "cube.nc", engine="h5netcdf")
-    cube.isel(time=0).rio.to_raster(root / "image.tif")
-    x0, y0 = float(cube.x[0]), float(cube.y[0])
-    rng = np.random.default_rng(7)
-    shapes = [
-        shapely.box(x0 + a, y0 - b - 100, x0 + a + 130, y0 - b)
-        for a, b in zip(rng.uniform(0, 2700, 15), rng.uniform(0, 2100, 15), strict=True)
-    ] + list(gpd.points_from_xy(rng.uniform(x0, x0 + 2900, 15), rng.uniform(y0 - 2300, y0, 15)))
-    fields = gpd.GeoDataFrame(
-        {"name": [f"f{i}" for i in range(30)]}, geometry=shapes, crs="EPSG:32615"
-    ).to_crs(4326)
+    write_cube_files(cube, root)
+    fields = random_fields(
+        cube, 7, boxes=15, box=(130, 100), box_span=(2700, 2100), points=15, point_span=(2900, 2300)
+    )
     fields.to_file(root / "fields.gpkg", driver="GPKG")
     fields.to_file(root / "fields.geojson", driver="GeoJSON")
     fields.to_parquet(root / "fields.parquet")

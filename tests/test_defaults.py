@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import typing
 import warnings
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 import xr_getregion
 from xr_getregion import Geometry, GetRegionWarning, api, plot
 from xr_getregion.accessor import EEAccessor
+from xr_getregion.options import FeatureOptions, Options, PlanOptions, RegionOptions
 from xr_getregion.output import to_parquet
 
 # The sample cube's reference region, about 2 km across: thousands of 30 m pixels.
@@ -60,3 +63,35 @@ def test_shared_keywords_have_get_regions_defaults(func) -> None:
         if name in got:
             assert got[name].default == want[name].default, name
     assert got["crs"].default == "native"
+
+
+def test_each_keyword_is_declared_once_with_one_type() -> None:
+    # The typed dicts callers' type checkers read hold Options' own names and types; the
+    # defaults are Options' alone, and the positional grid's match get_region's signature.
+    declared = {f.name: f for f in dataclasses.fields(Options)}
+    types = typing.get_type_hints(Options)
+    for typed in (RegionOptions, PlanOptions, FeatureOptions):
+        for name, annotation in typing.get_type_hints(typed).items():
+            assert annotation == types[name], (typed.__name__, name)
+    assert set(FeatureOptions.__annotations__) == set(declared) - {*SHARED[:3]}
+    want = inspect.signature(api.get_region).parameters
+    for name in SHARED[:3]:
+        assert declared[name].default == want[name].default, name
+
+
+@pytest.mark.parametrize(
+    ("func", "keyword"),
+    [
+        (api.plan, "id_column"),
+        (api.getRegion, "properties"),
+        (api.get_region, "overwrite"),
+        (plot.region_map, "max_values"),
+        (to_parquet, "lazy"),
+    ],
+    ids=lambda x: getattr(x, "__name__", x),
+)
+def test_a_keyword_a_function_does_not_take_is_pythons_type_error(func, keyword) -> None:
+    col = xr_getregion.sample_cube()
+    args = (col, ROI, "out.parquet") if func is to_parquet else (col, ROI)
+    with pytest.raises(TypeError, match=rf"^{func.__name__}\(\) got an unexpected keyword "):
+        func(*args, **{keyword: None})

@@ -10,14 +10,13 @@ import sys
 import warnings
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
 import rioxarray
-import shapely
 
 import xr_getregion
+from tests.helpers import random_fields, write_cube_files
 from xr_getregion.cli import main
 
 KEY = ["feature", "id", "latitude", "longitude"]
@@ -32,20 +31,12 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("extract")
     cube = xr_getregion.sample_cube(chunks=(1, 7, 64, 64)).isel(x=slice(700, 900), y=slice(0, 160))
     cube = cube.sel(band=["B2", "B3", "B4"]).chunk({"time": 1, "band": 1, "y": 64, "x": 64})
-    cube.to_dataset("band").to_zarr(root / "cube.zarr")
+    write_cube_files(cube, root)
     cube.to_dataset(name="reflectance").to_zarr(root / "stacked.zarr")
-    cube.to_dataset("band").drop_vars("id").to_netcdf(root / "cube.nc", engine="h5netcdf")
-    cube.isel(time=0).rio.to_raster(root / "image.tif")
     cube.isel(time=0, drop=True).to_dataset("band").to_zarr(root / "notime.zarr")
-    x0, y0 = float(cube.x[0]), float(cube.y[0])
-    rng = np.random.default_rng(5)
-    shapes = [
-        shapely.box(x0 + a, y0 - b - 150, x0 + a + 200, y0 - b)
-        for a, b in zip(rng.uniform(0, 5500, 40), rng.uniform(0, 4500, 40), strict=True)
-    ] + list(gpd.points_from_xy(rng.uniform(x0, x0 + 5900, 60), rng.uniform(y0 - 4700, y0, 60)))
-    fields = gpd.GeoDataFrame(
-        {"name": [f"f{i}" for i in range(100)]}, geometry=shapes, crs="EPSG:32615"
-    ).to_crs(4326)
+    fields = random_fields(
+        cube, 5, boxes=40, box=(200, 150), box_span=(5500, 4500), points=60, point_span=(5900, 4700)
+    )
     fields.to_file(root / "fields.geojson", driver="GeoJSON")
     fields.to_file(root / "fields.gpkg", driver="GPKG")
     fields.iloc[:40].set_crs(None, allow_override=True).to_file(root / "nocrs.shp")

@@ -305,18 +305,15 @@ def files(tmp_path_factory):
     return root
 
 
+def extract(files, features: str, out, *flags: str) -> int:
+    """The CLI's ``extract`` of the test cube over ``features``, written to ``out``."""
+    command = ["extract", str(files / "cube.zarr"), "--geometry", str(files / features)]
+    return main([*command, "--out", str(out), *flags])
+
+
 def test_cli_metres_in_a_geojson_exit_2_with_one_line(files, capsys):
     out = files / "metres.csv"
-    code = main(
-        [
-            "extract",
-            str(files / "cube.zarr"),
-            "--geometry",
-            str(files / "metres.geojson"),
-            "--out",
-            str(out),
-        ]
-    )
+    code = extract(files, "metres.geojson", out)
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert len(err.strip().splitlines()) == 1
@@ -325,34 +322,14 @@ def test_cli_metres_in_a_geojson_exit_2_with_one_line(files, capsys):
 
 def test_cli_geometry_crs_option_reads_the_metres(files, capsys):
     out = files / "metres_utm.csv"
-    code = main(
-        [
-            "extract",
-            str(files / "cube.zarr"),
-            "--geometry",
-            str(files / "metres.geojson"),
-            "--out",
-            str(out),
-            "--geometry-crs",
-            UTM,
-        ]
-    )
+    code = extract(files, "metres.geojson", out, "--geometry-crs", UTM)
     assert code == 0, capsys.readouterr().err
     assert len(pd.read_csv(out)) > 0
 
 
 def test_cli_features_missing_the_cube_print_a_warning_and_write_the_header(files, capsys):
     out = files / "far.csv"
-    code = main(
-        [
-            "extract",
-            str(files / "cube.zarr"),
-            "--geometry",
-            str(files / "far.geojson"),
-            "--out",
-            str(out),
-        ]
-    )
+    code = extract(files, "far.geojson", out)
     captured = capsys.readouterr()
     assert code == 0
     warning = [line for line in captured.err.splitlines() if "miss the cube" in line]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Generic, Literal, overload
+from typing import Any, Generic, Literal, Unpack, overload
 
 import dask.dataframe as dd
 import pandas as pd
@@ -14,8 +14,9 @@ import xarray as xr
 from xr_getregion import api, collection
 from xr_getregion.collection import Obj
 from xr_getregion.grid import NATIVE
-from xr_getregion.plan import MAX_VALUES, Plan
-from xr_getregion.types import CRSLike, GeometryLike, PyramidingLike, TimeLike, TransformLike
+from xr_getregion.options import FeatureOptions, PlanOptions
+from xr_getregion.plan import Plan
+from xr_getregion.types import CRSLike, GeometryLike, TimeLike, TransformLike
 
 __all__ = ["EEAccessor"]
 
@@ -73,22 +74,10 @@ class EEAccessor(Generic[Obj]):
         scale: float | None = None,
         crs: CRSLike | None = None,
         crsTransform: TransformLike | None = None,
-        *,
-        max_values: int | None = MAX_VALUES,
-        geometry_crs: CRSLike | None = None,
-        pyramiding: PyramidingLike = "mean",
+        **options: Unpack[PlanOptions],
     ) -> list[list[Any]]:
         """EE's ``getRegion`` on this cube; see :func:`xr_getregion.getRegion`."""
-        return api.getRegion(
-            self._obj,
-            geometry,
-            scale,
-            crs,
-            crsTransform,
-            max_values=max_values,
-            geometry_crs=geometry_crs,
-            pyramiding=pyramiding,
-        )
+        return api.getRegion(self._obj, geometry, scale, crs, crsTransform, **options)
 
     @overload
     def get_region(
@@ -98,12 +87,8 @@ class EEAccessor(Generic[Obj]):
         crs: CRSLike | None = ...,
         crs_transform: TransformLike | None = ...,
         *,
-        max_values: int | None = ...,
-        geometry_crs: CRSLike | None = ...,
-        id_column: str | None = ...,
-        properties: Sequence[str] | None = ...,
-        pyramiding: PyramidingLike = ...,
         lazy: Literal[False] = ...,
+        **options: Unpack[FeatureOptions],
     ) -> pd.DataFrame: ...
 
     @overload
@@ -114,12 +99,8 @@ class EEAccessor(Generic[Obj]):
         crs: CRSLike | None = ...,
         crs_transform: TransformLike | None = ...,
         *,
-        max_values: int | None = ...,
-        geometry_crs: CRSLike | None = ...,
-        id_column: str | None = ...,
-        properties: Sequence[str] | None = ...,
-        pyramiding: PyramidingLike = ...,
         lazy: Literal[True],
+        **options: Unpack[FeatureOptions],
     ) -> dd.DataFrame: ...
 
     @overload
@@ -130,12 +111,8 @@ class EEAccessor(Generic[Obj]):
         crs: CRSLike | None = ...,
         crs_transform: TransformLike | None = ...,
         *,
-        max_values: int | None = ...,
-        geometry_crs: CRSLike | None = ...,
-        id_column: str | None = ...,
-        properties: Sequence[str] | None = ...,
-        pyramiding: PyramidingLike = ...,
         lazy: bool,
+        **options: Unpack[FeatureOptions],
     ) -> pd.DataFrame | dd.DataFrame: ...
 
     def get_region(
@@ -145,28 +122,12 @@ class EEAccessor(Generic[Obj]):
         crs: CRSLike | None = NATIVE,
         crs_transform: TransformLike | None = None,
         *,
-        max_values: int | None = MAX_VALUES,
-        geometry_crs: CRSLike | None = None,
-        id_column: str | None = None,
-        properties: Sequence[str] | None = None,
         lazy: bool = False,
-        pyramiding: PyramidingLike = "mean",
+        **options: Unpack[FeatureOptions],
     ) -> pd.DataFrame | dd.DataFrame:
         """The getRegion rows as a DataFrame, for one region or many features; see
         :func:`xr_getregion.get_region`."""
-        return api.get_region(
-            self._obj,
-            geometry,
-            scale,
-            crs,
-            crs_transform,
-            max_values=max_values,
-            geometry_crs=geometry_crs,
-            id_column=id_column,
-            properties=properties,
-            lazy=lazy,
-            pyramiding=pyramiding,
-        )
+        return api.get_region(self._obj, geometry, scale, crs, crs_transform, lazy=lazy, **options)
 
     def plan(
         self,
@@ -174,22 +135,10 @@ class EEAccessor(Generic[Obj]):
         scale: float | None = None,
         crs: CRSLike | None = NATIVE,
         crs_transform: TransformLike | None = None,
-        *,
-        geometry_crs: CRSLike | None = None,
-        max_values: int | None = None,
-        pyramiding: PyramidingLike = "mean",
+        **options: Unpack[PlanOptions],
     ) -> Plan:
         """What an extraction would read, without reading it; see :func:`xr_getregion.plan`."""
-        return api.plan(
-            self._obj,
-            geometry,
-            scale=scale,
-            crs=crs,
-            crs_transform=crs_transform,
-            geometry_crs=geometry_crs,
-            max_values=max_values,
-            pyramiding=pyramiding,
-        )
+        return api.plan(self._obj, geometry, scale, crs, crs_transform, **options)
 
     def to_parquet(
         self,
@@ -198,9 +147,22 @@ class EEAccessor(Generic[Obj]):
         scale: float | None = None,
         crs: CRSLike | None = NATIVE,
         crs_transform: TransformLike | None = None,
-        **kwargs: Any,
+        *,
+        overwrite: bool = False,
+        storage_options: dict[str, Any] | None = None,
+        **options: Unpack[FeatureOptions],
     ) -> Path | str:
         """Extract and stream the rows to Parquet (or CSV); see :func:`xr_getregion.to_parquet`."""
         from xr_getregion.output import to_parquet
 
-        return to_parquet(self._obj, geometry, path, scale, crs, crs_transform, **kwargs)
+        return to_parquet(
+            self._obj,
+            geometry,
+            path,
+            scale,
+            crs,
+            crs_transform,
+            overwrite=overwrite,
+            storage_options=storage_options,
+            **options,
+        )

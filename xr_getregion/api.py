@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, overload
+from typing import Any, Literal, Unpack, overload
 
 import dask.dataframe as dd
 import pandas as pd
@@ -15,10 +14,11 @@ from xr_getregion.errors import ArgumentError
 from xr_getregion.geometry import Features, is_feature_collection, read_features, read_geometry
 from xr_getregion.grid import NATIVE, working_grid
 from xr_getregion.lazy import lazy_frame
-from xr_getregion.plan import MAX_VALUES, Plan, check_limit, plan_features, plan_region
+from xr_getregion.options import FeatureOptions, Options, PlanOptions
+from xr_getregion.plan import Plan, check_limit, plan_features, plan_region
 from xr_getregion.reads import gather
 from xr_getregion.table import HEADER, TableSpec, pixel_columns, to_dataframe, to_list
-from xr_getregion.types import CRSLike, GeometryLike, PyramidingLike, TransformLike
+from xr_getregion.types import CRSLike, GeometryLike, TransformLike
 
 __all__ = ["getRegion", "get_region", "plan"]
 
@@ -29,17 +29,14 @@ def plan(
     scale: float | None = None,
     crs: CRSLike | None = NATIVE,
     crs_transform: TransformLike | None = None,
-    *,
-    geometry_crs: CRSLike | None = None,
-    max_values: int | None = None,
-    pyramiding: PyramidingLike = "mean",
+    **options: Unpack[PlanOptions],
 ) -> Plan:
     """Decide which pixels and values an extraction returns, without reading any value.
 
     Takes the arguments of :func:`get_region`, with its defaults (``crs="native"``: the
     cube's own grid unless ``scale`` or ``crs_transform`` is given; ``crs=None`` is EE's
-    1-degree default grid, as for :func:`getRegion`), and returns the
-    :class:`~xr_getregion.plan.Plan`; ``plan(...).n_values`` is the number
+    1-degree default grid, as for :func:`getRegion`) but ``max_values=None``, and returns
+    the :class:`~xr_getregion.plan.Plan`; ``plan(...).n_values`` is the number
     the ``max_values`` limit is checked against. Several features (a ``GeoDataFrame``, ...)
     are planned each on its own, as :func:`get_region` extracts them, so ``n_pixels`` counts
     a pixel once per feature covering it. With ``max_values``, a plan over it is only
@@ -47,40 +44,36 @@ def plan(
     past the limit, so there ``n_pixels`` is a lower bound (``Plan.at_least``).
     ``Plan.level`` is the pyramid level the values come from (0: native pixels).
     """
-    return _plan(
-        cube, geometry, scale, crs, crs_transform, geometry_crs, max_values, pyramiding=pyramiding
-    )[0]
+    # A plan counts every value unless asked to stop: it is how a caller sizes the limit.
+    given = {"max_values": None, **options}
+    o = Options.of("plan", PlanOptions, scale, crs, crs_transform, given)
+    return _plan(cube, geometry, o)[0]
 
 
 def _plan(
     cube: xr.DataArray | xr.Dataset,
     geometry: GeometryLike,
-    scale: float | None,
-    crs: CRSLike | None,
-    crs_transform: TransformLike | None,
-    geometry_crs: CRSLike | None,
-    max_values: int | None,
-    id_column: str | None = None,
-    properties: Sequence[str] | None = None,
+    options: Options,
     apart: bool = True,
-    pyramiding: PyramidingLike = "mean",
 ) -> tuple[Plan, Features | None]:
     """The plan, and the features it was made of (``None`` for one region). With ``apart``
     false, several features are one region, their union."""
+    o = options
     collection = read_cube(cube)
+    properties = o.properties
     if not (apart and is_feature_collection(geometry)):
-        if id_column is not None or properties:
+        if o.id_column is not None or properties:
             raise ArgumentError(
                 "id_column= and properties= apply to several features (a GeoDataFrame, "
                 "GeoSeries, FeatureCollection or list); the geometry given is one region."
             )
-        shape, shape_crs = read_geometry(geometry, geometry_crs)
-        grid = working_grid(collection.grid, scale, crs, crs_transform)
+        shape, shape_crs = read_geometry(geometry, o.geometry_crs)
+        grid = working_grid(collection.grid, o.scale, o.crs, o.crs_transform)
         p = plan_region(
-            collection, shape, shape_crs, grid, max_values=max_values, pyramiding=pyramiding
+            collection, shape, shape_crs, grid, max_values=o.max_values, pyramiding=o.pyramiding
         )
         return p, None
-    features = read_features(geometry, geometry_crs, id_column, properties)
+    features = read_features(geometry, o.geometry_crs, o.id_column, properties)
     reserved = {"feature", *HEADER, *collection.band_names}
     clash = [p for p in properties or [] if p in reserved]
     if clash:
@@ -89,11 +82,12 @@ def _plan(
             "latitude, time and the bands); rename them first, e.g. "
             f"features.rename(columns={{{clash[0]!r}: {clash[0] + '_feature'!r}}})."
         )
-    grid = working_grid(collection.grid, scale, crs, crs_transform)
-    return plan_features(
-        collection, features.shapes, features.crs, grid, max_values=max_values,
-        pyramiding=pyramiding,
-    ), features  # fmt: skip
+    grid = working_grid(collection.grid, o.scale, o.crs, o.crs_transform)
+    shapes, shapes_crs = features.shapes, features.crs
+    p = plan_features(
+        collection, shapes, shapes_crs, grid, max_values=o.max_values, pyramiding=o.pyramiding
+    )
+    return p, features
 
 
 def getRegion(
@@ -102,10 +96,7 @@ def getRegion(
     scale: float | None = None,
     crs: CRSLike | None = None,
     crsTransform: TransformLike | None = None,
-    *,
-    max_values: int | None = MAX_VALUES,
-    geometry_crs: CRSLike | None = None,
-    pyramiding: PyramidingLike = "mean",
+    **options: Unpack[PlanOptions],
 ) -> list[list[Any]]:
     """Earth Engine's ``ImageCollection.getRegion``: a row per [pixel, image] pair covered.
 
@@ -184,12 +175,10 @@ def getRegion(
     >>> table[1][:4]
     ['LC08_023036_20200709', -90.49614697490799, 34.85198299374928, 1594303347000]
     """
+    o = Options.of("getRegion", PlanOptions, scale, crs, crsTransform, options)
     # EE's getRegion takes a FeatureCollection as one region (the union of its features).
-    p = _plan(
-        cube, geometry, scale, crs, crsTransform, geometry_crs, max_values, apart=False,
-        pyramiding=pyramiding,
-    )[0]  # fmt: skip
-    check_limit(p, max_values)
+    p = _plan(cube, geometry, o, apart=False)[0]
+    check_limit(p, o.max_values)
     return to_list(p, gather(p))
 
 
@@ -201,12 +190,8 @@ def get_region(
     crs: CRSLike | None = ...,
     crs_transform: TransformLike | None = ...,
     *,
-    max_values: int | None = ...,
-    geometry_crs: CRSLike | None = ...,
-    id_column: str | None = ...,
-    properties: Sequence[str] | None = ...,
-    pyramiding: PyramidingLike = ...,
     lazy: Literal[False] = ...,
+    **options: Unpack[FeatureOptions],
 ) -> pd.DataFrame: ...
 
 
@@ -218,12 +203,8 @@ def get_region(
     crs: CRSLike | None = ...,
     crs_transform: TransformLike | None = ...,
     *,
-    max_values: int | None = ...,
-    geometry_crs: CRSLike | None = ...,
-    id_column: str | None = ...,
-    properties: Sequence[str] | None = ...,
-    pyramiding: PyramidingLike = ...,
     lazy: Literal[True],
+    **options: Unpack[FeatureOptions],
 ) -> dd.DataFrame: ...
 
 
@@ -235,12 +216,8 @@ def get_region(
     crs: CRSLike | None = ...,
     crs_transform: TransformLike | None = ...,
     *,
-    max_values: int | None = ...,
-    geometry_crs: CRSLike | None = ...,
-    id_column: str | None = ...,
-    properties: Sequence[str] | None = ...,
-    pyramiding: PyramidingLike = ...,
     lazy: bool,
+    **options: Unpack[FeatureOptions],
 ) -> pd.DataFrame | dd.DataFrame: ...
 
 
@@ -251,12 +228,8 @@ def get_region(
     crs: CRSLike | None = NATIVE,
     crs_transform: TransformLike | None = None,
     *,
-    max_values: int | None = MAX_VALUES,
-    geometry_crs: CRSLike | None = None,
-    id_column: str | None = None,
-    properties: Sequence[str] | None = None,
     lazy: bool = False,
-    pyramiding: PyramidingLike = "mean",
+    **options: Unpack[FeatureOptions],
 ) -> pd.DataFrame | dd.DataFrame:
     """The rows of :func:`getRegion` as a tidy ``pandas.DataFrame``, for one region or many.
 
@@ -306,11 +279,9 @@ def get_region(
     >>> col.ee.get_region(fields, scale=30).groupby("feature").size().tolist()
     [10, 5]
     """
-    p, features = _plan(
-        cube, geometry, scale, crs, crs_transform, geometry_crs, max_values, id_column,
-        properties, pyramiding=pyramiding,
-    )  # fmt: skip
-    check_limit(p, max_values)
+    o = Options.of("get_region", FeatureOptions, scale, crs, crs_transform, options)
+    p, features = _plan(cube, geometry, o)
+    check_limit(p, o.max_values)
     if lazy:
         return lazy_frame(p, features)
     # The pixel columns depend on the plan alone: build them while the values are read.

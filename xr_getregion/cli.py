@@ -167,8 +167,9 @@ def _check_cube_content(p: Any, label: str, kind: str) -> None:
     elif kind == "STAC items":
         head = _head(p, 1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
         if not head.startswith((b"{", b"[")):
-            raise UsageError(f"{label} is not STAC items: JSON starts with '{{' or '['; "
-                             f"{_starts(head)}.")  # fmt: skip
+            raise UsageError(
+                f"{label} is not STAC items: JSON starts with '{{' or '['; {_starts(head)}."
+            )
 
 
 def _codec_names(meta: Any) -> Iterator[str]:
@@ -327,9 +328,12 @@ def open_cube(
     from xr_getregion import storage
 
     p, kind, label = _checked_input(
-        path, "CUBE", lambda x: cube_kind(x, storage_options), _check_cube_content,
+        path,
+        "CUBE",
+        lambda x: cube_kind(x, storage_options),
+        _check_cube_content,
         storage_options,
-    )  # fmt: skip
+    )
     remote = storage.is_url(path)
     if kind == "STAC items":
         return _open_stac(path, label, storage_options, bands, resolution, stac_crs)
@@ -337,9 +341,10 @@ def open_cube(
         with _warnings_only_on_success():
             if kind == "Zarr":
                 obj: Any = xr.open_zarr(
-                    path if remote else p, decode_coords="all",
+                    path if remote else p,
+                    decode_coords="all",
                     storage_options=storage_options if remote else None,
-                )  # fmt: skip
+                )
             elif kind == "NetCDF":
                 source = p.fs.open(p.path, "rb") if remote else p
                 obj = xr.open_dataset(source, engine="h5netcdf", chunks={}, decode_coords="all")
@@ -353,8 +358,10 @@ def open_cube(
                 source = storage.gdal_path(path) if remote else p
                 with rasterio.Env(**storage.gdal_options()):
                     obj = rioxarray.open_rasterio(
-                        source, chunks={"band": -1, "y": 1024, "x": 1024}, driver="GTiff",
-                    )  # fmt: skip
+                        source,
+                        chunks={"band": -1, "y": 1024, "x": 1024},
+                        driver="GTiff",
+                    )
                     with rasterio.open(source, driver="GTiff") as src:
                         descriptions = src.descriptions
                 obj = obj.assign_coords(band=_tiff_band_names(obj, descriptions, path))
@@ -764,18 +771,28 @@ def extract(args: argparse.Namespace) -> int:
     # the error it leads to; it is shown only if the inputs pass.
     with _warnings_only_on_success():
         cube = open_cube(
-            args.cube, args.variable, storage_options, bands=_bands(args.bands),
-            resolution=args.resolution, stac_crs=None if args.crs == "native" else args.crs,
-        )  # fmt: skip
+            args.cube,
+            args.variable,
+            storage_options,
+            bands=_bands(args.bands),
+            resolution=args.resolution,
+            stac_crs=None if args.crs == "native" else args.crs,
+        )
         features = read_feature_file(args.geometry, args.geometry_crs, storage_options)
         try:
             table = get_region(
-                cube, features, args.scale, args.crs, crs_transform,
-                max_values=max_values, id_column=args.id_column, lazy=True,
+                cube,
+                features,
+                args.scale,
+                args.crs,
+                crs_transform,
+                max_values=max_values,
+                id_column=args.id_column,
+                lazy=True,
                 properties=_names(args.properties, "--properties"),
                 geometry_crs=args.geometry_crs,
                 pyramiding=pyramiding,
-            )  # fmt: skip
+            )
         except GetRegionError as exc:
             raise UsageError(_in_cli_words(str(exc))) from exc
     with _scheduler(args.scheduler, args.workers) as client:
@@ -793,9 +810,12 @@ def extract(args: argparse.Namespace) -> int:
             existed = _as_path(args.out, storage_options).exists()
             try:
                 written = write_table(
-                    table, args.out if remote_out else out, overwrite=args.overwrite,
-                    progress=args.progress, storage_options=storage_options,
-                )  # fmt: skip
+                    table,
+                    args.out if remote_out else out,
+                    overwrite=args.overwrite,
+                    progress=args.progress,
+                    storage_options=storage_options,
+                )
             except ArgumentError as exc:
                 raise UsageError(f"cannot write --out {args.out!r}: {_as_flags(exc)}") from exc
             except GetRegionError as exc:
@@ -884,44 +904,77 @@ def _main(argv: Sequence[str] | None) -> int:
         epilog=EXTRACT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("cube", metavar="CUBE",
-                     help="Zarr store, NetCDF file, GeoTIFF or STAC items (.json); a path or "
-                     "an s3://, gs://, az:// or https:// URL")  # fmt: skip
-    run.add_argument("--geometry", required=True, metavar="FEATURES",
-                     help="GeoJSON, GeoPackage, Shapefile or GeoParquet features")  # fmt: skip
+    run.add_argument(
+        "cube",
+        metavar="CUBE",
+        help="Zarr store, NetCDF file, GeoTIFF or STAC items (.json); a path or "
+        "an s3://, gs://, az:// or https:// URL",
+    )
+    run.add_argument(
+        "--geometry",
+        required=True,
+        metavar="FEATURES",
+        help="GeoJSON, GeoPackage, Shapefile or GeoParquet features",
+    )
     run.add_argument("--out", required=True, metavar="TABLE", help="output .parquet or .csv")
     run.add_argument("--scale", type=float, help="working grid scale in metres (EE's scale)")
-    run.add_argument("--crs", default="native",
-                     help="working grid CRS (default: the cube's own grid)")  # fmt: skip
+    run.add_argument(
+        "--crs", default="native", help="working grid CRS (default: the cube's own grid)"
+    )
     run.add_argument("--crs-transform", metavar="a,b,c,d,e,f", help="working grid transform")
-    run.add_argument("--geometry-crs", metavar="CRS",
-                     help="the features' CRS (overrides the file's)")  # fmt: skip
+    run.add_argument(
+        "--geometry-crs", metavar="CRS", help="the features' CRS (overrides the file's)"
+    )
     run.add_argument("--variable", metavar="NAME", help="one data variable of the cube")
-    run.add_argument("--bands", "--assets", metavar="KEY,KEY",
-                     help="STAC items: the asset keys to load as bands (default: all)")  # fmt: skip
-    run.add_argument("--resolution", type=float, metavar="R",
-                     help="STAC items: pixel size to load at, in --crs units (default: "
-                     "the items' own); --crs also sets the CRS they are loaded in")  # fmt: skip
+    run.add_argument(
+        "--bands",
+        "--assets",
+        metavar="KEY,KEY",
+        help="STAC items: the asset keys to load as bands (default: all)",
+    )
+    run.add_argument(
+        "--resolution",
+        type=float,
+        metavar="R",
+        help="STAC items: pixel size to load at, in --crs units (default: "
+        "the items' own); --crs also sets the CRS they are loaded in",
+    )
     run.add_argument("--id-column", metavar="COL", help="feature column naming each feature")
-    run.add_argument("--properties", metavar="COL,COL",
-                     help="feature columns to copy into each row")  # fmt: skip
-    run.add_argument("--max-values", default="none", metavar="N|none",
-                     help="refuse more values than N (default: none, no limit)")  # fmt: skip
-    run.add_argument("--pyramiding", default="mean", metavar="POLICY",
-                     help="at a scale coarser than the cube's, EE's pyramid blocks: mean "
-                     "(default), sample, min, max, mode, none (the nearest pixel), or "
-                     "BAND=policy,.default=policy")  # fmt: skip
+    run.add_argument(
+        "--properties", metavar="COL,COL", help="feature columns to copy into each row"
+    )
+    run.add_argument(
+        "--max-values",
+        default="none",
+        metavar="N|none",
+        help="refuse more values than N (default: none, no limit)",
+    )
+    run.add_argument(
+        "--pyramiding",
+        default="mean",
+        metavar="POLICY",
+        help="at a scale coarser than the cube's, EE's pyramid blocks: mean "
+        "(default), sample, min, max, mode, none (the nearest pixel), or "
+        "BAND=policy,.default=policy",
+    )
     where = run.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="a dask.distributed scheduler")
-    where.add_argument("--workers", type=int, metavar="N",
-                       help="start a local cluster of N worker processes")  # fmt: skip
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="start a local cluster of N worker processes"
+    )
     run.add_argument("--progress", action="store_true", help="show a progress bar")
-    run.add_argument("--verbose", action="store_true",
-                     help="also show the libraries' warnings (zarr, xarray, GDAL)")  # fmt: skip
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' warnings (zarr, xarray, GDAL)",
+    )
     run.add_argument("--overwrite", action="store_true", help="replace an existing TABLE")
-    run.add_argument("--storage-options", metavar="JSON",
-                     help="fsspec options for s3://, gs://, az://, https:// paths, e.g. "
-                     "'{\"anon\": true}' (credentials otherwise from the environment)")  # fmt: skip
+    run.add_argument(
+        "--storage-options",
+        metavar="JSON",
+        help="fsspec options for s3://, gs://, az://, https:// paths, e.g. "
+        "'{\"anon\": true}' (credentials otherwise from the environment)",
+    )
     run.set_defaults(func=extract)
     args = parser.parse_args(argv)
     return args.func(args)

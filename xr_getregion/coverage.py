@@ -49,7 +49,7 @@ from xr_getregion.geometry import (
     is_line,
     long_edges,
 )
-from xr_getregion.grid import METRES_PER_DEGREE, Grid, transformer
+from xr_getregion.grid import METRES_PER_DEGREE, Grid, Window, transformer
 
 __all__ = [
     "MAX_WORK",
@@ -67,15 +67,6 @@ __all__ = [
     "window_of",
     "work_of",
 ]
-
-
-class Window(NamedTuple):
-    """A half-open window of grid pixels: columns ``[col0, col1)``, rows ``[row0, row1)``."""
-
-    col0: int
-    row0: int
-    col1: int
-    row1: int
 
 
 # When a geometry changes CRS, edges are split to at most this fraction of its extent so
@@ -920,21 +911,19 @@ def _point_pixels(point: shapely.Geometry) -> np.ndarray:
 
 
 def _line_pixels(line: shapely.Geometry, window: Window) -> np.ndarray:
-    col0, row0, col1, row1 = window
     xy = shapely.get_coordinates(line)
-    # Only the part inside the window (plus a pixel) can yield pixels we keep. The segments
-    # are cut there by parameter, not by clipping the line: a clipped line gets rounded new
-    # vertices, which tilt it by an ulp, so that a line through a pixel corner no longer is.
-    return _segment_pixels(xy[:-1], xy[1:], (col0 - 1, row0 - 1, col1 + 1, row1 + 1))
+    # Only the part inside the window (plus a pixel) can yield pixels we keep (a caller's
+    # plain 4-tuple is read as a Window). The segments are cut there by parameter, not by
+    # clipping the line: a clipped line gets rounded new vertices, which tilt it by an ulp,
+    # so that a line through a pixel corner no longer is.
+    return _segment_pixels(xy[:-1], xy[1:], Window(*window).grown(1))
 
 
-def _clip_parameters(
-    p0: np.ndarray, p1: np.ndarray, rect: tuple[float, float, float, float]
-) -> tuple[np.ndarray, np.ndarray]:
+def _clip_parameters(p0: np.ndarray, p1: np.ndarray, rect: Window) -> tuple[np.ndarray, np.ndarray]:
     """For segments ``p0[i] -> p1[i]``, the parameters ``t0 <= t <= t1`` of their part inside
     ``rect`` (Liang-Barsky; ``t0 > t1`` for a segment that misses it)."""
     t0, t1 = np.zeros(len(p0)), np.ones(len(p0))
-    for axis, (lo, hi) in enumerate(((rect[0], rect[2]), (rect[1], rect[3]))):
+    for axis, (lo, hi) in enumerate(((rect.col0, rect.col1), (rect.row0, rect.row1))):
         a, d = p0[:, axis], p1[:, axis] - p0[:, axis]
         with np.errstate(divide="ignore", invalid="ignore"):
             t_lo, t_hi = (lo - a) / d, (hi - a) / d
@@ -972,9 +961,7 @@ def _crossings(
     return t[keep], seg[keep]
 
 
-def _segment_pixels(
-    p0: np.ndarray, p1: np.ndarray, rect: tuple[float, float, float, float]
-) -> np.ndarray:
+def _segment_pixels(p0: np.ndarray, p1: np.ndarray, rect: Window) -> np.ndarray:
     """Pixels crossed by the segments ``p0[i] -> p1[i]`` inside ``rect``: the cell of the
     midpoint of every piece between consecutive grid-line crossings, and the cells of the
     endpoints (of the cut ends too, which lie on ``rect``'s edge, outside the window)."""

@@ -22,7 +22,7 @@ from pyproj import CRS
 from xr_getregion.errors import GetRegionWarning, GridError
 from xr_getregion.geometry import EPSG4326, read_crs
 
-__all__ = ["METRES_PER_DEGREE", "NATIVE", "Grid", "Transform", "working_grid"]
+__all__ = ["METRES_PER_DEGREE", "NATIVE", "Grid", "Transform", "Window", "working_grid"]
 
 #: ``crs=NATIVE`` alone means the cube's own grid, with no resampling: the default of
 #: ``get_region``, ``plan``, ``to_parquet`` and ``region_map`` (``getRegion`` keeps EE's).
@@ -46,6 +46,24 @@ class Transform(NamedTuple):
     d: float
     e: float
     f: float
+
+
+class Window(NamedTuple):
+    """A half-open window of grid pixels: columns ``[col0, col1)``, rows ``[row0, row1)``."""
+
+    col0: int
+    row0: int
+    col1: int
+    row1: int
+
+    def grown(self, n: int) -> Window:
+        """The window with ``n`` more pixels on every side."""
+        return Window(self.col0 - n, self.row0 - n, self.col1 + n, self.row1 + n)
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """The window as an index of the last two (``y``, ``x``) axes of an array."""
+        return slice(self.row0, self.row1), slice(self.col0, self.col1)
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,8 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import dask
 import dask.dataframe as dd
@@ -62,8 +61,8 @@ import xarray as xr
 from xr_getregion._signals import signals_deferred, terminate_as_exit
 from xr_getregion.errors import ArgumentError, OutputExistsError
 from xr_getregion.grid import NATIVE
-from xr_getregion.plan import MAX_VALUES
-from xr_getregion.types import CRSLike, GeometryLike, PyramidingLike, TransformLike
+from xr_getregion.options import FeatureOptions, check_keywords
+from xr_getregion.types import CRSLike, GeometryLike, TransformLike
 
 __all__ = ["to_parquet", "write_table"]
 
@@ -341,7 +340,7 @@ def _discard(work: Path) -> None:
 
 
 def _run(pending: Any, progress: bool) -> None:
-    client = _active_client()
+    client = active_client()
     if client is not None and progress:
         import distributed
 
@@ -352,7 +351,7 @@ def _run(pending: Any, progress: bool) -> None:
         dask.compute(pending)
 
 
-def _active_client() -> Any:
+def active_client() -> Any:
     try:
         from distributed import default_client
 
@@ -369,13 +368,9 @@ def to_parquet(
     crs: CRSLike | None = NATIVE,
     crs_transform: TransformLike | None = None,
     *,
-    max_values: int | None = MAX_VALUES,
-    geometry_crs: CRSLike | None = None,
-    id_column: str | None = None,
-    properties: Sequence[str] | None = None,
     overwrite: bool = False,
-    pyramiding: PyramidingLike = "mean",
     storage_options: dict[str, Any] | None = None,
+    **options: Unpack[FeatureOptions],
 ) -> Path | str:
     """Extract ``geometry`` (one region or many features) and stream the rows to ``path``.
 
@@ -384,20 +379,17 @@ def to_parquet(
     ``distributed.Client`` if one is active). ``path`` ending in ``.csv`` writes one CSV.
     ``path`` may be an ``s3://``, ``gs://`` or ``az://`` URL (see :func:`write_table`), with
     ``storage_options`` for fsspec.
+
+    Parameters
+    ----------
+    cube, geometry, scale, crs, crs_transform, **options
+        As for :func:`~xr_getregion.get_region` (``max_values``, ``geometry_crs``,
+        ``id_column``, ``properties``, ``pyramiding``), which always runs lazily here.
+    path, overwrite, storage_options
+        As for :func:`write_table`.
     """
     from xr_getregion.api import get_region
 
-    table = get_region(
-        cube,
-        geometry,
-        scale=scale,
-        crs=crs,
-        crs_transform=crs_transform,
-        max_values=max_values,
-        geometry_crs=geometry_crs,
-        id_column=id_column,
-        properties=properties,
-        lazy=True,
-        pyramiding=pyramiding,
-    )
+    check_keywords("to_parquet", FeatureOptions, options)
+    table = get_region(cube, geometry, scale, crs, crs_transform, lazy=True, **options)
     return write_table(table, path, overwrite=overwrite, storage_options=storage_options)

@@ -7,7 +7,7 @@ Install with ``pip install "xr_getregion[plot]"``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import pandas as pd
@@ -18,10 +18,11 @@ from xr_getregion.coverage import to_pixel_space_many, window_of
 from xr_getregion.cube import read_cube
 from xr_getregion.errors import ArgumentError
 from xr_getregion.geometry import read_geometry
-from xr_getregion.grid import NATIVE, Grid, transformer, working_grid
+from xr_getregion.grid import NATIVE, Grid, Window, transformer, working_grid
+from xr_getregion.options import Options, RegionOptions
 from xr_getregion.plan import plan_region
 from xr_getregion.table import as_frame
-from xr_getregion.types import PyramidingLike
+from xr_getregion.types import CRSLike, GeometryLike, TransformLike
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -48,19 +49,18 @@ def _pyplot() -> Any:
 
 def region_map(
     cube: xr.DataArray | xr.Dataset,
-    geometry: Any,
+    geometry: GeometryLike,
     scale: float | None = None,
-    crs: Any = NATIVE,
-    crs_transform: Any = None,
+    crs: CRSLike | None = NATIVE,
+    crs_transform: TransformLike | None = None,
     *,
     image: int | str = 0,
     bands: Sequence[str] | None = None,
     min: float | Sequence[float] | None = None,
     max: float | Sequence[float] | None = None,
-    geometry_crs: Any = None,
     pad: int = 3,
     ax: Axes | None = None,
-    pyramiding: PyramidingLike = "mean",
+    **options: Unpack[RegionOptions],
 ) -> Axes:
     """Draw one image as RGB, the geometry, and the outline of every working pixel it selects.
 
@@ -70,9 +70,12 @@ def region_map(
 
     Parameters
     ----------
-    cube, geometry, scale, crs, crs_transform, geometry_crs
+    cube, geometry, scale, crs, crs_transform, geometry_crs, pyramiding
         As for :func:`xr_getregion.get_region`, with its defaults: ``crs="native"`` alone is
         the cube's own grid; with a ``scale`` (and no other ``crs``) it is EE's EPSG:4326 grid.
+        At a pyramid level ``k > 0`` (a scale at least twice the cube's), the
+        ``2**k x 2**k`` block of native pixels each working pixel's value comes from is drawn
+        behind it (clipped to the cube), so the picture shows what was averaged.
     image
         The image to draw: its position, or its id.
     bands
@@ -85,11 +88,6 @@ def region_map(
         Cube pixels of margin around the geometry and the selected pixels.
     ax
         The Axes to draw on; a new figure's by default.
-    pyramiding
-        As for :func:`xr_getregion.getRegion`. At a pyramid level ``k > 0`` (a scale at least
-        twice the cube's), the ``2**k x 2**k`` block of native pixels each working pixel's
-        value comes from is drawn behind it (clipped to the cube), so the picture shows what
-        was averaged.
 
     Returns
     -------
@@ -100,12 +98,15 @@ def region_map(
     plt = _pyplot()
     from matplotlib.collections import PolyCollection
 
+    o = Options.of("region_map", RegionOptions, scale, crs, crs_transform, options)
     info = read_cube(cube)
     # getRegion's pixels (several features are one region); past MAX_OUTLINES only counted.
     budget = (MAX_OUTLINES + 1) * len(info.bands) * info.n_images
-    shape, shape_crs = read_geometry(geometry, geometry_crs)
+    shape, shape_crs = read_geometry(geometry, o.geometry_crs)
     grid = working_grid(info.grid, scale, crs, crs_transform)
-    plan = plan_region(info, shape, shape_crs, grid, max_values=budget, pyramiding=pyramiding)
+    plan = plan_region(
+        info, shape, shape_crs, grid, max_values=budget, pyramiding=o.pyramiding
+    )
     if plan.n_pixels > MAX_OUTLINES:
         raise ArgumentError(
             f"region_map draws each selected pixel, and this geometry selects "
@@ -127,18 +128,25 @@ def region_map(
 
     if len(blocks):
         ax.add_collection(
-            PolyCollection(list(blocks), facecolors=(0.0, 0.9, 1.0, 0.18), edgecolors="cyan",
-                           linewidths=1.0, linestyles="--", gid=BLOCKS_GID)
-        )  # fmt: skip
+            PolyCollection(
+                list(blocks),
+                facecolors=(0.0, 0.9, 1.0, 0.18),
+                edgecolors="cyan",
+                linewidths=1.0,
+                linestyles="--",
+                gid=BLOCKS_GID,
+            )
+        )
     gpd.GeoSeries([shape]).plot(ax=ax, facecolor="none", edgecolor="white", linewidth=1.5)
     if len(blocks):
         # The centres: each picks the block it falls in, as it would pick a native pixel.
         centres = outlines.mean(axis=1)
         ax.plot(centres[:, 0], centres[:, 1], "o", color="yellow", markersize=3)
     ax.add_collection(
-        PolyCollection(list(outlines), facecolors="none", edgecolors="yellow", linewidths=1.2,
-                       gid=PIXELS_GID)
-    )  # fmt: skip
+        PolyCollection(
+            list(outlines), facecolors="none", edgecolors="yellow", linewidths=1.2, gid=PIXELS_GID
+        )
+    )
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
@@ -197,14 +205,24 @@ def time_series(
         values = frame[name].astype("float64")
         if pixels.ngroups <= _MAX_LINES:
             for j, (_, rows) in enumerate(pixels):
-                ax.plot(rows["time"], values.loc[rows.index], marker="o", color=colour,
-                        label=name if j == 0 else None)  # fmt: skip
+                ax.plot(
+                    rows["time"],
+                    values.loc[rows.index],
+                    marker="o",
+                    color=colour,
+                    label=name if j == 0 else None,
+                )
         else:
             by_time = values.groupby(frame["time"])
             q = by_time.quantile(np.array([0.25, 0.5, 0.75])).unstack()
             ax.fill_between(q.index, q[0.25], q[0.75], color=colour, alpha=0.25)
-            ax.plot(q.index, q[0.5], marker="o", color=colour,
-                    label=f"{name} (median of {pixels.ngroups} pixels)")  # fmt: skip
+            ax.plot(
+                q.index,
+                q[0.5],
+                marker="o",
+                color=colour,
+                label=f"{name} (median of {pixels.ngroups} pixels)",
+            )
     import matplotlib.dates as mdates
 
     locator = mdates.AutoDateLocator()
@@ -276,8 +294,8 @@ def _to_cube_crs(shape: shapely.Geometry, crs: Any, grid: Grid) -> shapely.Geome
     return shapely.transform(pixels, to_crs)
 
 
-def _window(grid: Any, outlines: np.ndarray, shape: shapely.Geometry, pad: int) -> tuple:
-    """The cube-pixel window (row0, row1, col0, col1) around the pixels and the geometry."""
+def _window(grid: Any, outlines: np.ndarray, shape: shapely.Geometry, pad: int) -> Window:
+    """The window of cube pixels around the pixels and the geometry."""
     xs = [outlines[..., 0].ravel()] if len(outlines) else []
     ys = [outlines[..., 1].ravel()] if len(outlines) else []
     xmin, ymin, xmax, ymax = shape.bounds
@@ -296,23 +314,23 @@ def _window(grid: Any, outlines: np.ndarray, shape: shapely.Geometry, pad: int) 
     c1 = int(np.clip(np.ceil(col.max()) + pad, 0, cols))
     if r1 <= r0 or c1 <= c0:
         raise ArgumentError("region_map: the geometry is outside the cube; nothing to draw.")
-    return r0, r1, c0, c1
+    return Window(c0, r0, c1, r1)
 
 
 def _rgb(
-    cube: Any, info: Any, names: list[str], index: int, window: tuple, lo: Any, hi: Any
+    cube: Any, info: Any, names: list[str], index: int, window: Window, lo: Any, hi: Any
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     if len(names) not in (1, 3):
         raise ArgumentError(f"region_map: bands must be 1 or 3 names; got {names}.")
     missing = [n for n in names if n not in info.band_names]
     if missing:
         raise ArgumentError(f"region_map: no band {missing}; the bands are {info.band_names}.")
-    r0, r1, c0, c1 = window
+    rows, cols = window.slices
     layers = []
     for name in names:
         band = next(b for b in info.bands if b.name == name)
         arr = band.array
-        sel: dict[str, slice | int] = {info.ydim: slice(r0, r1), info.xdim: slice(c0, c1)}
+        sel: dict[str, slice | int] = {info.ydim: rows, info.xdim: cols}
         if info.image_dim is not None:
             sel[info.image_dim] = index
         if band.band_dim is not None:
@@ -324,18 +342,24 @@ def _rgb(
         layers.append(values)
     stack = np.stack(layers, axis=-1)
     finite = stack[np.isfinite(stack)]
-    lo = np.broadcast_to(np.nanpercentile(finite, 2) if lo is None and finite.size else
-                         (0.0 if lo is None else lo), (len(names),))  # fmt: skip
-    hi = np.broadcast_to(np.nanpercentile(finite, 98) if hi is None and finite.size else
-                         (1.0 if hi is None else hi), (len(names),))  # fmt: skip
+    lo = np.broadcast_to(_stretch_end(lo, finite, 2, 0.0), (len(names),))
+    hi = np.broadcast_to(_stretch_end(hi, finite, 98, 1.0), (len(names),))
     scaled = np.clip((stack - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
     if len(names) == 1:
         scaled = np.repeat(scaled, 3, axis=-1)
     alpha = np.isfinite(stack).all(axis=-1, keepdims=True).astype(float)
     rgba = np.concatenate([np.nan_to_num(scaled), alpha], axis=-1)
     a, _, c, _, e, f = info.grid.transform
-    x0, x1 = c + a * c0, c + a * c1
-    y0, y1 = f + e * r0, f + e * r1
+    x0, x1 = c + a * window.col0, c + a * window.col1
+    y0, y1 = f + e * window.row0, f + e * window.row1
     if e > 0:  # south-up: row 0 is the bottom; imshow draws row 0 at the top
         rgba, (y0, y1) = rgba[::-1], (y1, y0)
     return rgba, (x0, x1, y1, y0)
+
+
+def _stretch_end(given: Any, finite: np.ndarray, percentile: float, empty: float) -> Any:
+    """A stretch end: the one given, else the window's ``percentile``, else (no finite value
+    to take it from) ``empty``."""
+    if given is not None:
+        return given
+    return np.nanpercentile(finite, percentile) if finite.size else empty

@@ -34,7 +34,7 @@ from dask.array.chunk import getitem
 from dask.highlevelgraph import HighLevelGraph
 
 from xr_getregion.errors import ArgumentError
-from xr_getregion.grid import METRES_PER_DEGREE, Grid
+from xr_getregion.grid import METRES_PER_DEGREE, Grid, Window
 
 __all__ = ["POLICIES", "Combine", "nominal_scale", "pyramid_level", "read_policies"]
 
@@ -317,8 +317,8 @@ class Combine:
                 out.append(acc[b])
                 continue
             values = acc[b] / np.maximum(counts[b], 1) if rule.policy == "mean" else acc[b]
-            out.append(np.where(counts[b] > 0, values, _masked_fill(rule)).astype(
-                out_dtype(rule.dtype, rule.policy)))  # fmt: skip
+            filled = np.where(counts[b] > 0, values, _masked_fill(rule))
+            out.append(filled.astype(out_dtype(rule.dtype, rule.policy)))
         return out
 
 
@@ -421,13 +421,16 @@ def pyramid_read_tasks(
             xc0, xc1 = int(xbounds[cx]), int(xbounds[cx + 1])
             b_y, b_x = by[positions], bx[positions]
             # The blocks' bounding window, clipped to the chunk, in chunk-local pixels.
-            r0 = max(int(b_y.min()) * size, yc0) - yc0
-            r1 = min((int(b_y.max()) + 1) * size, yc1) - yc0
-            c0 = max(int(b_x.min()) * size, xc0) - xc0
-            c1 = min((int(b_x.max()) + 1) * size, xc1) - xc0
-            small = (r1 - r0) * (c1 - c0) <= _WINDOW_SHARE * (yc1 - yc0) * (xc1 - xc0)
-            window = (slice(None), slice(None), slice(r0, r1), slice(c0, c1)) if small else None
-            origin = (yc0 + r0, xc0 + c0) if small else (yc0, xc0)
+            w = Window(
+                col0=max(int(b_x.min()) * size, xc0) - xc0,
+                row0=max(int(b_y.min()) * size, yc0) - yc0,
+                col1=min((int(b_x.max()) + 1) * size, xc1) - xc0,
+                row1=min((int(b_y.max()) + 1) * size, yc1) - yc0,
+            )
+            area = (w.row1 - w.row0) * (w.col1 - w.col0)
+            small = area <= _WINDOW_SHARE * (yc1 - yc0) * (xc1 - xc0)
+            window = (slice(None), slice(None), *w.slices) if small else None
+            origin = (yc0 + w.row0, xc0 + w.col0) if small else (yc0, xc0)
             groups.append((n, cy, cx, window, origin, b_y, b_x, positions))
             n += 1
         set_keys, targets = [], []

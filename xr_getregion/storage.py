@@ -350,16 +350,23 @@ def write_remote_table(
         try:
             if csv:
                 pending = table.to_csv(
-                    f"{stage_url}/part.*.csv", name_function=lambda i: f"{i:06d}",
-                    index=False, header_first_partition_only=True, compute=False,
+                    f"{stage_url}/part.*.csv",
+                    name_function=lambda i: f"{i:06d}",
+                    index=False,
+                    header_first_partition_only=True,
+                    compute=False,
                     storage_options=options,
-                )  # fmt: skip
+                )
             else:
                 pending = table.to_parquet(
-                    stage_url, engine="pyarrow", write_index=False, compute=False,
+                    stage_url,
+                    engine="pyarrow",
+                    write_index=False,
+                    compute=False,
                     name_function=lambda i: f"part.{i:06d}.parquet",
-                    storage_options=options, write_metadata_file=False,
-                )  # fmt: skip
+                    storage_options=options,
+                    write_metadata_file=False,
+                )
             _run(pending, progress)
             staged = _listing(fs, stage)
             if len(staged) != table.npartitions:
@@ -399,9 +406,15 @@ def _remove_stage(fs: Any, stage: str, again: bool) -> None:
 
 
 def _publish_parquet(
-    fs: Any, stage: str, staged: dict[str, int], path: str, url: str, job: str,
-    overwrite: bool, published: list[str],
-) -> None:  # fmt: skip
+    fs: Any,
+    stage: str,
+    staged: dict[str, int],
+    path: str,
+    url: str,
+    job: str,
+    overwrite: bool,
+    published: list[str],
+) -> None:
     parts = []
     for i, rel in enumerate(sorted(staged)):
         final = f"part.{i:06d}.{job}.parquet"
@@ -475,9 +488,9 @@ def _run(pending: Any, progress: bool) -> None:
     job's other tasks are cancelled (a task already running on a worker still finishes: the
     caller removes the stage again after a pause).
     """
-    from xr_getregion.output import _active_client
+    from xr_getregion.output import active_client
 
-    client = _active_client()
+    client = active_client()
     if client is None:
         import dask
 
