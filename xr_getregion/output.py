@@ -54,7 +54,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Unpack
 
-import dask
 import dask.dataframe as dd
 import xarray as xr
 
@@ -62,6 +61,7 @@ from xr_getregion._signals import signals_deferred, terminate_as_exit
 from xr_getregion.errors import ArgumentError, OutputExistsError
 from xr_getregion.grid import NATIVE
 from xr_getregion.options import FeatureOptions, check_keywords
+from xr_getregion.reads import compute
 from xr_getregion.types import CRSLike, GeometryLike, TransformLike
 
 __all__ = ["to_parquet", "write_table"]
@@ -348,7 +348,7 @@ def _run(pending: Any, progress: bool) -> None:
         distributed.progress(futures)
         client.gather(futures)
     else:
-        dask.compute(pending)
+        compute(pending)
 
 
 def active_client() -> Any:

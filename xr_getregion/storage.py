@@ -495,7 +495,10 @@ def _run(pending: Any, progress: bool) -> None:
         import dask
 
         if dask.config.get("scheduler", None) in (None, "threads", "threading"):
-            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            # Reads wait on the network: as many in flight as reads.compute keeps.
+            from xr_getregion.reads import io_threads
+
+            with ThreadPoolExecutor(io_threads()) as pool:
                 dask.compute(pending, scheduler="threads", pool=pool)
         else:
             dask.compute(pending)

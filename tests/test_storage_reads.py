@@ -1,0 +1,265 @@
+"""Reads at the storage floor: only the COG tiles holding covered pixels are fetched.
+
+The test writes a small stack of Cloud-Optimized GeoTIFFs (2 dates x 2 bands, 2048 x 2048,
+512 x 512 DEFLATE tiles, so one default dask chunk spans 4 to 16 tiles), serves them over HTTP from
+``tests/range_server.py`` (which logs the bytes of every request), and builds the cube as users
+do with stackstac, odc-stac and ``rioxarray.open_rasterio``. Each extraction runs in a fresh
+process, so GDAL's caches start empty and the server's byte count is the run's own.
+
+The references share nothing with the package: the covered pixels come from rasterio
+(``geometry_mask``, ``rowcol``), each tile's bytes from GDAL's TIFF metadata
+(``BLOCK_SIZE_x_y``), what reading them costs from a tile-by-tile rasterio reader of exactly
+those tiles in a fresh process (headers and GDAL's 16 KB rounding of ranges included), and
+every value of the table from ``rasterio`` reads of the files.
+
+The loaders' graphs are internals, not APIs: the last tests pin what
+:mod:`xr_getregion.loaders` relies on in each of them, against the real packages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import rasterio.features
+import shapely
+from pyproj import Transformer
+
+stackstac = pytest.importorskip("stackstac")
+odc_stac = pytest.importorskip("odc.stac")
+pystac = pytest.importorskip("pystac")
+
+from pystac.extensions.projection import ProjectionExtension  # noqa: E402
+
+UTM = "EPSG:32615"
+RES = 30.0
+SIZE = 2048
+TILE = 512
+# Corners on multiples of the resolution: stackstac snaps its bounds to them, and would
+# otherwise put the cube on another grid than the files'.
+X0, Y0 = 600_000.0, 4_200_000.0
+TRANSFORM = rasterio.transform.from_origin(X0, Y0, RES, RES)
+NODATA = -9999
+BANDS = ("red", "nir")
+DATES = [dt.datetime(2022, 5, d, tzinfo=dt.UTC) for d in (3, 13)]
+TO_LONLAT = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+TO_UTM = Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+#: How many bytes more than a tile-by-tile reader of exactly the covered tiles may be fetched.
+ALLOWANCE = 1.05
+GDAL_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif",
+}
+
+
+def _name(t: int, band: str) -> str:
+    return f"stack/{t}_{band}.tif"
+
+
+@pytest.fixture(scope="module")
+def stack(range_server: Any) -> dict[str, Any]:
+    """The files on the server and their STAC items (dicts), with the server's URLs."""
+    root = range_server.root / "stack"
+    root.mkdir(exist_ok=True)
+    rng = np.random.default_rng(16)
+    x1, y1 = X0 + SIZE * RES, Y0 - SIZE * RES
+    lon, lat = TO_LONLAT.transform([X0, x1, X0, x1], [Y0, Y0, y1, y1])
+    bbox = [min(lon), min(lat), max(lon), max(lat)]
+    items = []
+    for t, when in enumerate(DATES):
+        item = pystac.Item(
+            id=f"T{t}",
+            geometry=shapely.geometry.mapping(shapely.box(*bbox)),
+            bbox=bbox,
+            datetime=when,
+            properties={},
+        )
+        for band in BANDS:
+            # Smooth fields plus noise: tiles compress to different sizes, as real ones do.
+            yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+            values = (yy + 2 * xx + rng.integers(0, 400, (SIZE, SIZE))).astype("int16")
+            values[:3, :3] = NODATA
+            with rasterio.open(
+                range_server.root / _name(t, band),
+                "w",
+                driver="COG",
+                width=SIZE,
+                height=SIZE,
+                count=1,
+                dtype="int16",
+                crs=UTM,
+                transform=TRANSFORM,
+                nodata=NODATA,
+                blocksize=TILE,
+                compress="deflate",
+                overviews="none",
+            ) as dst:
+                dst.write(values, 1)
+            url = f"{range_server.url}/{_name(t, band)}"
+            item.add_asset(band, pystac.Asset(href=url, media_type=pystac.MediaType.COG))
+        proj = ProjectionExtension.ext(item, add_if_missing=True)
+        proj.epsg = 32615
+        proj.transform = list(TRANSFORM)[:6]
+        proj.shape = [SIZE, SIZE]
+        proj.bbox = [X0, y1, x1, Y0]
+        item.properties["proj:epsg"] = 32615  # stackstac 0.5.1 reads v1's proj:epsg only
+        items.append(item.to_dict())
+    (root / "items.json").write_text(json.dumps(items))
+    return {"items": root / "items.json", "root": range_server.root, "url": range_server.url}
+
+
+# --- the reference: rasterio, nothing else --------------------------------------------------
+
+
+def covered(geometry: shapely.Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the pixels a polygon covers (GDAL's rasterizer), or of points."""
+    if geometry.geom_type == "MultiPoint":
+        xy = shapely.get_coordinates(geometry)
+        rows, cols = rasterio.transform.rowcol(TRANSFORM, xy[:, 0], xy[:, 1])
+        return np.asarray(rows), np.asarray(cols)
+    mask = rasterio.features.geometry_mask([geometry], (SIZE, SIZE), TRANSFORM, invert=True)
+    return np.nonzero(mask)
+
+
+def tile_bytes(root: Path, rows: np.ndarray, cols: np.ndarray) -> int:
+    """The bytes of the tiles holding those pixels, in every file, from the TIFF metadata."""
+    tiles = set(zip((rows // TILE).tolist(), (cols // TILE).tolist(), strict=True))
+    total = 0
+    for t in range(len(DATES)):
+        for band in BANDS:
+            with rasterio.open(root / _name(t, band)) as ds:
+                for ty, tx in tiles:
+                    total += int(ds.get_tag_item(f"BLOCK_SIZE_{tx}_{ty}", "TIFF", bidx=1))
+    return total
+
+
+def fetched(range_server: Any, script: str) -> tuple[int, int, str]:
+    """Run ``script`` in a fresh Python with GDAL's cloud settings; the requests and bytes
+    the server sent meanwhile, and the script's stdout."""
+    range_server.reset()
+    env = {**__import__("os").environ, **GDAL_ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = [r for r in range_server.requests() if r["bytes"]]
+    return len(log), sum(r["bytes"] for r in log), done.stdout
+
+
+def tile_reader_bytes(range_server: Any, stack: dict[str, Any], rows: Any, cols: Any) -> int:
+    """What a tile-by-tile rasterio reader of exactly the covered tiles fetches: the headers,
+    the tiles, and GDAL's rounding of each range to its 16 KB read chunks."""
+    urls = [f"/vsicurl/{stack['url']}/{_name(t, b)}" for t in range(len(DATES)) for b in BANDS]
+    tiles = sorted(set(zip((rows // TILE).tolist(), (cols // TILE).tolist(), strict=True)))
+    _, size, _ = fetched(
+        range_server,
+        f"""
+        import rasterio
+        from rasterio.windows import Window
+        for url in {urls!r}:
+            with rasterio.open(url) as ds:
+                for ty, tx in {tiles!r}:
+                    ds.read(1, window=Window(tx * {TILE}, ty * {TILE}, {TILE}, {TILE}))
+        """,
+    )
+    return size
+
+
+LOADERS = {
+    "stackstac": """
+        import numpy as np, stackstac
+        # pystac reads proj:epsg as proj:code, which stackstac 0.5.1 does not know: without
+        # it stackstac would guess a grid from the lon/lat bbox, not the files' own.
+        for item in items:
+            item.properties["proj:epsg"] = 32615
+        cube = stackstac.stack(items, dtype="int16", fill_value=np.int16(-9999), rescale=False)
+    """,
+    "odc-stac": """
+        import odc.stac
+        cube = odc.stac.load(items, chunks={})
+    """,
+    "rioxarray": """
+        import rioxarray, xarray as xr
+        cube = xr.concat(
+            [
+                xr.concat(
+                    [rioxarray.open_rasterio(a["href"], chunks=True) for a in it["assets"].values()],
+                    dim="band",
+                ).assign_coords(band=list(it["assets"]))
+                for it in raw
+            ],
+            dim="time",
+        ).assign_coords(time=[np.datetime64(it["properties"]["datetime"][:19]) for it in raw])
+    """,
+}
+
+CASES = {
+    # A compact polygon of ~3,600 pixels inside one tile of each file.
+    "polygon": shapely.Point(X0 + RES * 1300, Y0 - RES * 700).buffer(RES * 34),
+    # 12 points in 6 of the 16 tiles.
+    "points": shapely.MultiPoint(
+        [(X0 + RES * (c + 0.5), Y0 - RES * (r + 0.5)) for r in (10, 200, 1400) for c in (40, 60)]
+        + [(X0 + RES * (c + 0.5), Y0 - RES * (r + 0.5)) for r in (1040, 2000) for c in (1800, 2020)]
+        + [(X0 + RES * 600.5, Y0 - RES * 1600.5), (X0 + RES * 666.5, Y0 - RES * 1555.5)]
+    ),
+}
+
+
+def extraction(loader: str, geometry: shapely.Geometry, items: Path, out: Path) -> str:
+    return f"""
+        import json, numpy as np, pystac, shapely, xr_getregion
+        raw = json.load(open({str(items)!r}))
+        items = [pystac.Item.from_dict(d) for d in raw]
+        {textwrap.indent(textwrap.dedent(LOADERS[loader]), "        ").strip()}
+        table = cube.ee.get_region(shapely.from_wkt({geometry.wkt!r}), geometry_crs="{UTM}")
+        table.to_pickle({str(out)!r})
+    """
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_only_the_covered_tiles_are_fetched(loader, case, stack, range_server, tmp_path):
+    geometry = CASES[case]
+    rows, cols = covered(geometry)
+    floor = tile_bytes(stack["root"], rows, cols)
+    reference = tile_reader_bytes(range_server, stack, rows, cols)
+    out = tmp_path / "table.pkl"
+    requests, size, _ = fetched(range_server, extraction(loader, geometry, stack["items"], out))
+    # Whole default chunks would be 4 (stackstac) or all 16 tiles (odc-stac, rioxarray) of
+    # each file for the polygon's 1 covered tile, and 12 or 16 for the points' 6.
+    assert floor < reference <= 1.3 * floor  # the headers and GDAL's 16 KB rounding
+    assert size <= ALLOWANCE * reference, (loader, case, requests, size, reference, floor)
+    table = pd.read_pickle(out)
+    check_values(table, stack["root"], len(rows))
+
+
+def check_values(table: pd.DataFrame, root: Path, n_pixels: int) -> None:
+    """Every value of the table is the file's value at the row's centre."""
+    assert len(table) == n_pixels * len(DATES)
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    image = table["time"].rank(method="dense").astype(int).to_numpy() - 1
+    for band in BANDS:
+        got = table[band].to_numpy(dtype=float)
+        for t in range(len(DATES)):
+            with rasterio.open(root / _name(t, band)) as ds:
+                values = ds.read(1)
+            here = image == t
+            r, c = rasterio.transform.rowcol(TRANSFORM, x[here], y[here])
+            expected = values[np.asarray(r), np.asarray(c)].astype(float)
+            expected[expected == NODATA] = np.nan
+            np.testing.assert_array_equal(got[here], expected)
