@@ -198,7 +198,10 @@ LOADERS = {
         cube = xr.concat(
             [
                 xr.concat(
-                    [rioxarray.open_rasterio(a["href"], chunks=True) for a in it["assets"].values()],
+                    [
+                        rioxarray.open_rasterio(asset["href"], chunks=True)
+                        for asset in it["assets"].values()
+                    ],
                     dim="band",
                 ).assign_coords(band=list(it["assets"]))
                 for it in raw
