@@ -307,9 +307,7 @@ class _OneTile:
         return self.geobox
 
 
-def _odc_window(
-    graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, key: tuple
-) -> Any:
+def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, key: tuple) -> Any:
     """odc-stac's chunk task is ``_dask_loader_tyx(sources, tiles, (iy, ix), ...)``, which
     loads ``tiles[iy, ix]``, a GeoBox: the same call with that GeoBox cut to the window."""
     try:

@@ -104,9 +104,7 @@ def region_map(
     budget = (MAX_OUTLINES + 1) * len(info.bands) * info.n_images
     shape, shape_crs = read_geometry(geometry, o.geometry_crs)
     grid = working_grid(info.grid, scale, crs, crs_transform)
-    plan = plan_region(
-        info, shape, shape_crs, grid, max_values=budget, pyramiding=o.pyramiding
-    )
+    plan = plan_region(info, shape, shape_crs, grid, max_values=budget, pyramiding=o.pyramiding)
     if plan.n_pixels > MAX_OUTLINES:
         raise ArgumentError(
             f"region_map draws each selected pixel, and this geometry selects "
