@@ -25,7 +25,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import dask.array as da
+import dask.core
 import numpy as np
 import xarray as xr
 from dask.array.chunk import getitem
@@ -33,7 +35,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from xr_getregion.grid import Grid
 
-__all__ = ["Tiles", "storage_tiles", "window_tasks"]
+__all__ = ["Tiles", "reaches_storage", "storage_tiles", "window_tasks"]
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,16 @@ def _getter_window(graph: HighLevelGraph, block: Any, window: tuple, key: tuple)
     return Task(key, da.core.getter, task.args[0], DataNode(None, tuple(narrowed)), **task.kwargs)
 
 
+def reaches_storage(data: da.Array) -> bool:
+    """Whether a window of ``data``'s chunks reaches the loader's reader or xarray's getter
+    (:func:`window_tasks`), so that it reads only the storage blocks it spans; a chunk of a
+    cube computed from the loaded one (arithmetic, ``where``) is read whole."""
+    key = next(iter(dask.core.flatten(data.__dask_keys__())))
+    window = tuple(slice(None) for _ in range(data.ndim))
+    tasks = window_tasks(data, key, window, ("xr-getregion-probe", 0))
+    return any(not (isinstance(t, tuple) and t[0] in (getitem, _reindex)) for t in tasks.values())
+
+
 def _reindex(block: Any, indices: tuple[tuple, ...]) -> Any:
     """``block`` indexed by each of ``indices`` in turn."""
     for index in indices:
@@ -278,8 +290,8 @@ def _window_below(index: tuple, window: tuple) -> tuple[tuple, tuple] | None:
 
 def _absolute(data: da.Array, block: tuple, window: tuple[slice, ...], axis: int) -> slice:
     start = int(sum(data.chunks[axis][: block[1 + axis]]))
-    w = window[axis]
-    return slice(start + w.start, start + w.stop)
+    first, stop, _ = window[axis].indices(data.chunks[axis][block[1 + axis]])
+    return slice(start + first, start + stop)
 
 
 def _stackstac_window(data: da.Array, layer: Any, block: tuple, window: tuple) -> Any:

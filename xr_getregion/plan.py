@@ -105,6 +105,15 @@ class Plan:
         """``pixels x bands x images``, the number EE's limit applies to."""
         return self.n_pixels * len(self.cube.bands) * self.cube.n_images
 
+    def reads(self) -> list[Any]:
+        """What reading this plan will fetch, per array of the cube: the storage blocks (or
+        dask chunks) read and their bytes before compression, computed from the plan and
+        the cube's chunks (a COG-backed cube's tile layout costs one header read). See
+        :func:`xr_getregion.reads.estimate`."""
+        from xr_getregion.reads import estimate  # reads builds on plans: imported on use
+
+        return estimate(self)
+
 
 def plan_region(
     cube: Cube,

@@ -38,7 +38,7 @@ from dask.highlevelgraph import HighLevelGraph
 from xr_getregion.cube import Band, Cube
 from xr_getregion.errors import CubeError
 from xr_getregion.grid import Grid
-from xr_getregion.loaders import Tiles, storage_tiles, window_tasks
+from xr_getregion.loaders import Tiles, reaches_storage, storage_tiles, window_tasks
 from xr_getregion.plan import Plan
 from xr_getregion.pyramid import BandRule, PyramidReads, out_dtype, pyramid_read_tasks
 
@@ -46,10 +46,12 @@ __all__ = [
     "PYRAMID_CHUNK",
     "WINDOW_SHARE",
     "Placement",
+    "ReadEstimate",
     "Reads",
     "Source",
     "compute",
     "distinct_pixels",
+    "estimate",
     "gather",
     "io_threads",
     "optimized_reads",
@@ -178,7 +180,10 @@ class Source:
     @cached_property
     def tiles(self) -> Tiles | None:
         """The storage blocks of the array on the cube's grid (a COG's tiles, a Zarr array's
-        chunks), or ``None`` when unknown: see :func:`xr_getregion.loaders.storage_tiles`."""
+        chunks), or ``None`` when unknown or out of reach (a window of a chunk would not reach
+        the storage): see :mod:`xr_getregion.loaders`."""
+        if not self.lazy or not reaches_storage(self.array.variable.data):
+            return None
         return storage_tiles(self.array, self.grid, self.ydim, self.xdim)
 
     @property
@@ -374,6 +379,135 @@ def _block_index(axes: _Axes, ti: int, bi: int, by: int, bx: int) -> tuple[int, 
     if axes.band is not None:
         index[axes.band] = bi
     return tuple(index)
+
+
+@dataclass(frozen=True)
+class ReadEstimate:
+    """What reading a plan fetches from one array of the cube.
+
+    Attributes
+    ----------
+    bands
+        The bands the array holds.
+    reads
+        The read tasks: one per window of storage blocks (or chunk) per image chunk and
+        band chunk.
+    blocks
+        The storage blocks those reads touch (COG tiles, Zarr chunks), or the dask chunks
+        when the storage's blocks are unknown; 0 for an array read up front.
+    nbytes
+        Their bytes before compression: what is decoded. A store fetches about this
+        times its compression ratio.
+    granularity
+        How the array is read: ``"storage blocks 512 x 512 (from ...)"``, ``"dask chunks
+        ..."`` (the storage's blocks are unknown, or no smaller than a chunk), or
+        ``"covered pixels"`` (not backed by dask).
+    """
+
+    bands: tuple[str, ...]
+    reads: int
+    blocks: int
+    nbytes: int
+    granularity: str
+
+
+def estimate(plan: Plan) -> list[ReadEstimate]:
+    """What reading ``plan`` fetches, per array of its cube, from coordinates and chunks
+    alone (no value is read). At a pyramid level, the chunks meeting its blocks."""
+    width = plan.cube.grid.shape[1]  # type: ignore[index]
+    iy, ix, _ = distinct_pixels(plan.iy, plan.ix, width)
+    out = []
+    for source in Source.of(plan.cube):
+        names = tuple(b.name for b in source.bands)
+        if not plan.n_pixels:
+            out.append(ReadEstimate(names, 0, 0, 0, "nothing to read"))
+            continue
+        if plan.level or not source.lazy:
+            out.append(_chunk_estimate(plan, source, names, iy, ix))
+            continue
+        out.append(_window_estimate(source, names, iy, ix))
+    return out
+
+
+def _layers_of(source: Source) -> tuple[int, int]:
+    """Image chunks x band chunks of a dask-backed array, and images x bands in it."""
+    data = source.array.variable.data
+    axes = source._axes
+    n_layers = len(_chunk_slices(data.chunks, axes.image)) * len(
+        _chunk_slices(data.chunks, axes.band)
+    )
+    depth = int(np.prod([n for a, n in enumerate(data.shape) if a not in (axes.y, axes.x)]))
+    return n_layers, depth
+
+
+def _window_estimate(
+    source: Source, names: tuple[str, ...], iy: np.ndarray, ix: np.ndarray
+) -> ReadEstimate:
+    data = source.array.variable.data
+    axes = source._axes
+    chunks = data.chunks
+    ybounds = np.cumsum((0, *chunks[axes.y]))
+    xbounds = np.cumsum((0, *chunks[axes.x]))
+    tiles = source.tiles
+    windows = blocks = pixels = 0
+    for by, bx, positions in _chunk_groups(chunks[axes.y], chunks[axes.x], iy, ix):
+        shape = (chunks[axes.y][by], chunks[axes.x][bx])
+        origin = (int(ybounds[by]), int(xbounds[bx]))
+        for _, window in source._windows(iy, ix, positions, origin, shape):
+            windows += 1
+            ys = window[0] if window else slice(0, shape[0])
+            xs = window[1] if window else slice(0, shape[1])
+            small = tiles is not None and (tiles.height < shape[0] or tiles.width < shape[1])
+            if small:
+                assert tiles is not None
+                r0, c0 = tiles.of(
+                    np.array([origin[0] + ys.start]), np.array([origin[1] + xs.start])
+                )
+                r1, c1 = tiles.of(
+                    np.array([origin[0] + ys.stop - 1]), np.array([origin[1] + xs.stop - 1])
+                )
+                n = int((r1 - r0 + 1)[0] * (c1 - c0 + 1)[0])
+                blocks += n
+                pixels += n * tiles.height * tiles.width
+            else:
+                blocks += 1
+                pixels += shape[0] * shape[1]
+    n_layers, depth = _layers_of(source)
+    itemsize = source.dtype.itemsize
+    if tiles is not None and (
+        tiles.height < max(chunks[axes.y]) or tiles.width < max(chunks[axes.x])
+    ):
+        kind = f"storage blocks {tiles.height} x {tiles.width} (from {tiles.source})"
+    else:
+        kind = f"dask chunks {max(chunks[axes.y])} x {max(chunks[axes.x])} " + (
+            "(the storage's blocks are unknown)"
+            if tiles is None
+            else f"(storage blocks {tiles.height} x {tiles.width})"
+        )
+    return ReadEstimate(
+        names, windows * n_layers, blocks * n_layers, pixels * depth * itemsize, kind
+    )
+
+
+def _chunk_estimate(
+    plan: Plan, source: Source, names: tuple[str, ...], iy: np.ndarray, ix: np.ndarray
+) -> ReadEstimate:
+    k = plan.level
+    groups = source.chunk_groups((iy >> k) << k, (ix >> k) << k)
+    data = source.as_dask_4d()
+    depth = data.shape[0] * data.shape[1]
+    if not source.lazy and not k:
+        return ReadEstimate(names, 1, 0, len(iy) * depth * source.dtype.itemsize, "covered pixels")
+    ch, cw = max(data.chunks[2]), max(data.chunks[3])
+    n_layers = len(data.chunks[0]) * len(data.chunks[1])
+    kind = f"dask chunks {ch} x {cw} (pyramid level {k})"
+    return ReadEstimate(
+        names,
+        len(groups) * n_layers,
+        len(groups) * n_layers,
+        len(groups) * ch * cw * depth * source.dtype.itemsize,
+        kind,
+    )
 
 
 def distinct_pixels(
