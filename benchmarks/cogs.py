@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,22 @@ def run_one(mode: str, case: str, who: str, base: str, log: Path) -> dict[str, A
     return result
 
 
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run's counts with the median wall time of all (an error if any failed)."""
+    failed = [r for r in results if "error" in r]
+    if failed:
+        return failed[0]
+    walls = [r["wall_s"] for r in results]
+    return {
+        **results[0],
+        "wall_s": statistics.median(walls),
+        "walls_s": walls,
+        # odc-stac's reads vary by a few requests and kilobytes from run to run.
+        "bytes_all": [r["bytes"] for r in results],
+        "requests_all": [r["requests"] for r in results],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="xr_getregion's reads against the COG floor")
     parser.add_argument("--quick", action="store_true", help="a small stack (CI)")
@@ -145,6 +162,9 @@ def main() -> int:
         help=f"report, but do not fail --quick on a bytes ratio over {BYTES_TARGET}",
     )
     parser.add_argument("--loader", action="append", choices=LOADERS, help="only this loader")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs per case and contender; median wall time"
+    )
     args = parser.parse_args()
     stack: Stack = QUICK if args.quick else FULL
     mode = stack.name
@@ -161,15 +181,23 @@ def main() -> int:
         for latency in latencies:
             with range_server(folder, log, latency) as base:
                 for case, label, *_ in stack.cases:
-                    for who in (READER, *loaders):
-                        result = run_one(mode, case, who, base, log)
-                        runs[case, who, latency] = result
-                        shown = (
-                            result["error"]
-                            if "error" in result
-                            else f"{result['wall_s']:7.2f} s {result['bytes'] / 1e6:8.1f} MB"
-                        )
-                        print(f"  {latency:4.0f} ms  {label:20} {who:12} {shown}", flush=True)
+                    contenders = (READER, *loaders)
+                    done: dict[str, list[dict[str, Any]]] = {who: [] for who in contenders}
+                    # Rounds, every other one in reverse, so a shared machine's slow spell
+                    # falls on every contender alike.
+                    for round_ in range(args.repeats):
+                        for who in contenders if round_ % 2 == 0 else contenders[::-1]:
+                            result = run_one(mode, case, who, base, log)
+                            done[who].append(result)
+                            shown = (
+                                result["error"]
+                                if "error" in result
+                                else f"{result['wall_s']:7.2f} s "
+                                f"{result['bytes'] / 1e6:8.1f} MB {result['requests']:5} req"
+                            )
+                            print(f"  {latency:4.0f} ms  {label:20} {who:12} {shown}", flush=True)
+                    for who, results in done.items():
+                        runs[case, who, latency] = summarise(results)
     total_s = time.perf_counter() - started
 
     failures, over = [], []
@@ -211,8 +239,9 @@ def main() -> int:
                         f"{label} / {who}: {r['n_wrong']} of {r['checked']} sampled "
                         f"rows disagree with rasterio: {r['wrong']}"
                     )
-                if r["x_floor"] > BYTES_TARGET:
-                    over.append(f"{label} / {who} at {key}: {r['x_floor']:.2f}x the floor")
+                if max(r["bytes_all"]) / fl["bytes"] > BYTES_TARGET:
+                    worst = max(r["bytes_all"]) / fl["bytes"]
+                    over.append(f"{label} / {who} at {key}: {worst:.2f}x the floor")
             results.append(entry)
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -229,6 +258,7 @@ def main() -> int:
             "files": len(files),
         },
         "latencies_ms": latencies,
+        "repeats": args.repeats,
         "gdal_env": GDAL_ENV,
         "machine": machine,
         "bytes_target": BYTES_TARGET,
@@ -240,7 +270,7 @@ def main() -> int:
     print(
         f"\n{len(files)} COGs ({stack.dates} dates x {stack.bands} bands), {stack.size} x "
         f"{stack.size} int16, 512-tiles, DEFLATE, served over HTTP on 127.0.0.1; {machine}; "
-        f"runs took {total_s:.0f} s\n"
+        f"median of {args.repeats} run(s); runs took {total_s:.0f} s\n"
     )
     walls = " | ".join(f"s @{v:g} ms | x reader @{v:g} ms" for v in latencies)
     print(

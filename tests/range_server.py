@@ -92,14 +92,21 @@ class RangeHandler(SimpleHTTPRequestHandler):
                 self.wfile.write(f.read(length))
 
 
+class RangeServer(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: GDAL's threads open a connection per request (the
+    # server speaks HTTP/1.0), and past 5 at once Linux drops the SYNs, which the client
+    # resends after a second, a stall no real object store has.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def main() -> None:
     root, port, log = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     os.chdir(root)
     RangeHandler.log_path = log
     if len(sys.argv) > 4:
         RangeHandler.latency_s = float(sys.argv[4]) / 1000
-    server = ThreadingHTTPServer(("127.0.0.1", port), RangeHandler)
-    server.daemon_threads = True
+    server = RangeServer(("127.0.0.1", port), RangeHandler)
     print("ready", flush=True)
     server.serve_forever()
 
