@@ -3,9 +3,11 @@
 Python's ``http.server`` answers every GET with the whole file; GDAL's ``/vsicurl/`` and
 fsspec's HTTP files read COGs and Parquet footers by ranges, so the tests need a server that
 honours them. Every request is appended to a log (one JSON line: method, path, status,
-bytes sent) so a test can count requests and bytes.
+bytes sent) so a test can count requests and bytes. An optional latency (milliseconds) is
+waited before each answer, as object storage makes every request wait; requests wait side by
+side, each on its own thread, so it costs round trips, not throughput.
 
-Run: ``python tests/range_server.py ROOT PORT LOG`` (binds 127.0.0.1 only).
+Run: ``python tests/range_server.py ROOT PORT LOG [LATENCY_MS]`` (binds 127.0.0.1 only).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import re
 import sys
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +26,11 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 class RangeHandler(SimpleHTTPRequestHandler):
     log_path: Path
+    # The headers and the body go out in two writes: with Nagle's algorithm the body waits
+    # for the client's delayed ACK of the headers, about 40 ms on Linux, a hidden latency
+    # on every request that would weigh on readers making many small requests.
+    disable_nagle_algorithm = True
+    latency_s = 0.0
     lock = threading.Lock()
 
     def _record(self, status: int, sent: int) -> None:
@@ -40,6 +48,8 @@ class RangeHandler(SimpleHTTPRequestHandler):
         self._serve(head=False)
 
     def _serve(self, head: bool) -> None:
+        if self.latency_s:
+            time.sleep(self.latency_s)
         path = Path(self.translate_path(self.path.split("?", 1)[0]))
         if not path.is_file():
             self.send_error(404)
@@ -82,12 +92,21 @@ class RangeHandler(SimpleHTTPRequestHandler):
                 self.wfile.write(f.read(length))
 
 
+class RangeServer(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: GDAL's threads open a connection per request (the
+    # server speaks HTTP/1.0), and past 5 at once Linux drops the SYNs, which the client
+    # resends after a second, a stall no real object store has.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def main() -> None:
     root, port, log = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     os.chdir(root)
     RangeHandler.log_path = log
-    server = ThreadingHTTPServer(("127.0.0.1", port), RangeHandler)
-    server.daemon_threads = True
+    if len(sys.argv) > 4:
+        RangeHandler.latency_s = float(sys.argv[4]) / 1000
+    server = RangeServer(("127.0.0.1", port), RangeHandler)
     print("ready", flush=True)
     server.serve_forever()
 

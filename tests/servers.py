@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,14 +145,20 @@ class RangeServer:
         self.log.write_text("")
 
 
-@pytest.fixture(scope="session")
-def range_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RangeServer]:
-    """tests/range_server.py serving a fresh directory on a free port of 127.0.0.1."""
-    root = tmp_path_factory.mktemp("http-root")
-    log = tmp_path_factory.mktemp("http-log") / "requests.jsonl"
+@contextmanager
+def serve_ranges(root: Path, log: Path, latency_ms: float = 0.0) -> Iterator[RangeServer]:
+    """tests/range_server.py serving ``root`` on a free port of 127.0.0.1, ``latency_ms``
+    waited before each answer; stopped on exit."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "range_server.py"), str(root), str(port), str(log)],
+        [
+            sys.executable,
+            str(HERE / "range_server.py"),
+            str(root),
+            str(port),
+            str(log),
+            str(latency_ms),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -160,3 +167,12 @@ def range_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RangeServ
         yield RangeServer(f"http://127.0.0.1:{port}", root, log)
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def range_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RangeServer]:
+    """tests/range_server.py serving a fresh directory on a free port of 127.0.0.1."""
+    root = tmp_path_factory.mktemp("http-root")
+    log = tmp_path_factory.mktemp("http-log") / "requests.jsonl"
+    with serve_ranges(root, log) as server:
+        yield server

@@ -37,3 +37,26 @@ def test_range_server_serves_ranges_and_counts_them(range_server) -> None:
     assert sum(r["bytes"] for r in got) < 100
     with pytest.raises(FileNotFoundError):
         fs.cat(f"{range_server.url}/missing.bin")
+
+
+def test_range_server_waits_its_latency_before_each_answer(tmp_path) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.servers import serve_ranges
+
+    (tmp_path / "f.bin").write_bytes(bytes(range(100)))
+    with serve_ranges(tmp_path, tmp_path / "log.jsonl", latency_ms=300) as server:
+        fs = fsspec.filesystem("http", skip_instance_cache=True)
+        url = f"{server.url}/f.bin"
+        start = time.perf_counter()
+        assert fs.cat_file(url, start=10, end=15) == bytes(range(10, 15))
+        assert time.perf_counter() - start >= 0.3
+        server.reset()
+        # Four requests in flight wait side by side, not one after another.
+        start = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda i: fs.cat_file(url, start=i, end=i + 1), range(4)))
+        assert got == [bytes([i]) for i in range(4)]
+        assert 0.3 <= time.perf_counter() - start < 1.2
+        assert [r["bytes"] for r in server.requests() if r["method"] == "GET"] == [1, 1, 1, 1]
