@@ -50,6 +50,7 @@ import errno
 import os
 import re
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Unpack
@@ -352,6 +353,10 @@ def _run(pending: Any, progress: bool) -> None:
 
 
 def active_client() -> Any:
+    """The distributed client jobs run on, or ``None``; ``distributed`` is not imported to
+    find out (without it imported there is no client)."""
+    if "distributed" not in sys.modules:
+        return None
     try:
         from distributed import default_client
 

@@ -499,7 +499,7 @@ def _run(pending: Any, progress: bool) -> None:
             from xr_getregion.reads import io_threads
 
             with ThreadPoolExecutor(io_threads()) as pool:
-                dask.compute(pending, scheduler="threads", pool=pool)
+                dask.compute(pending, scheduler=pool)
         else:
             dask.compute(pending)
         return
