@@ -36,19 +36,17 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from benchmarks._cogs import FULL, QUICK, Stack, ensure_stack, floor, geometries
 from benchmarks._cube import RESULTS
+from tests.processes import serve_ranges
 
 #: Bytes fetched may exceed what the tile reader fetches by this factor. The tile reader
 #: reads exactly the covered tiles through GDAL, so its bytes are the floor any GDAL-based
@@ -64,45 +62,10 @@ GDAL_ENV = {
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif",
 }
-SERVER = Path(__file__).resolve().parents[1] / "tests" / "range_server.py"
+
+
+#: A run is killed after this long (a hung reader, a stalled server).
 TIMEOUT_S = 900
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def range_server(root: Path, log: Path, latency_ms: float) -> Iterator[str]:
-    """``tests/range_server.py`` serving ``root`` on a free port of 127.0.0.1; its URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), str(root), str(port), str(log), str(latency_ms)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the range server exited with {process.returncode} at start")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the range server did not listen within 30 s") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def run_one(mode: str, case: str, who: str, base: str, log: Path) -> dict[str, Any]:
@@ -183,7 +146,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "requests.jsonl"
         for latency in latencies:
-            with range_server(folder, log, latency) as base:
+            with serve_ranges(folder, log, latency) as server:
+                base = server.url
                 for case, label, *_ in stack.cases:
                     contenders = (READER, *loaders)
                     done: dict[str, list[dict[str, Any]]] = {who: [] for who in contenders}

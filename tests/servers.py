@@ -9,49 +9,19 @@ the standard environment: botocore's ``AWS_ENDPOINT_URL`` and credentials, GDAL'
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.processes import RangeServer, free_port, serve_ranges, stop, wait_for
+
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {process.returncode} at start")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within 30 s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 @dataclass
@@ -102,7 +72,7 @@ def s3_server() -> Iterator[S3Server]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(port, process, "moto's S3 server")
+        wait_for(port, process, "moto's S3 server")
         endpoint = f"http://127.0.0.1:{port}"
         env = {
             **S3_ENV,
@@ -121,52 +91,13 @@ def s3_server() -> Iterator[S3Server]:
             mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             yield S3Server(endpoint, port)
     finally:
-        _stop(process)
+        stop(process)
 
 
 @pytest.fixture
 def s3_bucket(s3_server: S3Server) -> str:
     """A new, empty bucket on the S3 server."""
     return s3_server.new_bucket()
-
-
-@dataclass
-class RangeServer:
-    url: str
-    root: Path
-    log: Path
-
-    def requests(self) -> list[dict[str, Any]]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
-
-    def reset(self) -> None:
-        self.log.write_text("")
-
-
-@contextmanager
-def serve_ranges(root: Path, log: Path, latency_ms: float = 0.0) -> Iterator[RangeServer]:
-    """tests/range_server.py serving ``root`` on a free port of 127.0.0.1, ``latency_ms``
-    waited before each answer; stopped on exit."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "range_server.py"),
-            str(root),
-            str(port),
-            str(log),
-            str(latency_ms),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for(port, process, "the range server")
-        yield RangeServer(f"http://127.0.0.1:{port}", root, log)
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,25 @@ def _feature_frame(features: Features | None, positions: np.ndarray | None) -> p
     return feature_columns(features, positions)
 
 
+def _token(plan: Plan, spec: TableSpec, features: Features | None, arrays: list[Any]) -> str:
+    """The graph's name: everything a partition depends on (the plan's pixels and level, the
+    table's schema, the features, the arrays read)."""
+    feature_token = None if features is None else (features.ids, features.properties)
+    return tokenize(
+        plan.iy,
+        plan.ix,
+        plan.feature,
+        plan.lon,
+        plan.lat,
+        plan.grid,
+        spec,
+        feature_token,
+        plan.level,
+        plan.policies,
+        arrays,
+    )
+
+
 # Partition size when no band is backed by dask (the values are read up front).
 _DIRECT_PARTITION = 1 << 16
 
@@ -123,18 +142,10 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
         partition_rows = np.array_split(
             np.arange(plan.n_pixels), -(-plan.n_pixels // _DIRECT_PARTITION)
         )
-    feature_token = (features.ids, features.properties) if features is not None else None
-    token = tokenize(
-        plan.iy,
-        plan.ix,
-        plan.feature,
-        plan.lon,
-        plan.lat,
-        plan.grid,
-        spec,
-        feature_token,
-        [s.array.data.name if s.lazy else v for s, v in zip(sources, direct_values, strict=True)],
-    )
+    arrays = [
+        s.array.data.name if s.lazy else v for s, v in zip(sources, direct_values, strict=True)
+    ]
+    token = _token(plan, spec, features, arrays)
     gather_name, part_name = f"getregion-take-{token}", f"getregion-table-{token}"
     width = plan.cube.grid.shape[1]  # type: ignore[index]
     parts, pixel_sets = [], []
@@ -149,26 +160,14 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
     ]
     # One optimization for all of them: each chunk read runs with its take as one task.
     dsk = optimized_reads([r for r in reads if r is not None]) if lazy_sources else {}
-    keys = []
-    for g, (rows, inverse) in enumerate(parts):
-        feature_pos = None if feature_of is None else feature_of[rows]
-        key = (part_name, g)
-        dsk[key] = (
-            _partition,
-            spec,
-            layout,
-            plan.lon[rows],
-            plan.lat[rows],
-            inverse,
-            _feature_frame(features, feature_pos),
-            feature_pos,
-            [None if v is None else v[:, :, rows] for v in direct_values],
-            [None if r is None else r.placements[g] for r in reads],
-            [None if r is None else r.keys[g] for r in reads],
-        )
-        keys.append(key)
-    graph = HighLevelGraph.from_collections(part_name, dsk)
-    return dd.from_graph(graph, meta, (None,) * (len(keys) + 1), keys, "getregion")
+    direct = [[None if v is None else v[:, :, rows] for v in direct_values] for rows, _ in parts]
+    placements = [
+        [None if r is None else r.placements[g] for r in reads] for g in range(len(parts))
+    ]
+    gathered = [[None if r is None else r.keys[g] for r in reads] for g in range(len(parts))]
+    return _frame(
+        plan, features, spec, meta, layout, part_name, dsk, parts, direct, placements, gathered
+    )
 
 
 def _lazy_pyramid(
@@ -185,20 +184,8 @@ def _lazy_pyramid(
     several partitions (a block across chunks) is one key of the graph, read once."""
     k = plan.level
     home = sources[0].chunk_groups((plan.iy >> k) << k, (plan.ix >> k) << k)
-    feature_token = None if features is None else (features.ids, features.properties)
-    token = tokenize(
-        plan.iy,
-        plan.ix,
-        plan.feature,
-        plan.lon,
-        plan.lat,
-        plan.grid,
-        spec,
-        feature_token,
-        plan.level,
-        plan.policies,
-        [s.array.data.name if s.lazy else uuid.uuid4().hex for s in sources],
-    )
+    arrays = [s.array.data.name if s.lazy else uuid.uuid4().hex for s in sources]
+    token = _token(plan, spec, features, arrays)
     gather_name, part_name = f"getregion-pyramid-{token}", f"getregion-table-{token}"
     parts, block_sets = [], []
     for _, _, rows in home:
@@ -209,10 +196,34 @@ def _lazy_pyramid(
         s.pyramid_reads(plan, block_sets, f"{gather_name}-{a}", (a,)) for a, s in enumerate(sources)
     ]
     dsk = optimized_reads(reads)
+    direct: list[list[np.ndarray | None]] = [[None] * len(sources) for _ in parts]
+    combines = [[r.combines[g] for r in reads] for g in range(len(parts))]
+    gathered = [[r.keys[g] for r in reads] for g in range(len(parts))]
+    return _frame(
+        plan, features, spec, meta, layout, part_name, dsk, parts, direct, combines, gathered
+    )
+
+
+def _frame(
+    plan: Plan,
+    features: Features | None,
+    spec: TableSpec,
+    meta: pd.DataFrame,
+    layout: list[list[tuple[str, int]]],
+    name: str,
+    dsk: dict,
+    parts: list[tuple[np.ndarray, np.ndarray]],
+    direct: list[list[np.ndarray | None]],
+    placements: list[list[Any]],
+    gathered: list[list[Any]],
+) -> dd.DataFrame:
+    """The dask DataFrame of one :func:`_partition` task per part ``(rows, inverse)`` over
+    the read tasks in ``dsk``: ``direct[g]``, ``placements[g]`` and ``gathered[g]`` are the
+    ``g``-th partition's arguments of the same names."""
     keys = []
     for g, (rows, inverse) in enumerate(parts):
         feature_pos = None if plan.feature is None or features is None else plan.feature[rows]
-        key = (part_name, g)
+        key = (name, g)
         dsk[key] = (
             _partition,
             spec,
@@ -222,10 +233,10 @@ def _lazy_pyramid(
             inverse,
             _feature_frame(features, feature_pos),
             feature_pos,
-            [None] * len(sources),
-            [r.combines[g] for r in reads],
-            [r.keys[g] for r in reads],
+            direct[g],
+            placements[g],
+            gathered[g],
         )
         keys.append(key)
-    out = HighLevelGraph.from_collections(part_name, dsk)
-    return dd.from_graph(out, meta, (None,) * (len(keys) + 1), keys, "getregion")
+    graph = HighLevelGraph.from_collections(name, dsk)
+    return dd.from_graph(graph, meta, (None,) * (len(keys) + 1), keys, "getregion")
