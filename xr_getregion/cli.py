@@ -337,9 +337,12 @@ def open_cube(
         with _warnings_only_on_success():
             if kind == "Zarr":
                 obj: Any = xr.open_zarr(
-                    path if remote else p, decode_coords="all",
-                    storage_options=storage_options if remote else None,
-                )  # fmt: skip
+                    path if remote else p,
+                    decode_coords="all",
+                    storage_options=(
+                        storage.zarr_storage_options(path, storage_options) if remote else None
+                    ),
+                )
             elif kind == "NetCDF":
                 source = p.fs.open(p.path, "rb") if remote else p
                 obj = xr.open_dataset(source, engine="h5netcdf", chunks={}, decode_coords="all")

@@ -131,6 +131,23 @@ def gdal_path(url: str) -> str:
     return url
 
 
+def zarr_storage_options(
+    url: str, storage_options: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """fsspec options for reading a Zarr store at ``url``: the caller's, and on S3 one read
+    per chunk.
+
+    s3fs (2026.x) asks a whole object's size (a HEAD) before reading it whenever
+    ``max_concurrency > 1`` (its default is 10), to split objects larger than its block size
+    (50 MB) into concurrent ranged reads. Zarr reads each chunk whole, and chunks are far
+    smaller: the HEAD doubles the requests, and the round trips, per chunk
+    (fsspec/s3fs#1027). ``max_concurrency=1`` is set unless the caller sets it.
+    """
+    if protocol(url) not in ("s3", "s3a"):
+        return storage_options
+    return {"max_concurrency": 1, **(storage_options or {})}
+
+
 def gdal_options() -> dict[str, str]:
     """GDAL configuration for ``/vsis3/`` derived from botocore's ``AWS_ENDPOINT_URL`` when
     GDAL's own ``AWS_S3_ENDPOINT`` is not set: an S3-compatible server (MinIO, Ceph, a local
@@ -378,7 +395,9 @@ def write_remote_table(
             # and they are removed here.
             with signals_deferred(), contextlib.suppress(Exception):
                 if published:
-                    fs.rm(published)
+                    copied = {f"{path}/{rel}" for rel in _listing(fs, path)}
+                    if gone := [key for key in published if key in copied]:
+                        fs.rm(gone)
             raise
         finally:
             with signals_deferred(), contextlib.suppress(Exception):
@@ -402,12 +421,15 @@ def _publish_parquet(
     fs: Any, stage: str, staged: dict[str, int], path: str, url: str, job: str,
     overwrite: bool, published: list[str],
 ) -> None:  # fmt: skip
-    parts = []
-    for i, rel in enumerate(sorted(staged)):
-        final = f"part.{i:06d}.{job}.parquet"
-        fs.copy(f"{stage}/{rel}", f"{path}/{final}")
-        published.append(f"{path}/{final}")
-        parts.append({"path": final, "size": staged[rel]})
+    names = sorted(staged)
+    parts = [
+        {"path": f"part.{i:06d}.{job}.parquet", "size": staged[rel]} for i, rel in enumerate(names)
+    ]
+    # Named before they are copied: a copy that fails part-way leaves parts to remove.
+    published.extend(f"{path}/{part['path']}" for part in parts)
+    # One call with both lists: fsspec runs the server-side copies concurrently (in batches)
+    # and lists nothing; a copy per part would cost two listings and a round trip each, in turn.
+    fs.copy([f"{stage}/{rel}" for rel in names], list(published))
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": 1,
