@@ -112,6 +112,23 @@ def test_s3_zarr_to_s3_csv_equals_the_local_run(local, bucket, s3_server, tmp_pa
     same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.geojson", ".csv"))
 
 
+def test_gcs_zarr_and_gpkg_to_gcs_parquet_on_two_workers_equals_the_local_run(
+    local, gcs_server, gcs_bucket, tmp_path
+):
+    """The same job on Google Cloud Storage (gcp-storage-emulator): gcsfs for the cube, the
+    features and the table, in this process and in the workers."""
+    for name in ("cube.zarr", "fields.gpkg"):
+        gcs_server.upload(local / name, gcs_bucket, name)
+    root = f"gs://{gcs_bucket}"
+    out = f"{root}/out.parquet"
+    argv = [f"{root}/cube.zarr", "--geometry", f"{root}/fields.gpkg", "--out", out]
+    assert run(*argv, "--workers", "2") == 0
+    same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet"))
+    keys = [k for k in gcs_server.keys(gcs_bucket) if k.startswith(("out.", ".out."))]
+    assert f"out.parquet/{MANIFEST}" in keys
+    assert all(k.startswith("out.parquet/part.") for k in keys if k != f"out.parquet/{MANIFEST}")
+
+
 @pytest.mark.parametrize(
     "cube, features",
     [("cube.nc", "fields.parquet"), ("image.tif", "fields.gpkg")],

@@ -43,8 +43,10 @@ multipart upload is atomic on S3), conditional on NAME being absent unless ``ove
 An interrupted upload is aborted, never completed. On filesystems whose fsspec
 implementation has no conditional write (fsspec's default is to check, then write), two
 jobs racing for one NAME without ``overwrite`` may both succeed, the later one's table
-winning; S3 (s3fs) is conditional. Only ``s3://`` (and ``http(s)://`` for inputs) is tested,
-against a local S3 server; ``gs://`` and ``az://`` go through the same fsspec calls untested.
+winning; S3 (s3fs) is conditional, and GCS (gcsfs) for the manifest. ``s3://`` is tested
+against a local S3 server (moto), ``gs://`` against a local GCS emulator (which ignores
+conditional writes, so the race for NAME is tested on S3 only), ``http(s)://`` inputs against
+a local range server; ``az://`` goes through the same fsspec calls untested.
 """
 
 from __future__ import annotations
