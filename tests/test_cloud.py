@@ -129,6 +129,51 @@ def test_gcs_zarr_and_gpkg_to_gcs_parquet_on_two_workers_equals_the_local_run(
     assert all(k.startswith("out.parquet/part.") for k in keys if k != f"out.parquet/{MANIFEST}")
 
 
+@pytest.fixture
+def dask_scheduler(s3_server):
+    """A ``dask scheduler`` and one ``dask worker`` (1 thread), each a subprocess on
+    127.0.0.1 that inherits the S3 server's environment; the scheduler's address."""
+    import distributed
+
+    from tests.servers import _stop, _wait_for, free_port
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    common = ["--no-dashboard", "--host", "127.0.0.1"]
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", str(port), *common],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        _wait_for(port, scheduler, "the dask scheduler")
+        worker_argv = ["-m", "distributed.cli.dask_worker", address, "--nthreads", "1", *common]
+        worker = subprocess.Popen(
+            [sys.executable, *worker_argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        with distributed.Client(address, timeout="20s") as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                _stop(process)
+
+
+def test_a_remote_scheduler_writes_the_s3_table_equal_to_the_local_run(
+    local, bucket, dask_scheduler, tmp_path, capsys
+):
+    """--scheduler ADDRESS: the tasks run in a worker process the command did not start, which
+    reads the cube from the S3 server and writes the parts there."""
+    out = f"s3://{bucket}/out.parquet"
+    cube = f"s3://{bucket}/cube.zarr"
+    features = local / "fields.gpkg"
+    assert run(cube, "--geometry", features, "--out", out, "--scheduler", dask_scheduler) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet"))
+
+
 @pytest.mark.parametrize(
     "cube, features",
     [("cube.nc", "fields.parquet"), ("image.tif", "fields.gpkg")],
@@ -184,8 +229,10 @@ def test_a_zarr_store_over_http_equals_the_local_run(local, range_server, tmp_pa
     chunk_gets = [
         r["path"]
         for r in requests
-        if r["method"] == "GET" and r["status"] == 200
-        and r["path"].startswith(bands) and not r["path"].endswith(metadata)
+        if r["method"] == "GET"
+        and r["status"] == 200
+        and r["path"].startswith(bands)
+        and not r["path"].endswith(metadata)
     ]
     assert chunk_gets and len(chunk_gets) == len(set(chunk_gets))
 
