@@ -17,12 +17,16 @@ every request with its bytes (:mod:`benchmarks._s3_server`). Then, each in a fre
     timed separately from the process, but reported apart as ``read_s``).
 
 Wall times are of the whole process, as a user waits for it (imports, cluster start, planning,
-reading, writing). Requests and bytes are counted by the server. The S3 table read back
+reading, writing). Requests and bytes are counted by the server, which also says when it saw
+the first chunk read, the last, and the table's writes. The server runs on the same cores as
+the job and answers at once; ``--latency-ms 20`` makes it wait that long before each response,
+a stand-in for a network round trip. The S3 table read back
 (through its manifest) must equal the local one row for row, and the job must read exactly
 the chunk objects the floor reads (the chunks holding covered pixels, each once): a
 difference fails the run with exit status 1; a timing never does.
 
-Writes ``benchmarks/results/object_store[-quick].json`` and prints a Markdown table.
+Writes ``benchmarks/results/object_store[-quick][-latency<MS>ms].json`` and prints a Markdown
+table.
 """
 
 from __future__ import annotations
@@ -192,12 +196,12 @@ class Server:
 
 
 @contextmanager
-def s3_server(workdir: Path) -> Iterator[Server]:
+def s3_server(workdir: Path, latency_ms: float) -> Iterator[Server]:
     port = free_port()
     log = workdir / "requests.jsonl"
     log.write_text("")
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._s3_server", str(port), str(log)],
+        [sys.executable, "-m", "benchmarks._s3_server", str(port), str(log), str(latency_ms)],
         env={**os.environ, "MOTO_PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -255,8 +259,27 @@ def summarise(entries: list[dict[str, Any]]) -> dict[str, Any]:
         by_method[e["method"]] = by_method.get(e["method"], 0) + 1
         kind = _object_kind(e["path"], e["query"])
         by_object[kind] = by_object.get(kind, 0) + 1
+    # When the server saw what: from the first request to the first chunk read (opening and
+    # checking the inputs, starting the cluster), the chunk reads, the table's writes (staging
+    # to publishing).
+    kinds = [_object_kind(e["path"], e["query"]) for e in entries]
+    chunks_t = [
+        e["t"] for e, kind in zip(entries, kinds, strict=True) if kind == "cube band chunks"
+    ]
+    table = [e for e, kind in zip(entries, kinds, strict=True) if kind.startswith("table")]
+    # The table's phase starts with its first write: its requests before that are the checks
+    # of --out at the command's start.
+    first_write = next((i for i, e in enumerate(table) if e["method"] in ("PUT", "POST")), None)
+    table_t = [e["t"] for e in table[first_write:]] if first_write is not None else []
+    phases = {}
+    if entries and chunks_t:
+        phases["first request to first chunk"] = min(chunks_t) - entries[0]["t"]
+        phases["chunk reads, first to last"] = max(chunks_t) - min(chunks_t)
+    if table_t:
+        phases["table, first write to last request"] = max(table_t) - min(table_t)
     return {
         "requests": len(entries),
+        "server_phases_s": phases,
         "by_method": dict(sorted(by_method.items())),
         "by_object": dict(sorted(by_object.items())),
         "bytes_out": sum(e["bytes_out"] for e in entries),
@@ -296,6 +319,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small cube, 100 fields, 1 round")
     parser.add_argument("--rounds", type=int, help="runs of each contender (default 1 / 3)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="the server waits this long before each response, as a network would",
+    )
     args = parser.parse_args()
     size = "quick" if args.quick else "full"
     rounds = args.rounds or (1 if args.quick else 3)
@@ -308,7 +337,7 @@ def main() -> None:
     from xr_getregion.storage import read_table
 
     results: dict[str, list[dict[str, Any]]] = {"s3": [], "local": [], "floor": []}
-    with tempfile.TemporaryDirectory() as tmp, s3_server(Path(tmp)) as server:
+    with tempfile.TemporaryDirectory() as tmp, s3_server(Path(tmp), args.latency_ms) as server:
         env = {**os.environ, **S3_ENV, "AWS_ENDPOINT_URL": server.endpoint}
         env.pop("AWS_PROFILE", None)
         os.environ.update({k: v for k, v in env.items() if k.startswith(("AWS_", "GDAL_"))})
@@ -387,6 +416,7 @@ def main() -> None:
         },
         "fields": n_fields,
         "rounds": rounds,
+        "latency_ms": args.latency_ms,
         "machine": machine,
         "upload": upload,
         "runs": {
@@ -399,13 +429,15 @@ def main() -> None:
         "failures": failures,
     }
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"object_store{'-quick' if args.quick else ''}.json"
+    latency = f"-latency{args.latency_ms:g}ms" if args.latency_ms else ""
+    out = RESULTS / f"object_store{'-quick' if args.quick else ''}{latency}.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
 
     print(
         f"\nCube {nt} images x {nb} bands x {side} x {side} float32 in {n_chunks} chunk objects "
         f"of {chunk} x {chunk} ({cube_bytes / 1e6:.0f} MB stored); {n_fields} fields; "
-        f"2 worker processes; {machine}; median of {rounds}\n"
+        f"2 worker processes; {args.latency_ms:g} ms added per request; {machine}; "
+        f"median of {rounds}\n"
     )
     print("| run | wall (s) | rows | requests | MB sent by S3 | MB received | chunk GETs |")
     print("|---|---:|---:|---:|---:|---:|---:|")
