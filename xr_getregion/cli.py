@@ -229,10 +229,14 @@ def _refuse_pickle_codecs(p: Any, label: str) -> None:
             files += [entry / "zarr.json", entry / ".zarray"]
     arrays: list[tuple[str, Any]] = []
     for file in files:
-        if not file.is_file():
+        # Read, not asked first whether it is a file: on object storage that is a request
+        # more per file, in turn, and a listing for each one absent.
+        try:
+            raw = file.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             continue
         try:
-            meta = json.loads(file.read_bytes())
+            meta = json.loads(raw)
         except (OSError, ValueError) as exc:
             raise UsageError(
                 f"cannot read {label} as Zarr: {file.relative_to(p)} is not JSON "
@@ -368,7 +372,7 @@ def open_cube(
                     path if remote else p,
                     decode_coords="all",
                     storage_options=(
-                        storage.zarr_storage_options(path, storage_options) if remote else None
+                        storage.read_options(path, storage_options) if remote else None
                     ),
                 )
             elif kind == "NetCDF":

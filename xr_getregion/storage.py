@@ -133,11 +133,9 @@ def gdal_path(url: str) -> str:
     return url
 
 
-def zarr_storage_options(
-    url: str, storage_options: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """fsspec options for reading a Zarr store at ``url``: the caller's, and on S3 one read
-    per chunk.
+def read_options(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """fsspec options for reading small objects whole at ``url`` (a Zarr store's chunks and
+    metadata, the first bytes the checks read): the caller's, and on S3 one request per read.
 
     s3fs (2026.x) asks a whole object's size (a HEAD) before reading it whenever
     ``max_concurrency > 1`` (its default is 10), to split objects larger than its block size
@@ -187,7 +185,7 @@ class RemotePath:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.storage_options = storage_options or {}
-        self.fs, self.path = filesystem(self.url, storage_options)
+        self.fs, self.path = filesystem(self.url, read_options(self.url, storage_options))
         # fsspec keeps one filesystem per set of options, with its listings: a store written
         # since (by this process or another) must not look absent.
         self.fs.invalidate_cache()
