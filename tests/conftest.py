@@ -9,7 +9,13 @@ import pytest
 import xarray as xr
 
 from tests.helpers import make_cube
-from tests.servers import range_server, s3_bucket, s3_server  # noqa: F401  (fixtures)
+from tests.servers import (  # noqa: F401  (fixtures)
+    gcs_bucket,
+    gcs_server,
+    range_server,
+    s3_bucket,
+    s3_server,
+)
 
 
 @pytest.fixture

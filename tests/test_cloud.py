@@ -8,6 +8,7 @@ must equal the one the same command writes from and to local files, row for row.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,6 +103,68 @@ def test_s3_zarr_to_s3_csv_equals_the_local_run(local, bucket, s3_server, tmp_pa
     same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.geojson", ".csv"))
 
 
+def test_gcs_zarr_and_gpkg_to_gcs_parquet_on_two_workers_equals_the_local_run(
+    local, gcs_server, gcs_bucket, tmp_path
+):
+    """The same job on Google Cloud Storage (gcp-storage-emulator): gcsfs for the cube, the
+    features and the table, in this process and in the workers."""
+    for name in ("cube.zarr", "fields.gpkg"):
+        gcs_server.upload(local / name, gcs_bucket, name)
+    root = f"gs://{gcs_bucket}"
+    out = f"{root}/out.parquet"
+    argv = [f"{root}/cube.zarr", "--geometry", f"{root}/fields.gpkg", "--out", out]
+    assert run(*argv, "--workers", "2") == 0
+    same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet"))
+    keys = [k for k in gcs_server.keys(gcs_bucket) if k.startswith(("out.", ".out."))]
+    assert f"out.parquet/{MANIFEST}" in keys
+    assert all(k.startswith("out.parquet/part.") for k in keys if k != f"out.parquet/{MANIFEST}")
+
+
+@pytest.fixture
+def dask_scheduler(s3_server):
+    """A ``dask scheduler`` and one ``dask worker`` (1 thread), each a subprocess on
+    127.0.0.1 that inherits the S3 server's environment; the scheduler's address."""
+    import distributed
+
+    from tests.processes import free_port, stop, wait_for
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    common = ["--no-dashboard", "--host", "127.0.0.1"]
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", str(port), *common],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        wait_for(port, scheduler, "the dask scheduler")
+        worker_argv = ["-m", "distributed.cli.dask_worker", address, "--nthreads", "1", *common]
+        worker = subprocess.Popen(
+            [sys.executable, *worker_argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        with distributed.Client(address, timeout="20s") as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                stop(process)
+
+
+def test_a_remote_scheduler_writes_the_s3_table_equal_to_the_local_run(
+    local, bucket, dask_scheduler, tmp_path, capsys
+):
+    """--scheduler ADDRESS: the tasks run in a worker process the command did not start, which
+    reads the cube from the S3 server and writes the parts there."""
+    out = f"s3://{bucket}/out.parquet"
+    cube = f"s3://{bucket}/cube.zarr"
+    features = local / "fields.gpkg"
+    assert run(cube, "--geometry", features, "--out", out, "--scheduler", dask_scheduler) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet"))
+
+
 @pytest.mark.parametrize(
     "cube, features",
     [("cube.nc", "fields.parquet"), ("image.tif", "fields.gpkg")],
@@ -127,6 +190,60 @@ def test_https_geotiff_and_geojson_are_read_by_ranges(local, range_server, tmp_p
     )
     tif = [r for r in range_server.requests() if r["path"] == "/image.tif" and r["bytes"]]
     assert tif and all(r["status"] == 206 for r in tif)
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_a_zarr_store_over_http_equals_the_local_run(local, range_server, tmp_path, zarr_format):
+    """A Zarr store served by a plain HTTP server (no listing): the table equals the local
+    store's row for row, and every chunk object is fetched at most once."""
+    import xarray as xr
+
+    name = f"cube-v{zarr_format}.zarr"
+    store = tmp_path / name
+    cube = xr.open_zarr(local / "cube.zarr", decode_coords="all")
+    for variable in cube.variables.values():
+        variable.encoding = {}  # the v3 store's codecs, which a v2 store cannot take
+    cube.to_zarr(store, zarr_format=zarr_format, consolidated=True)
+    shutil.copytree(store, range_server.root / name)
+    range_server.reset()
+    out = tmp_path / "remote.parquet"
+    url = f"{range_server.url}/{name}"
+    assert run(url, "--geometry", local / "fields.gpkg", "--out", out) == 0
+    expected = local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet")
+    same(pd.read_parquet(out), expected)
+    assert run(store, "--geometry", local / "fields.gpkg", "--out", tmp_path / "v.parquet") == 0
+    same(pd.read_parquet(tmp_path / "v.parquet"), expected)
+    requests = range_server.requests()
+    assert requests and {r["status"] for r in requests} <= {200, 206, 404}
+    bands = tuple(f"/{name}/{band}/" for band in ("B2", "B3", "B4"))
+    metadata = ("zarr.json", ".zarray", ".zattrs")
+    chunk_gets = [
+        r["path"]
+        for r in requests
+        if r["method"] == "GET"
+        and r["status"] == 200
+        and r["path"].startswith(bands)
+        and not r["path"].endswith(metadata)
+    ]
+    assert chunk_gets and len(chunk_gets) == len(set(chunk_gets))
+
+
+def test_a_zarr_store_over_http_without_consolidated_metadata_is_refused_with_the_fix(
+    local, range_server, tmp_path, capsys
+):
+    """HTTP has no listing: without consolidated metadata zarr finds no array there."""
+    import xarray as xr
+
+    store = range_server.root / "unconsolidated.zarr"
+    xr.open_zarr(local / "cube.zarr").to_zarr(store, consolidated=False)
+    url = f"{range_server.url}/unconsolidated.zarr"
+    never = tmp_path / "never.parquet"
+    assert run(url, "--geometry", local / "fields.gpkg", "--out", never) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"CUBE {url!r} is a Zarr store without consolidated metadata" in err
+    assert "zarr.consolidate_metadata(store)" in err
+    assert not never.exists()
 
 
 def test_a_remote_input_is_checked_by_a_ranged_read_not_a_download(range_server, local, capsys):

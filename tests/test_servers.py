@@ -43,7 +43,7 @@ def test_range_server_waits_its_latency_before_each_answer(tmp_path) -> None:
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.servers import serve_ranges
+    from tests.processes import serve_ranges
 
     (tmp_path / "f.bin").write_bytes(bytes(range(100)))
     with serve_ranges(tmp_path, tmp_path / "log.jsonl", latency_ms=300) as server:

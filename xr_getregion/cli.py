@@ -147,6 +147,7 @@ def _check_cube_content(p: Any, label: str, kind: str) -> None:
             raise UsageError(
                 f"{label} is not a Zarr store: the directory holds none of {', '.join(_ZARR_ROOT)}."
             )
+        _refuse_unlisted_http_zarr(p, label)
         _refuse_pickle_codecs(p, label)
     elif kind == "NetCDF":
         head = _head(p)
@@ -189,6 +190,33 @@ def _codec_names(meta: Any) -> Iterator[str]:
             yield from _codec_names(codec.get("configuration"))
 
 
+def _refuse_unlisted_http_zarr(p: Any, label: str) -> None:
+    """Refuse a Zarr store over HTTP(S) without consolidated metadata.
+
+    HTTP has no listing: zarr finds a group's arrays there only in the consolidated metadata
+    (v2 ``.zmetadata``, v3 ``consolidated_metadata`` in the root ``zarr.json``). Without it
+    xarray opens an empty dataset, and the user would be told the cube has no time dimension.
+    """
+    from xr_getregion import storage
+
+    if storage.protocol(str(p)) not in ("http", "https") or (p / ".zmetadata").is_file():
+        return
+    root = p / "zarr.json"
+    if root.is_file():
+        try:
+            meta = json.loads(root.read_bytes())
+        except (OSError, ValueError):
+            return  # _refuse_pickle_codecs says what is wrong with it
+        if isinstance(meta, dict) and isinstance(meta.get("consolidated_metadata"), dict):
+            return
+    raise UsageError(
+        f"{label} is a Zarr store without consolidated metadata, and over HTTP, which has "
+        "no listing, its arrays cannot be found. Consolidate it where it is written "
+        "(zarr.consolidate_metadata(store), or xarray's to_zarr(..., consolidated=True)), "
+        "or read it from object storage (s3://, gs://...)."
+    )
+
+
 def _refuse_pickle_codecs(p: Any, label: str) -> None:
     """Refuse a Zarr store whose arrays use numcodecs' pickle codec.
 
@@ -202,10 +230,14 @@ def _refuse_pickle_codecs(p: Any, label: str) -> None:
             files += [entry / "zarr.json", entry / ".zarray"]
     arrays: list[tuple[str, Any]] = []
     for file in files:
-        if not file.is_file():
+        # Read, not asked first whether it is a file: on object storage that is a request
+        # more per file, in turn, and a listing for each one absent.
+        try:
+            raw = file.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             continue
         try:
-            meta = json.loads(file.read_bytes())
+            meta = json.loads(raw)
         except (OSError, ValueError) as exc:
             raise UsageError(
                 f"cannot read {label} as Zarr: {file.relative_to(p)} is not JSON "
@@ -343,7 +375,9 @@ def open_cube(
                 obj: Any = xr.open_zarr(
                     path if remote else p,
                     decode_coords="all",
-                    storage_options=storage_options if remote else None,
+                    storage_options=(
+                        storage.read_options(path, storage_options) if remote else None
+                    ),
                 )
             elif kind == "NetCDF":
                 source = p.fs.open(p.path, "rb") if remote else p

@@ -43,8 +43,10 @@ multipart upload is atomic on S3), conditional on NAME being absent unless ``ove
 An interrupted upload is aborted, never completed. On filesystems whose fsspec
 implementation has no conditional write (fsspec's default is to check, then write), two
 jobs racing for one NAME without ``overwrite`` may both succeed, the later one's table
-winning; S3 (s3fs) is conditional. Only ``s3://`` (and ``http(s)://`` for inputs) is tested,
-against a local S3 server; ``gs://`` and ``az://`` go through the same fsspec calls untested.
+winning; S3 (s3fs) is conditional, and GCS (gcsfs) for the manifest. ``s3://`` is tested
+against a local S3 server (moto), ``gs://`` against a local GCS emulator (which ignores
+conditional writes, so the race for NAME is tested on S3 only), ``http(s)://`` inputs against
+a local range server; ``az://`` goes through the same fsspec calls untested.
 """
 
 from __future__ import annotations
@@ -131,6 +133,21 @@ def gdal_path(url: str) -> str:
     return url
 
 
+def read_options(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """fsspec options for reading small objects whole at ``url`` (a Zarr store's chunks and
+    metadata, the first bytes the checks read): the caller's, and on S3 one request per read.
+
+    s3fs (2026.x) asks a whole object's size (a HEAD) before reading it whenever
+    ``max_concurrency > 1`` (its default is 10), to split objects larger than its block size
+    (50 MB) into concurrent ranged reads. Zarr reads each chunk whole, and chunks are far
+    smaller: the HEAD doubles the requests, and the round trips, per chunk
+    (fsspec/s3fs#1027). ``max_concurrency=1`` is set unless the caller sets it.
+    """
+    if protocol(url) not in ("s3", "s3a"):
+        return storage_options
+    return {"max_concurrency": 1, **(storage_options or {})}
+
+
 def gdal_options() -> dict[str, str]:
     """GDAL configuration for ``/vsis3/`` derived from botocore's ``AWS_ENDPOINT_URL`` when
     GDAL's own ``AWS_S3_ENDPOINT`` is not set: an S3-compatible server (MinIO, Ceph, a local
@@ -168,7 +185,7 @@ class RemotePath:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.storage_options = storage_options or {}
-        self.fs, self.path = filesystem(self.url, storage_options)
+        self.fs, self.path = filesystem(self.url, read_options(self.url, storage_options))
         # fsspec keeps one filesystem per set of options, with its listings: a store written
         # since (by this process or another) must not look absent.
         self.fs.invalidate_cache()
@@ -385,7 +402,9 @@ def write_remote_table(
             # and they are removed here.
             with signals_deferred(), contextlib.suppress(Exception):
                 if published:
-                    fs.rm(published)
+                    copied = {f"{path}/{rel}" for rel in _listing(fs, path)}
+                    if gone := [key for key in published if key in copied]:
+                        fs.rm(gone)
             raise
         finally:
             with signals_deferred(), contextlib.suppress(Exception):
@@ -415,12 +434,16 @@ def _publish_parquet(
     overwrite: bool,
     published: list[str],
 ) -> None:
-    parts = []
-    for i, rel in enumerate(sorted(staged)):
-        final = f"part.{i:06d}.{job}.parquet"
-        fs.copy(f"{stage}/{rel}", f"{path}/{final}")
-        published.append(f"{path}/{final}")
-        parts.append({"path": final, "size": staged[rel]})
+    names = sorted(staged)
+    parts = [
+        {"path": f"part.{i:06d}.{job}.parquet", "size": staged[rel]} for i, rel in enumerate(names)
+    ]
+    targets = [f"{path}/{part['path']}" for part in parts]
+    # Named before they are copied: a copy that fails part-way leaves parts to remove.
+    published.extend(targets)
+    # One call with both lists: fsspec runs the server-side copies concurrently (in batches)
+    # and lists nothing; a copy per part would cost two listings and a round trip each, in turn.
+    fs.copy([f"{stage}/{rel}" for rel in names], targets)
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": 1,
