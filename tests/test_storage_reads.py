@@ -307,3 +307,48 @@ def test_a_cube_computed_from_a_loader_is_read_by_whole_chunks_and_says_so(stack
     assert estimate.granularity.startswith("dask chunks 1024 x 1024")
     table = shifted.ee.get_region(geometry, geometry_crs=UTM)
     check_values(table, stack["root"], len(covered(geometry)[0]))
+
+
+def test_a_sharded_zarr_store_reads_the_inner_chunks_of_its_shards(range_server, tmp_path):
+    # A Zarr v3 store over HTTP whose shards (512 x 512) hold inner chunks (128 x 128), opened
+    # with a dask chunk per shard: a polygon inside one inner chunk fetches that chunk (and
+    # the shard's index), not the shard.
+    import xarray as xr
+
+    import xr_getregion  # noqa: F401  (registers .ee)
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(2, 1024, 1024)).astype("float32")
+    cube = xr.DataArray(
+        values,
+        dims=("time", "y", "x"),
+        coords={
+            "time": np.array(["2022-05-03", "2022-05-13"], "datetime64[ns]"),
+            "y": Y0 - RES * (np.arange(1024) + 0.5),
+            "x": X0 + RES * (np.arange(1024) + 0.5),
+        },
+        name="ndvi",
+    )
+    encoding = {"ndvi": {"chunks": (1, 128, 128), "shards": (1, 512, 512)}}
+    store = range_server.root / "sharded.zarr"
+    dataset = cube.to_dataset().rio.write_crs(UTM)
+    dataset["ndvi"].attrs["grid_mapping"] = "spatial_ref"  # CF: the variable names its CRS
+    dataset.to_zarr(store, encoding=encoding, zarr_format=3, consolidated=True)
+    remote = xr.open_zarr(
+        f"{range_server.url}/sharded.zarr", chunks={"y": 512, "x": 512}, decode_coords="all"
+    )
+    polygon = shapely.box(X0 + RES * 300, Y0 - RES * 330, X0 + RES * 340, Y0 - RES * 290)
+    (estimate,) = remote.ee.plan(polygon, geometry_crs=UTM).reads()
+    assert estimate.granularity.startswith("storage blocks 128 x 128")
+    assert (estimate.reads, estimate.blocks) == (2, 2)  # one inner chunk per image
+    range_server.reset()
+    table = remote.ee.get_region(polygon, geometry_crs=UTM)
+    fetched_bytes = sum(r["bytes"] for r in range_server.requests() if "/ndvi/c/" in r["path"])
+    shard = (store / "ndvi" / "c" / "0" / "0" / "0").stat().st_size
+    # Two inner chunks of about 64 KB (float noise compresses little) and two shard indexes,
+    # not two shards of about 1 MB.
+    assert fetched_bytes < 2 * (128 * 128 * 4 + 4096)
+    assert fetched_bytes < shard / 3
+    rows, cols = np.arange(290, 330), np.arange(300, 340)
+    expected = values[:, rows[:, None], cols[None, :]].reshape(2, -1)
+    np.testing.assert_array_equal(table["ndvi"].to_numpy().reshape(2, -1), expected)
