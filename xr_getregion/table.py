@@ -174,13 +174,16 @@ def build_frame(
     data.update(pixel_columns(spec, lon, lat) if pixels is None else pixels)
     for band in spec.bands:
         data[band.name] = _band_column(values[band.name].reshape(-1), band)
-    # Every column is a fresh array of ours: no copy, and no consolidation into 2-D blocks.
-    frame = pd.DataFrame(data, copy=False)
-    if feature_pos is not None:
+    if feature_pos is not None and len(feature_pos) and feature_pos.min() != feature_pos.max():
+        # Rows grouped by feature, then image, then pixel: each column reordered before the
+        # frame is built (a frame's take copies its columns again and consolidates them).
         image = np.repeat(np.arange(n_img), n_pix)
         pixel = np.tile(np.arange(n_pix), n_img)
-        frame = frame.take(np.lexsort((pixel, image, feature_pos[pixel]))).reset_index(drop=True)
-    return frame
+        order = np.lexsort((pixel, image, feature_pos[pixel]))
+        data = {name: column.take(order) for name, column in data.items()}
+    # Every column is a fresh array of ours: no copy, and no consolidation into 2-D blocks.
+    return pd.DataFrame(data, copy=False)
+
 
 
 def empty_values(spec: TableSpec) -> dict[str, np.ndarray]:
