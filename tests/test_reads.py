@@ -199,3 +199,20 @@ def test_dataset_variables_sharing_one_dask_array_each_get_their_values():
         assert len(df) == 4 * 4 * 2
         np.testing.assert_array_equal(df["a"].to_numpy(), df["b"].to_numpy())
         np.testing.assert_array_equal(df["c"].to_numpy() - df["a"].to_numpy(), 100_000)
+
+
+@pytest.mark.parametrize("threads", [1, 3, 64])
+def test_any_number_of_reads_in_flight_gives_the_same_table(threads):
+    cube, _ = counted((1, 1, 7, 13))
+    poly = box(3, 4, 60, 80)
+    expected = cube.ee.get_region(poly, geometry_crs=UTM)
+    with dask.config.set({"xr_getregion.io_threads": threads}):
+        pd.testing.assert_frame_equal(cube.ee.get_region(poly, geometry_crs=UTM), expected)
+
+
+@pytest.mark.parametrize("threads", [0, -2, "many"])
+def test_a_bad_number_of_reads_in_flight_is_refused_naming_the_setting(threads):
+    cube, _ = counted((1, 1, 7, 13))
+    with dask.config.set({"xr_getregion.io_threads": threads}):
+        with pytest.raises(xr_getregion.ArgumentError, match=r"xr_getregion\.io_threads"):
+            cube.ee.get_region(box(3, 4, 6, 8), geometry_crs=UTM)

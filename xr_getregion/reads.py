@@ -37,7 +37,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from xr_getregion.cube import Band, Cube
-from xr_getregion.errors import CubeError
+from xr_getregion.errors import ArgumentError, CubeError
 from xr_getregion.grid import Grid
 from xr_getregion.loaders import Tiles, reaches_storage, storage_tiles, window_tasks
 from xr_getregion.plan import Plan
@@ -89,7 +89,7 @@ def io_threads() -> int:
     except (TypeError, ValueError):
         n = 0
     if n < 1:
-        raise CubeError(
+        raise ArgumentError(
             f"xr_getregion.io_threads must be a positive integer; got {value!r}. Set it with "
             'dask.config.set({"xr_getregion.io_threads": 16}).'
         )

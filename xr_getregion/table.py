@@ -185,7 +185,6 @@ def build_frame(
     return pd.DataFrame(data, copy=False)
 
 
-
 def empty_values(spec: TableSpec) -> dict[str, np.ndarray]:
     """Zero-pixel values of each band's dtype: what a table's schema is built from."""
     return {b.name: np.empty((len(spec.ids), 0), b.dtype) for b in spec.bands}
