@@ -37,6 +37,15 @@ def box(col0: int, row0: int, col1: int, row1: int, x0=500_000.0, y0=4_000_000.0
     )
 
 
+def planned(cube: xr.DataArray | xr.Dataset, geometry: shapely.Geometry) -> pd.DataFrame:
+    """The eager table, after checking that planning and estimating its reads computes
+    nothing (the estimate walks the same windows as the reads)."""
+    with raise_if_dask_computes():
+        estimates = cube.ee.plan(geometry, geometry_crs=UTM).reads()
+    assert all(e.reads >= 1 and e.nbytes > 0 for e in estimates)
+    return cube.ee.get_region(geometry, geometry_crs=UTM)
+
+
 def check(
     table: pd.DataFrame,
     values: np.ndarray,
@@ -108,7 +117,7 @@ def test_any_dim_order_and_chunking_gives_the_numpy_values(order, chunks, shape)
     cube = base_cube()
     lazy = cube.transpose(*order).chunk(CHUNKS[chunks])
     geometry = SHAPES[shape]
-    table = lazy.ee.get_region(geometry, geometry_crs=UTM)
+    table = planned(lazy, geometry)
     check(table, VALUES, cube.x.values, cube.y.values, BANDS, geometry, cube.time.values)
 
 
@@ -121,7 +130,7 @@ def test_dataset_variables_with_different_chunkings():
             "b": ds["b"].transpose("x", "time", "y").chunk({"time": 3, "y": 40, "x": 6}),
         }
     )
-    table = ds.ee.get_region(RING, geometry_crs=UTM)
+    table = planned(ds, RING)
     check(table, VALUES, cube.x.values, cube.y.values, BANDS, RING, cube.time.values)
 
 
@@ -144,7 +153,7 @@ def test_south_up_cube():
             4_000_000 + 30 * 33 - 1,
         ),
     )
-    table = lazy.ee.get_region(poly, geometry_crs=UTM)
+    table = planned(lazy, poly)
     check(table, values, cube.x.values, cube.y.values, BANDS, poly, cube.time.values)
 
 
@@ -155,16 +164,16 @@ def test_points_on_chunk_boundaries_and_repeated_points():
     picks = [(9, 9), (9, 10), (10, 9), (10, 10), (0, 0), (39, 49), (19, 20), (20, 19)]
     points = [shapely.Point(xs[c], ys[r]) for r, c in picks]
     for p in points:  # one point at a time, as users pass them
-        table = lazy.ee.get_region(p, geometry_crs=UTM)
+        table = planned(lazy, p)
         check(table, VALUES, xs, ys, BANDS, p, cube.time.values)
     multi = shapely.MultiPoint(points)
-    table = lazy.ee.get_region(multi, geometry_crs=UTM)
+    table = planned(lazy, multi)
     check(table, VALUES, xs, ys, BANDS, multi, cube.time.values)
 
 
 def test_lazy_table_and_parquet_equal_the_eager_table(tmp_path):
     cube = base_cube().transpose("y", "x", "band", "time").chunk({"y": 7, "x": 11, "time": 1})
-    eager = cube.ee.get_region(L_SHAPE, geometry_crs=UTM)
+    eager = planned(cube, L_SHAPE)
     lazy = cube.ee.get_region(L_SHAPE, geometry_crs=UTM, lazy=True).compute()
     # Partitions follow chunks (documented), so the rows are compared in one order.
     keys = ["time", "latitude", "longitude"]
@@ -191,13 +200,13 @@ def test_bad_io_threads_is_a_clear_error(value):
     cube = base_cube().chunk({"time": 1, "band": 1, "y": 7, "x": 11})
     with dask.config.set({"xr_getregion.io_threads": value}):
         with pytest.raises(CubeError, match="io_threads"):
-            cube.ee.get_region(L_SHAPE, geometry_crs=UTM)
+            planned(cube, L_SHAPE)
 
 
 def test_one_io_thread_gives_the_same_table():
     cube = base_cube().chunk({"time": 1, "band": 1, "y": 7, "x": 11})
     with dask.config.set({"xr_getregion.io_threads": 1}):
-        table = cube.ee.get_region(RING, geometry_crs=UTM)
+        table = planned(cube, RING)
     check(table, VALUES, cube.x.values, cube.y.values, BANDS, RING, cube.time.values)
 
 
@@ -258,7 +267,7 @@ FILE_SHAPES = {"ring": FILE_RING, "L": FILE_L, "points": FILE_POINTS}
 
 
 def one_band_table(cube: xr.DataArray, geometry: shapely.Geometry) -> pd.DataFrame:
-    return cube.ee.get_region(geometry, geometry_crs=UTM)
+    return planned(cube, geometry)
 
 
 @pytest.mark.parametrize("shape", sorted(FILE_SHAPES))
@@ -268,7 +277,7 @@ def one_band_table(cube: xr.DataArray, geometry: shapely.Geometry) -> pd.DataFra
 def test_rioxarray_bands_with_chunks_not_multiples_of_the_tiles(tiff, chunks, shape):
     geometry = FILE_SHAPES[shape]
     cube = rioxarray.open_rasterio(tiff, chunks=chunks, masked=True)
-    table = cube.ee.get_region(geometry, geometry_crs=UTM)
+    table = planned(cube, geometry)
     xs, ys = file_coords(tiff)
     check(table, file_values(tiff)[None], xs, ys, ["1", "2", "3"], geometry)
 
@@ -279,7 +288,7 @@ def test_rioxarray_window_offset_from_the_tiles(tiff, shape):
     geometry = FILE_SHAPES[shape]
     cube = rioxarray.open_rasterio(tiff, chunks={"x": 300, "y": 300}, masked=True)
     cube = cube.isel(x=slice(3, None), y=slice(5, None))
-    table = cube.ee.get_region(geometry, geometry_crs=UTM)
+    table = planned(cube, geometry)
     xs, ys = file_coords(tiff)
     values = file_values(tiff)[:, 5:, 3:]
     if geometry.geom_type == "MultiPoint":  # a point outside the cube has no row
@@ -306,7 +315,7 @@ SELECTIONS = {
 def test_rioxarray_selections_and_steps(tiff, name):
     select, idx = SELECTIONS[name]
     cube = select(rioxarray.open_rasterio(tiff, chunks={"x": 300, "y": 500}, masked=True))
-    table = cube.ee.get_region(FILE_RING, geometry_crs=UTM)
+    table = planned(cube, FILE_RING)
     xs, ys = file_coords(tiff)
     values = file_values(tiff)[idx]
     if name == "where":
@@ -328,13 +337,13 @@ def test_rioxarray_concat_along_time_of_two_files(tiff, tmp_path):
     ]
     times = np.array(["2020-01-01", "2020-02-01"], dtype="datetime64[ns]")
     cube = xr.concat(arrays, dim=xr.Variable("time", times))
-    table = cube.ee.get_region(FILE_L, geometry_crs=UTM)
+    table = planned(cube, FILE_L)
     xs, ys = file_coords(tiff)
     values = np.stack([file_values(tiff), file_values(other)])
     check(table, values, xs, ys, ["1", "2", "3"], FILE_L, times)
     # Band picked after the concatenation: an integer index over the concatenation.
     picked = cube.isel(band=1)
-    table = picked.ee.get_region(FILE_RING, geometry_crs=UTM)
+    table = planned(picked, FILE_RING)
     check(table, values[:, [1]], xs, ys, [table.columns[-1]], FILE_RING, times)
 
 
@@ -463,7 +472,7 @@ def test_stackstac_cubes(stac, case, shape):
     select, kwargs, times, bands = STACKSTAC_CASES[case]
     cube = select(stackstac_cube(stac, **kwargs))
     geometry = STAC_SHAPES[shape]
-    table = cube.ee.get_region(geometry, geometry_crs=UTM)
+    table = planned(cube, geometry)
     # stackstac records no missing value (no attribute holds its fill_value): the fill
     # and the files' nodata are data, as the contract says for undeclared values.
     values = np.nan_to_num(stac["grids"][times][:, bands], nan=NODATA)
@@ -486,7 +495,7 @@ def test_odc_stac_cubes(stac, case, shape):
     kwargs, fused = ODC_CASES[case]
     cube = odc_stac.load(stac["items"], **kwargs)
     geometry = STAC_SHAPES[shape]
-    table = cube.ee.get_region(geometry, geometry_crs=UTM)
+    table = planned(cube, geometry)
     grids = stac["grids"]
     if fused:  # T1 where it holds a value, else T2 (which covers only T1's nodata)
         day = np.where(np.isnan(grids[1]), grids[2], grids[1])
@@ -519,7 +528,7 @@ def test_zarr_dataset_stacked_by_to_array_is_read(zarr_store):
     ds = xr.open_zarr(zarr_store, chunks={"y": 200, "x": 300})
     for cube in (ds.to_array("band"), ds[BANDS].to_array("band")):
         cube = cube.rio.write_crs(UTM)
-        table = cube.ee.get_region(ZARR_RING, geometry_crs=UTM)
+        table = planned(cube, ZARR_RING)
         names = [str(b) for b in cube.band.values]
         full = (
             values
@@ -550,7 +559,7 @@ def zarr_coords() -> tuple[np.ndarray, np.ndarray]:
 def test_zarr_dataset_selections(zarr_store, select):
     values = cube_values(2, 2, 300, 400)
     ds = select(xr.open_zarr(zarr_store, chunks={"y": 200, "x": 300}))
-    table = ds.ee.get_region(ZARR_RING, geometry_crs=UTM)
+    table = planned(ds, ZARR_RING)
     order = np.argsort(ds.time.values)
     check(
         table,
@@ -560,3 +569,95 @@ def test_zarr_dataset_selections(zarr_store, select):
         ZARR_RING,
         ds.time.values[order],
     )
+
+
+# --- more layouts: no band dim, 2-D, big-endian, numpy next to dask, integer nodata ----------
+
+
+def test_single_band_cubes_without_a_band_dim():
+    cube = base_cube()
+    one = cube.isel(band=1, drop=True).rename("b")
+    yxt = one.transpose("y", "x", "time").chunk({"y": 9, "x": 13, "time": 2})
+    table = planned(yxt, RING)
+    check(table, VALUES[:, [1]], cube.x.values, cube.y.values, ["b"], RING, cube.time.values)
+    flat = one.isel(time=2, drop=True).transpose("x", "y").chunk({"y": 11, "x": 6})
+    table = planned(flat, L_SHAPE)
+    check(table, VALUES[2:, [1]], cube.x.values, cube.y.values, ["b"], L_SHAPE)
+
+
+def test_big_endian_and_mixed_numpy_and_dask_variables():
+    cube = base_cube()
+    ds = cube.to_dataset(dim="band")
+    ds["a"] = ds["a"].astype(">f4").chunk({"time": 1, "y": 7, "x": 11})  # b stays numpy
+    table = planned(ds, L_SHAPE)
+    assert table["a"].dtype == np.float32
+    check(table, VALUES, cube.x.values, cube.y.values, BANDS, L_SHAPE, cube.time.values)
+
+
+def test_integer_file_bands_keep_nodata_as_missing(tiff):
+    cube = rioxarray.open_rasterio(tiff, chunks={"x": 700, "y": 300})  # int16, not masked
+    poly = box(290, 0, 330, 12)  # holds the nodata block rows 5-8, cols 300-319
+    table = planned(cube, poly)
+    assert str(table["1"].dtype) == "Int16"
+    assert table["1"].isna().sum() == 4 * 20
+    check(table, file_values(tiff)[None], *file_coords(tiff), ["1", "2", "3"], poly)
+
+
+def test_several_overlapping_features_lazy_and_eager_per_feature(tiff):
+    """Each feature's rows are its own pixels; a pixel two features cover appears twice."""
+    import geopandas as gpd
+
+    shapes = [FILE_RING, box(180, 180, 300, 300), FILE_L]
+    frame = gpd.GeoDataFrame(geometry=shapes, crs=UTM)
+    cube = rioxarray.open_rasterio(tiff, chunks={"x": 700, "y": 300}, masked=True)
+    eager = cube.ee.get_region(frame)
+    lazy = cube.ee.get_region(frame, lazy=True).compute()
+    values, (xs, ys) = file_values(tiff)[None], file_coords(tiff)
+    for table in (eager, lazy):
+        for k, shape in enumerate(shapes):
+            rows = table[table["feature"] == k].drop(columns="feature")
+            check(rows.reset_index(drop=True), values, xs, ys, ["1", "2", "3"], shape)
+
+
+def test_odc_stac_more_layouts(stac):
+    grids = stac["grids"]
+    times = stac_times([0, 1, 2])
+    xs, ys = stac_coords()
+    ds = odc_stac.load(stac["items"], chunks={"x": 300, "y": 200}, bands=["nir"], dtype="float32")
+    table = planned(ds, STAC_L)
+    check(table, grids[:, [1]], xs, ys, ["nir"], STAC_L, times)
+    arr = odc_stac.load(stac["items"], chunks={"x": 300, "y": 200}).to_array("band")
+    table = planned(arr, STAC_RING)
+    check(table, grids, xs, ys, SBANDS, STAC_RING, times)
+    picked = odc_stac.load(stac["items"], chunks={"x": 512, "y": 512}).isel(time=[2, 0])
+    table = planned(picked, STAC_POINTS)
+    check(table, grids[[0, 2]], xs, ys, SBANDS, STAC_POINTS, stac_times([0, 2]))
+
+
+def test_stackstac_stacks_concatenated_along_time(stac):
+    first = stackstac_cube(stac, chunksize=300).isel(time=[0])
+    rest = stackstac_cube(stac, chunksize=(1, 1, 256, 512)).isel(time=slice(1, None))
+    cube = xr.concat([rest, first], dim="time")
+    table = planned(cube, STAC_RING)
+    values = np.nan_to_num(stac["grids"][[1, 2, 0]], nan=NODATA)
+    order = np.argsort(stac_times([1, 2, 0]))
+    check(table, values[order], *stac_coords(), SBANDS, STAC_RING, stac_times([0, 1, 2]))
+
+
+def test_rioxarray_mosaic_of_two_files_side_by_side(tiff, tmp_path):
+    """The right file starts 900 columns east: its tiles are not the left file's."""
+    right = tmp_path / "right.tif"
+    with rasterio.open(tiff) as src:
+        profile = dict(src.profile, transform=src.transform * rasterio.Affine.translation(FX, 0))
+        data = src.read()
+    with rasterio.open(right, "w", **profile) as dst:
+        dst.write((data[:, :, ::-1] // 3).astype("int16"))
+    left = rioxarray.open_rasterio(tiff, chunks={"x": 400, "y": 300}, masked=True)
+    east = rioxarray.open_rasterio(right, chunks={"x": 500, "y": 300}, masked=True)
+    cube = xr.concat([left, east], dim="x")
+    poly = shapely.union(box(850, 250, 1000, 270), box(100, 500, 1500, 520))
+    table = planned(cube, poly)
+    xs = FX0 + 30 * (np.arange(2 * FX) + 0.5)
+    ys = file_coords(tiff)[1]
+    values = np.concatenate([file_values(tiff), file_values(right)], axis=2)
+    check(table, values[None], xs, ys, ["1", "2", "3"], poly)
