@@ -46,6 +46,15 @@ def planned(cube: xr.DataArray | xr.Dataset, geometry: shapely.Geometry) -> pd.D
     return cube.ee.get_region(geometry, geometry_crs=UTM)
 
 
+def same_lazy(cube: xr.DataArray | xr.Dataset, geometry: shapely.Geometry, eager: pd.DataFrame):
+    """The lazy table holds the eager table's rows (its partitions follow chunks)."""
+    lazy = cube.ee.get_region(geometry, geometry_crs=UTM, lazy=True).compute()
+    keys = ["time", "latitude", "longitude"]
+    pd.testing.assert_frame_equal(
+        eager.sort_values(keys, ignore_index=True), lazy.sort_values(keys, ignore_index=True)
+    )
+
+
 def check(
     table: pd.DataFrame,
     values: np.ndarray,
@@ -132,6 +141,7 @@ def test_dataset_variables_with_different_chunkings():
     )
     table = planned(ds, RING)
     check(table, VALUES, cube.x.values, cube.y.values, BANDS, RING, cube.time.values)
+    same_lazy(ds, RING, table)
 
 
 def test_south_up_cube():
@@ -478,6 +488,8 @@ def test_stackstac_cubes(stac, case, shape):
     values = np.nan_to_num(stac["grids"][times][:, bands], nan=NODATA)
     names = [SBANDS[b] for b in bands]
     check(table, values, *stac_coords(), names, geometry, stac_times(times))
+    if shape == "ring":
+        same_lazy(cube, geometry, table)
 
 
 ODC_CASES = {
@@ -504,6 +516,8 @@ def test_odc_stac_cubes(stac, case, shape):
     else:
         values, times = grids, stac_times([0, 1, 2])
     check(table, values, *stac_coords(), SBANDS, geometry, times)
+    if shape == "ring":
+        same_lazy(cube, geometry, table)
 
 
 # --- Zarr stores opened by xarray ---------------------------------------------------------------
