@@ -675,3 +675,67 @@ def test_rioxarray_mosaic_of_two_files_side_by_side(tiff, tmp_path):
     ys = file_coords(tiff)[1]
     values = np.concatenate([file_values(tiff), file_values(right)], axis=2)
     check(table, values[None], xs, ys, ["1", "2", "3"], poly)
+
+
+@pytest.mark.parametrize("resampling", ["bilinear", "cubic"])
+def test_odc_stac_resampled_windows_equal_whole_chunk_loads(stac, resampling):
+    """On a grid other than the files' (45 m), odc-stac resamples: a window handed to its
+    reader must give the values a whole chunk's load gives (kernels reach past the window)."""
+    ds = odc_stac.load(
+        stac["items"], chunks={"x": 256, "y": 256}, resolution=45, resampling=resampling
+    )
+    reference = np.stack([ds[b].values for b in SBANDS], axis=1).astype("float64")
+    x0, y0 = float(ds.x[0]) - 22.5, float(ds.y[0]) + 22.5
+    small = box(40, 40, 52, 47, x0=x0, y0=y0, res=45)  # a window of one chunk
+    edge = box(250, 100, 262, 110, x0=x0, y0=y0, res=45)  # across a chunk edge
+    for geometry in (small, edge):
+        table = planned(ds, geometry)
+        check(
+            table,
+            reference,
+            ds.x.values,
+            ds.y.values,
+            SBANDS,
+            geometry,
+            ds.time.values.astype("datetime64[ms]"),
+        )
+
+
+@pytest.mark.parametrize("resampling", ["bilinear", "cubic"])
+def test_stackstac_resampled_windows_equal_whole_chunk_loads(stac, resampling):
+    cube = stackstac.stack(
+        stac["items"],
+        dtype="float64",
+        rescale=False,
+        resolution=45,
+        resampling=getattr(rasterio.enums.Resampling, resampling),
+        chunksize=256,
+        xy_coords="center",
+    )
+    reference = cube.transpose("time", "band", "y", "x").values.astype("float64")
+    x0, y0 = float(cube.x[0]) - 22.5, float(cube.y[0]) + 22.5
+    small = box(40, 40, 52, 47, x0=x0, y0=y0, res=45)
+    edge = box(250, 100, 262, 110, x0=x0, y0=y0, res=45)
+    for geometry in (small, edge):
+        table = planned(cube, geometry)
+        check(
+            table,
+            reference,
+            cube.x.values,
+            cube.y.values,
+            SBANDS,
+            geometry,
+            cube.time.values.astype("datetime64[ms]"),
+        )
+
+
+def test_loader_cubes_with_an_integer_index(stac):
+    xs, ys = stac_coords()
+    grids = stac["grids"]
+    one = stackstac_cube(stac, chunksize=300).isel(band=1)
+    table = planned(one, STAC_RING)
+    values = np.nan_to_num(grids[:, [1]], nan=NODATA)
+    check(table, values, xs, ys, [table.columns[-1]], STAC_RING, stac_times([0, 1, 2]))
+    first = odc_stac.load(stac["items"], chunks={"x": 300, "y": 200}).isel(time=-1)
+    table = planned(first, STAC_L)
+    check(table, grids[[2]], xs, ys, SBANDS, STAC_L)
