@@ -739,3 +739,24 @@ def test_loader_cubes_with_an_integer_index(stac):
     first = odc_stac.load(stac["items"], chunks={"x": 300, "y": 200}).isel(time=-1)
     table = planned(first, STAC_L)
     check(table, grids[[2]], xs, ys, SBANDS, STAC_L)
+
+
+def test_window_reads_on_a_distributed_cluster_of_processes(stac, tiff):
+    """The window tasks (odc-stac's cut GeoBox, stackstac's window, xarray's narrowed getter
+    with its axes restored) pickle to worker processes and read the same values."""
+    distributed = pytest.importorskip("distributed")
+    xs, ys = stac_coords()
+    with distributed.Client(
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+    ):
+        ds = odc_stac.load(stac["items"], chunks={"x": 512, "y": 512})
+        check(
+            planned(ds, STAC_RING), stac["grids"], xs, ys, SBANDS, STAC_RING, stac_times([0, 1, 2])
+        )
+        cube = stackstac_cube(stac, chunksize=300)
+        values = np.nan_to_num(stac["grids"], nan=NODATA)
+        check(planned(cube, STAC_L), values, xs, ys, SBANDS, STAC_L, stac_times([0, 1, 2]))
+        rio = rioxarray.open_rasterio(tiff, chunks={"x": 700, "y": 300}, masked=True)
+        rio = rio.expand_dims(time=[np.datetime64("2020-01-01")])
+        table = planned(rio, FILE_RING)
+        check(table, file_values(tiff)[None], *file_coords(tiff), ["1", "2", "3"], FILE_RING)
