@@ -319,6 +319,9 @@ SELECTIONS = {
     "expand-time": (lambda c: c.expand_dims(time=[np.datetime64("2020-01-01")]), [0, 1, 2]),
     "expand-last": (lambda c: c.expand_dims("k", axis=3).squeeze("k"), [0, 1, 2]),
     "transpose": (lambda c: c.transpose("x", "band", "y"), [0, 1, 2]),
+    "flip-y": (lambda c: c.isel(y=slice(None, None, -1)), [0, 1, 2]),
+    "sortby-x-desc": (lambda c: c.sortby("x", ascending=False), [0, 1, 2]),
+    "band-chunks": (lambda c: c.chunk({"band": 1}), [0, 1, 2]),
 }
 
 
@@ -769,3 +772,38 @@ def test_many_pixels_whole_chunks_and_tiles(tiff, chunks):
     poly = box(100, 50, 700, 550)
     cube = rioxarray.open_rasterio(tiff, chunks=chunks, masked=True)
     check(planned(cube, poly), file_values(tiff)[None], *file_coords(tiff), ["1", "2", "3"], poly)
+
+
+def test_south_up_tiled_file(tmp_path):
+    """A GeoTIFF whose rows run north (positive y step): its tiles and windows on the cube."""
+    path = tmp_path / "south_up.tif"
+    values = np.random.default_rng(5).integers(0, 30000, (2, 600, 500)).astype("int16")
+    transform = rasterio.Affine(30, 0, FX0, 0, 30, FY0)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=500,
+        height=600,
+        count=2,
+        dtype="int16",
+        crs=UTM,
+        transform=transform,
+        tiled=True,
+        blockxsize=128,
+        blockysize=128,
+    ) as dst:
+        dst.write(values)
+    with rasterio.open(path) as ds:
+        reference = ds.read().astype("float64")
+    xs = FX0 + 30 * (np.arange(500) + 0.5)
+    ys = FY0 + 30 * (np.arange(600) + 0.5)
+    # Rows 100-399 (going north) and cols 50-449, minus a hole over rows 200-299.
+    poly = shapely.difference(
+        shapely.box(FX0 + 30 * 50 + 1, FY0 + 30 * 100 + 1, FX0 + 30 * 450 - 1, FY0 + 30 * 400 - 1),
+        shapely.box(FX0 + 30 * 130 + 1, FY0 + 30 * 200 + 1, FX0 + 30 * 400 - 1, FY0 + 30 * 300 - 1),
+    )
+    cube = rioxarray.open_rasterio(path, chunks={"x": 300, "y": 300})
+    (read,) = cube.ee.plan(poly, geometry_crs=UTM).reads()
+    assert read.granularity.startswith("storage blocks 128 x 128")
+    check(planned(cube, poly), reference[None], xs, ys, ["1", "2"], poly)
