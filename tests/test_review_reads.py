@@ -22,6 +22,7 @@ from pyproj import Transformer
 
 from tests.helpers import cube_values, make_cube, raise_if_dask_computes
 from xr_getregion import CubeError
+from xr_getregion.errors import GetRegionWarning
 from xr_getregion.loaders import reaches_storage
 
 rioxarray = pytest.importorskip("rioxarray")
@@ -206,12 +207,14 @@ def test_plan_reads_never_compute():
         plan.reads()
 
 
-@pytest.mark.parametrize("value", [0, "x", -3, None])
+@pytest.mark.parametrize("value", [0, "x", -3, None, 2.5, True, "2.5"])
 def test_bad_io_threads_is_a_clear_error(value):
     cube = base_cube().chunk({"time": 1, "band": 1, "y": 7, "x": 11})
     with dask.config.set({"xr_getregion.io_threads": value}):
-        with pytest.raises(CubeError, match="io_threads"):
-            planned(cube, L_SHAPE)
+        with pytest.raises(
+            CubeError, match=f"io_threads must be a positive integer; got {value!r}"
+        ):
+            cube.ee.get_region(L_SHAPE, geometry_crs=UTM)
 
 
 def test_one_io_thread_gives_the_same_table():
@@ -807,3 +810,22 @@ def test_south_up_tiled_file(tmp_path):
     (read,) = cube.ee.plan(poly, geometry_crs=UTM).reads()
     assert read.granularity.startswith("storage blocks 128 x 128")
     check(planned(cube, poly), reference[None], xs, ys, ["1", "2"], poly)
+
+
+def test_integral_io_threads_values_are_taken():
+    cube = base_cube().chunk({"time": 1, "band": 1, "y": 7, "x": 11})
+    for value in (3, 3.0, "3"):
+        with dask.config.set({"xr_getregion.io_threads": value}):
+            table = cube.ee.get_region(RING, geometry_crs=UTM)
+        check(table, VALUES, cube.x.values, cube.y.values, BANDS, RING, cube.time.values)
+
+
+def test_empty_regions_of_loader_cubes(stac):
+    outside = shapely.box(SX0 - 9000, SY0 + 1000, SX0 - 8000, SY0 + 2000)
+    for cube in (stackstac_cube(stac), odc_stac.load(stac["items"], chunks={})):
+        with pytest.warns(GetRegionWarning, match="misses the cube"):
+            with raise_if_dask_computes():
+                reads = cube.ee.plan(outside, geometry_crs=UTM).reads()
+            assert [r.reads for r in reads] == [0] * len(reads)
+            assert len(cube.ee.get_region(outside, geometry_crs=UTM)) == 0
+            assert len(cube.ee.get_region(outside, geometry_crs=UTM, lazy=True).compute()) == 0
