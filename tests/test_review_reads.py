@@ -829,3 +829,33 @@ def test_empty_regions_of_loader_cubes(stac):
             assert [r.reads for r in reads] == [0] * len(reads)
             assert len(cube.ee.get_region(outside, geometry_crs=UTM)) == 0
             assert len(cube.ee.get_region(outside, geometry_crs=UTM, lazy=True).compute()) == 0
+
+
+# --- _rectangles against brute force ----------------------------------------------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    blocks=st.lists(st.tuples(st.integers(-2, 5), st.integers(-2, 5)), min_size=1, max_size=30),
+    repeats=st.integers(1, 3),
+)
+def test_rectangles_tile_the_blocks_holding_pixels_exactly(blocks, repeats):
+    from xr_getregion.reads import _rectangles
+
+    ty = np.array([b[0] for b in blocks] * repeats)
+    tx = np.array([b[1] for b in blocks] * repeats)
+    groups = _rectangles(ty, tx)
+    seen = np.concatenate(groups)
+    assert sorted(seen.tolist()) == list(range(len(ty)))  # every pixel in one rectangle
+    held = set(blocks)
+    covered: set[tuple[int, int]] = set()
+    for group in groups:
+        r0, r1, c0, c1 = ty[group].min(), ty[group].max(), tx[group].min(), tx[group].max()
+        span = {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+        assert span <= held  # the rectangle's window reads no block without pixels
+        assert not span & covered  # and no block twice
+        covered |= span
+    assert covered == held
