@@ -859,3 +859,25 @@ def test_rectangles_tile_the_blocks_holding_pixels_exactly(blocks, repeats):
         assert not span & covered  # and no block twice
         covered |= span
     assert covered == held
+
+
+@pytest.mark.parametrize("lock", [False, None])
+def test_many_concurrent_window_reads_of_one_file(tiff, lock):
+    """16 reads in flight on one file (rioxarray's lock=False: a handle per thread)."""
+    cube = rioxarray.open_rasterio(tiff, chunks={"x": 128, "y": 128}, masked=True, lock=lock)
+    points = shapely.MultiPoint(
+        [
+            (FX0 + 30 * (c + 0.5), FY0 - 30 * (r + 0.5))
+            for r in range(3, 700, 37)
+            for c in range(5, 900, 41)
+        ]
+    )
+    with dask.config.set({"xr_getregion.io_threads": 16}):
+        for geometry in (points, FILE_RING):
+            check(
+                planned(cube, geometry),
+                file_values(tiff)[None],
+                *file_coords(tiff),
+                ["1", "2", "3"],
+                geometry,
+            )
