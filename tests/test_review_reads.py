@@ -881,3 +881,37 @@ def test_many_concurrent_window_reads_of_one_file(tiff, lock):
                 ["1", "2", "3"],
                 geometry,
             )
+
+
+def test_packed_netcdf_windows_are_decoded(tmp_path):
+    """int16 packed with scale_factor/add_offset and a _FillValue, chunked on disk: a window
+    narrowed into xarray's getter is decoded as the whole variable is."""
+    h5py = pytest.importorskip("h5py")
+    raw = cube_values(2, 1, 300, 400)[:, 0].astype("int16") % 30000
+    raw[:, 40:44, 60:70] = -32767
+    cube = make_cube(300, 400, 2, ["a"])
+    ds = xr.Dataset(
+        {"v": (("time", "y", "x"), np.where(raw == -32767, np.nan, raw * 0.5 + 10.0))},
+        coords={"time": cube.time.values, "y": cube.y.values, "x": cube.x.values},
+    )
+    ds["v"].encoding = {
+        "chunksizes": (1, 50, 64),
+        "scale_factor": 0.5,
+        "add_offset": 10.0,
+        "_FillValue": np.int16(-32767),
+        "dtype": "int16",
+    }
+    ds["v"].attrs["grid_mapping"] = "spatial_ref"
+    ds = ds.rio.write_crs(UTM)
+    path = tmp_path / "packed.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    with h5py.File(path) as f:  # the reference: the stored integers, decoded by hand
+        stored = f["v"][...]
+    reference = np.where(stored == -32767, np.nan, stored * 0.5 + 10.0)[:, None]
+    opened = xr.open_dataset(path, engine="h5netcdf", chunks={"y": 200, "x": 300})
+    (read,) = opened.ee.plan(ZARR_RING, geometry_crs=UTM).reads()
+    assert read.granularity.startswith("storage blocks 50 x 64")
+    poly = shapely.union(ZARR_RING, box(55, 35, 80, 50))
+    table = planned(opened, poly)
+    assert table["v"].isna().sum() == 2 * 4 * 10
+    check(table, reference, cube.x.values, cube.y.values, ["v"], poly, cube.time.values)
