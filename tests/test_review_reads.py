@@ -505,6 +505,7 @@ ODC_CASES = {
     "chunks-300-700": ({"chunks": {"x": 700, "y": 300}}, False),
     "solar-day": ({"chunks": {}, "groupby": "solar_day"}, True),
     "solar-day-512": ({"chunks": {"x": 512, "y": 512}, "groupby": "solar_day"}, True),
+    "time-chunks": ({"chunks": {"time": 2, "x": 512, "y": 512}}, False),
 }
 
 
@@ -915,3 +916,17 @@ def test_packed_netcdf_windows_are_decoded(tmp_path):
     table = planned(opened, poly)
     assert table["v"].isna().sum() == 2 * 4 * 10
     check(table, reference, cube.x.values, cube.y.values, ["v"], poly, cube.time.values)
+
+
+def test_rioxarray_band_as_variable(tiff):
+    ds = rioxarray.open_rasterio(
+        tiff, chunks={"x": 700, "y": 300}, masked=True, band_as_variable=True
+    )
+    table = planned(ds, FILE_RING)
+    check(
+        table,
+        file_values(tiff)[None],
+        *file_coords(tiff),
+        ["band_1", "band_2", "band_3"],
+        FILE_RING,
+    )
