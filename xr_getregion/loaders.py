@@ -241,12 +241,17 @@ def _below_reshaping(
         if isinstance(task, Alias):
             key = task.target
             continue
-        if isinstance(task, tuple) and task in graph:
+        if _is_key(task) and task in graph:
             key = task
             continue
-        if not (isinstance(task, Task) and task.func is getitem and len(task.args) == 2):
+        if isinstance(task, tuple) and len(task) == 3 and task[0] is getitem:
+            # An old-style task (``da.stack``): ``(getitem, inner key, index)``.
+            inner, index = task[1], task[2]
+            inner = TaskRef(inner) if _is_key(inner) else None
+        elif isinstance(task, Task) and task.func is getitem and len(task.args) == 2:
+            inner, index = task.args
+        else:
             break
-        inner, index = task.args
         index = getattr(index, "value", index)
         if not isinstance(inner, TaskRef) or not isinstance(index, tuple):
             break
@@ -259,6 +264,19 @@ def _below_reshaping(
     if not restore:
         return block, window, ()
     return key, window, tuple(restore)
+
+
+def _is_key(value: Any) -> bool:
+    """Whether ``value`` is a chunk's key (``(name, i, j, ...)``), not an old-style task
+    tuple such as ``(getitem, key, (None, slice(...)))``: that one holds slices, which are
+    unhashable before Python 3.12, so testing ``value in graph`` would raise (``da.stack``,
+    which ``Dataset.to_array`` uses, still writes such tuples)."""
+    return (
+        isinstance(value, tuple)
+        and bool(value)
+        and isinstance(value[0], str)
+        and all(isinstance(i, int | np.integer) for i in value[1:])
+    )
 
 
 def _window_below(index: tuple, window: tuple) -> tuple[tuple, tuple] | None:

@@ -88,6 +88,10 @@ def io_threads() -> int:
         n = int(value)
     except (TypeError, ValueError):
         n = 0
+    # int() would quietly take True as 1 and 2.5 (or DASK_XR_GETREGION__IO_THREADS=2.5,
+    # which dask parses as a float) as 2: refuse them as the value they are.
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        n = 0
     if n < 1:
         raise ArgumentError(
             f"xr_getregion.io_threads must be a positive integer; got {value!r}. Set it with "
