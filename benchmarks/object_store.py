@@ -36,7 +36,6 @@ import json
 import math
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._cube import DATA, RESULTS
+from tests.processes import free_port, stop, wait_for
 
 X0, Y0, RES = 600_000.0, 4_000_000.0, 30.0
 UTM = "EPSG:32615"
@@ -100,12 +100,6 @@ with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
     read = time.perf_counter() - start
 print(json.dumps({"rows": int(sum(v.shape[0] * v.shape[2] for v in values)), "read_s": read}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -207,25 +201,10 @@ def s3_server(workdir: Path, latency_ms: float) -> Iterator[Server]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the S3 server exited with status {process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the S3 server did not start within 30 s") from None
-                time.sleep(0.1)
+        wait_for(port, process, "the S3 server")
         yield Server(port, log, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
 
 
 def _object_kind(path: str, query: str) -> str:

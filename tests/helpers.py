@@ -183,3 +183,41 @@ def random_fields(
     )
     names = [f"f{i}" for i in range(boxes + points)]
     return gpd.GeoDataFrame({"name": names}, geometry=shapes, crs="EPSG:32615").to_crs(4326)
+
+
+def write_geotiff(
+    path: Any,
+    values: np.ndarray,
+    transform: Any,
+    *,
+    crs: str = "EPSG:32615",
+    nodata: Any = None,
+    tile: int | None = None,
+    cog: bool = False,
+    compress: str | None = "deflate",
+) -> None:
+    """Write ``values`` (``(y, x)`` or ``(band, y, x)``) as a GeoTIFF with rasterio: tiled
+    ``tile`` x ``tile`` when given, a Cloud-Optimized GeoTIFF without overviews with
+    ``cog``. The tests read such files back with rasterio as their reference."""
+    import rasterio
+
+    stack = values[None] if values.ndim == 2 else values
+    profile: dict[str, Any] = {
+        "width": stack.shape[2],
+        "height": stack.shape[1],
+        "count": stack.shape[0],
+        "dtype": stack.dtype,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+    }
+    if compress:
+        profile["compress"] = compress
+    if cog:
+        profile.update(driver="COG", blocksize=tile or 512, overviews="none")
+    else:
+        profile["driver"] = "GTiff"
+        if tile:
+            profile.update(tiled=True, blockxsize=tile, blockysize=tile)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(stack)

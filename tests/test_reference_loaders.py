@@ -40,6 +40,7 @@ pystac = pytest.importorskip("pystac")
 
 from pystac.extensions.projection import ProjectionExtension  # noqa: E402
 
+from tests.helpers import write_geotiff  # noqa: E402
 from xr_getregion import CubeError, GetRegionWarning, get_region, getRegion  # noqa: E402
 from xr_getregion.cli import main  # noqa: E402
 
@@ -90,23 +91,7 @@ def write_items(root: Path) -> list[Any]:
         )
         for b, band in enumerate(BANDS):
             path = root / f"{item.id}_{band}.tif"
-            with rasterio.open(
-                path,
-                "w",
-                driver="GTiff",
-                width=SIZE,
-                height=SIZE,
-                count=1,
-                dtype="int16",
-                crs=UTM,
-                transform=transform,
-                nodata=NODATA,
-                tiled=True,
-                blockxsize=16,
-                blockysize=16,
-                compress="deflate",
-            ) as dst:
-                dst.write(pixel_values(t, b), 1)
+            write_geotiff(path, pixel_values(t, b), transform, crs=UTM, nodata=NODATA, tile=16)
             item.add_asset(band, pystac.Asset(href=str(path), media_type=pystac.MediaType.COG))
         proj = ProjectionExtension.ext(item, add_if_missing=True)
         proj.epsg = 32615

@@ -20,8 +20,8 @@ import shapely
 import xarray as xr
 from pyproj import Transformer
 
-from tests.helpers import cube_values, make_cube, raise_if_dask_computes
-from xr_getregion import CubeError
+from tests.helpers import cube_values, make_cube, raise_if_dask_computes, write_geotiff
+from xr_getregion import ArgumentError
 from xr_getregion.errors import GetRegionWarning
 from xr_getregion.loaders import reaches_storage
 
@@ -212,7 +212,7 @@ def test_bad_io_threads_is_a_clear_error(value):
     cube = base_cube().chunk({"time": 1, "band": 1, "y": 7, "x": 11})
     with dask.config.set({"xr_getregion.io_threads": value}):
         with pytest.raises(
-            CubeError, match=f"io_threads must be a positive integer; got {value!r}"
+            ArgumentError, match=f"io_threads must be a positive integer; got {value!r}"
         ):
             cube.ee.get_region(L_SHAPE, geometry_crs=UTM)
 
@@ -236,23 +236,8 @@ def tiff(tmp_path_factory) -> Path:
     rng = np.random.default_rng(3)
     values = rng.integers(-1000, 30000, (3, FY, FX)).astype("int16")
     values[:, 5:9, 300:320] = -9999  # nodata inside the polygons
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=FX,
-        height=FY,
-        count=3,
-        dtype="int16",
-        crs=UTM,
-        transform=rasterio.transform.from_origin(FX0, FY0, 30, 30),
-        nodata=-9999,
-        tiled=True,
-        blockxsize=TILE,
-        blockysize=TILE,
-        compress="deflate",
-    ) as dst:
-        dst.write(values)
+    transform = rasterio.transform.from_origin(FX0, FY0, 30, 30)
+    write_geotiff(path, values, transform, crs=UTM, nodata=-9999, tile=TILE)
     return path
 
 
@@ -423,23 +408,7 @@ def stac(tmp_path_factory) -> dict:
             if t == 1:
                 values[:, HALF:] = NODATA
             path = root / f"{t}_{band}.tif"
-            with rasterio.open(
-                path,
-                "w",
-                driver="GTiff",
-                width=width,
-                height=SY,
-                count=1,
-                dtype="int16",
-                crs=UTM,
-                transform=transform,
-                nodata=NODATA,
-                tiled=True,
-                blockxsize=256,
-                blockysize=256,
-                compress="deflate",
-            ) as dst:
-                dst.write(values, 1)
+            write_geotiff(path, values, transform, crs=UTM, nodata=NODATA, tile=256)
             with rasterio.open(path) as ds:  # the reference: rasterio's read of the file
                 grid[b, :, col0 : col0 + width] = (
                     ds.read(1, masked=True).astype(float).filled(np.nan)
@@ -783,21 +752,7 @@ def test_south_up_tiled_file(tmp_path):
     path = tmp_path / "south_up.tif"
     values = np.random.default_rng(5).integers(0, 30000, (2, 600, 500)).astype("int16")
     transform = rasterio.Affine(30, 0, FX0, 0, 30, FY0)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=500,
-        height=600,
-        count=2,
-        dtype="int16",
-        crs=UTM,
-        transform=transform,
-        tiled=True,
-        blockxsize=128,
-        blockysize=128,
-    ) as dst:
-        dst.write(values)
+    write_geotiff(path, values, transform, crs=UTM, tile=128, compress=None)
     with rasterio.open(path) as ds:
         reference = ds.read().astype("float64")
     xs = FX0 + 30 * (np.arange(500) + 0.5)

@@ -40,6 +40,8 @@ pystac = pytest.importorskip("pystac")
 
 from pystac.extensions.projection import ProjectionExtension  # noqa: E402
 
+from tests.helpers import write_geotiff  # noqa: E402
+
 UTM = "EPSG:32615"
 RES = 30.0
 SIZE = 2048
@@ -89,22 +91,8 @@ def stack(range_server: Any) -> dict[str, Any]:
             yy, xx = np.mgrid[0:SIZE, 0:SIZE]
             values = (yy + 2 * xx + rng.integers(0, 400, (SIZE, SIZE))).astype("int16")
             values[:3, :3] = NODATA
-            with rasterio.open(
-                range_server.root / _name(t, band),
-                "w",
-                driver="COG",
-                width=SIZE,
-                height=SIZE,
-                count=1,
-                dtype="int16",
-                crs=UTM,
-                transform=TRANSFORM,
-                nodata=NODATA,
-                blocksize=TILE,
-                compress="deflate",
-                overviews="none",
-            ) as dst:
-                dst.write(values, 1)
+            path = range_server.root / _name(t, band)
+            write_geotiff(path, values, TRANSFORM, crs=UTM, nodata=NODATA, tile=TILE, cog=True)
             url = f"{range_server.url}/{_name(t, band)}"
             item.add_asset(band, pystac.Asset(href=url, media_type=pystac.MediaType.COG))
         proj = ProjectionExtension.ext(item, add_if_missing=True)
