@@ -359,3 +359,23 @@ def test_ctrl_c_wrapped_by_the_code_it_landed_in_is_still_ctrl_c(
     assert main(["extract", *inputs, "--out", str(tmp_path / "t.parquet")]) == 130
     assert capfd.readouterr().err == "xr-getregion: interrupted; no table was written.\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr", "f.geojson"]
+
+
+def test_a_table_moved_aside_while_it_is_checked_is_nothing_to_refuse(tmp_path, monkeypatch):
+    # Another overwriting job renames the old table aside between the check that it is a
+    # directory and the listing of its files: that is no error (CI saw this race once).
+    from xr_getregion import output
+
+    target = tmp_path / "table.parquet"
+    target.mkdir()
+    (target / "part.0.parquet").write_bytes(b"PAR1")
+    listing = os.scandir
+
+    def moved_meanwhile(path):
+        if Path(path) == target:
+            target.rename(tmp_path / "aside")
+        return listing(path)
+
+    monkeypatch.setattr(output.os, "scandir", moved_meanwhile)
+    output.check_target(target, overwrite=True)
+    assert not target.exists() and (tmp_path / "aside" / "part.0.parquet").exists()

@@ -190,7 +190,12 @@ def check_target(target: Path, overwrite: bool) -> None:
     if not overwrite:
         raise OutputExistsError(f"{str(target)!r} exists; remove it or pass overwrite=True.")
     if target.is_dir() and not target.is_symlink():
-        _refuse_foreign_directory(target, target)
+        try:
+            _refuse_foreign_directory(target, target)
+        except FileNotFoundError:
+            # Another overwriting job moved it aside meanwhile: nothing is left to refuse
+            # (what a swap moves aside is checked there again).
+            return
 
 
 def _refuse_foreign_directory(directory: Path, target: Path) -> None:
