@@ -364,8 +364,6 @@ def test_ctrl_c_wrapped_by_the_code_it_landed_in_is_still_ctrl_c(
 def test_a_table_moved_aside_while_it_is_checked_is_nothing_to_refuse(tmp_path, monkeypatch):
     # Another overwriting job renames the old table aside between the check that it is a
     # directory and the listing of its files: that is no error (CI saw this race once).
-    from xr_getregion import output
-
     target = tmp_path / "table.parquet"
     target.mkdir()
     (target / "part.0.parquet").write_bytes(b"PAR1")
