@@ -340,3 +340,15 @@ def test_a_sharded_zarr_store_reads_the_inner_chunks_of_its_shards(range_server,
     rows, cols = np.arange(290, 330), np.arange(300, 340)
     expected = values[:, rows[:, None], cols[None, :]].reshape(2, -1)
     np.testing.assert_array_equal(table["ndvi"].to_numpy().reshape(2, -1), expected)
+
+
+def test_a_files_tile_layout_is_read_once_for_many_extractions(stack):
+    from xr_getregion import loaders
+
+    cube = build("stackstac", stack["items"])
+    loaders._file_tiles.cache_clear()
+    for geometry in CASES.values():
+        cube.ee.plan(geometry, geometry_crs=UTM).reads()
+        cube.ee.get_region(geometry, geometry_crs=UTM)
+    info = loaders._file_tiles.cache_info()
+    assert (info.misses, info.hits) == (1, 2 * len(CASES) - 1)

@@ -20,6 +20,7 @@ against the real package (``tests/test_storage_reads.py``). When a graph is not 
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -118,6 +119,10 @@ def _args(task: Any) -> tuple[Any, ...]:
     return tuple(getattr(a, "value", a) for a in getattr(task, "args", ()))
 
 
+# One header read per file and grid in a process, however many extractions (a notebook's
+# loop over features) plan their reads from it. The layout only groups reads: values never
+# depend on it.
+@functools.lru_cache(maxsize=256)
 def _file_tiles(href: str, grid: Grid) -> Tiles | None:
     import rasterio
 
