@@ -1,13 +1,18 @@
 """A brute-force ``getRegion``: slow, simple and obviously correct, to check the real one.
 
 It follows ``docs/semantics.md`` sections 3 to 6 literally and shares no code with
-``xr_getregion`` (only the constant ``METRES_PER_DEGREE``, which is part of the contract):
+``xr_getregion`` (only the constants ``METRES_PER_DEGREE`` and ``CURVE_TOLERANCE``, which are
+part of the contract):
 
 1. the working grid is built from the arguments by the table of section 3;
-2. the geometry is brought into the grid's *pixel space*, where pixel ``(col, row)`` is the
-   half-open unit square ``[col, col+1) x [row, row+1)``;
-3. **every** pixel of a window around the geometry's bounds is tested, one predicate per
-   pixel (shapely), with the rules of section 4 written out plainly;
+2. a geometry in the grid's CRS is brought into the grid's *pixel space*, where pixel
+   ``(col, row)`` is the half-open unit square ``[col, col+1) x [row, row+1)``, and
+   **every** pixel of a window around its bounds is tested, one predicate per pixel
+   (shapely), with the rules of section 4 written out plainly;
+3. a geometry in another CRS keeps its own: every pixel around it is taken there (its centre
+   for polygons, its square for lines) and tested against the geometry's straight edges,
+   which no chord then approximates; pixels within the contract's tolerance of an edge are
+   reported as open (either answer is right);
 4. each covered pixel's centre is transformed with pyproj into the cube's CRS, its source
    pixel found by plain arithmetic, and centres outside the cube dropped (section 5);
 5. values are read with plain numpy indexing and the rows laid out as EE's list of lists.
@@ -21,7 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyproj
@@ -31,7 +36,7 @@ from pyproj import CRS
 
 from xr_getregion.grid import METRES_PER_DEGREE
 
-__all__ = ["BruteGrid", "brute_get_region", "covered_cells", "cube_grid", "working_grid"]
+__all__ = ["Brute", "BruteGrid", "brute_get_region", "covered_cells", "cube_grid", "working_grid"]
 
 EPSG4326 = CRS.from_epsg(4326)
 
@@ -49,14 +54,20 @@ EPSG4326 = CRS.from_epsg(4326)
 NUDGE_COL = 1e-6
 NUDGE_ROW = 1e-9
 
-# coverage.py's contract for a geometry in another CRS than the grid's: edges are first split
-# into pieces of at most 1/64 of the geometry's extent (the diagonal of its bounds), so an edge
-# straight in its own CRS is followed as such; the pieces are then straight in pixel space.
-SEGMENTS_PER_EXTENT = 64
-# Except where those pieces stray from the edges by a good part of a pixel (near a pole): a
-# polygon in a projected CRS whose pieces span more than this many degrees of longitude on an
-# axis-aligned lon/lat grid covers the pixels whose centre, taken into its own CRS, is inside.
-WIDE_DEGREES = 1.0
+# A geometry in another CRS than the grid's (docs/semantics.md section 4): its edges are
+# straight in its own CRS, so in pixel space they are curves, and the package follows them by
+# chords within CURVE_TOLERANCE pixels. This brute force never draws a chord: it takes each
+# candidate pixel centre (polygons) or pixel square (lines, its outline densified to a
+# negligible error) back into the geometry's CRS and tests it there, exactly. A pixel whose
+# answer changes when its centre moves, or its square grows or shrinks, by AMBIGUOUS pixels is
+# returned apart, as one either answer may give: within the tolerance of the curve, the
+# contract leaves it open. The number is the contract's, read here, not the package's code.
+from xr_getregion.coverage import CURVE_TOLERANCE  # noqa: E402
+
+AMBIGUOUS = 2 * CURVE_TOLERANCE
+# Points along each side of a pixel square taken back into the geometry's CRS: over a
+# pixel, the curve that side becomes strays from these chords by far less than AMBIGUOUS.
+SQUARE_SIDE_POINTS = 16
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,13 @@ class BruteGrid:
         a, b, c, d, e, f = self.transform
         u = np.asarray(cols, float) + 0.5
         v = np.asarray(rows, float) + 0.5
+        return a * u + b * v + c, d * u + e * v + f
+
+    def at(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CRS coordinates of fractional pixel coordinates ``(u, v)``: the forward affine."""
+        a, b, c, d, e, f = self.transform
+        u = np.asarray(u, float)
+        v = np.asarray(v, float)
         return a * u + b * v + c, d * u + e * v + f
 
     def to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,20 +152,10 @@ def _parts(geometry: shapely.Geometry) -> list[shapely.Geometry]:
     return [] if geometry.is_empty else [geometry]
 
 
-def pixel_space(
-    geometry: shapely.Geometry,
-    geometry_crs: CRS,
-    grid: BruteGrid,
-    whole: shapely.Geometry | None = None,
-) -> shapely.Geometry:
-    """The geometry in ``grid``'s pixel space (densified first when the CRS differs, by the
-    extent of ``whole`` when ``geometry`` is a part of it)."""
+def pixel_space(geometry: shapely.Geometry, geometry_crs: CRS, grid: BruteGrid) -> shapely.Geometry:
+    """The geometry in ``grid``'s pixel space, vertex by vertex (exact for a geometry in the
+    grid's CRS, and for points in any CRS)."""
     if geometry_crs != grid.crs:
-        if shapely.get_dimensions(geometry) > 0:
-            xmin, ymin, xmax, ymax = (geometry if whole is None else whole).bounds
-            extent = math.hypot(xmax - xmin, ymax - ymin)
-            if extent > 0:
-                geometry = shapely.segmentize(geometry, extent / SEGMENTS_PER_EXTENT)
         to_grid = pyproj.Transformer.from_crs(geometry_crs, grid.crs, always_xy=True)
 
         def project(xy: np.ndarray) -> np.ndarray:
@@ -253,19 +261,121 @@ def covered_cells(pixel_geometry: shapely.Geometry, mirrored: bool = False) -> s
     return cells
 
 
-def _centres_inside(
-    pixel_polygon: shapely.Polygon, polygon: shapely.Polygon, crs: CRS, grid: BruteGrid
-) -> set[tuple[int, int]]:
-    """Pixels whose centre, taken into ``crs``, lies inside ``polygon`` there: every pixel of
-    its pixel-space bounds, widened by a tenth (the pieces stray near a pole) is tested."""
-    xmin, ymin, xmax, ymax = pixel_polygon.bounds
-    mx, my = 0.1 * (xmax - xmin) + 2, 0.1 * (ymax - ymin) + 2
-    cols, rows = _window(shapely.box(xmin - mx, ymin - my, xmax + mx, ymax + my))
-    x, y = grid.centre(cols, rows)
-    to_crs = pyproj.Transformer.from_crs(grid.crs, crs, always_xy=True)
-    px, py = (np.asarray(v, float) for v in to_crs.transform(x, y))
-    inside = shapely.contains_xy(polygon, px, py)
-    return set(zip(cols[inside].tolist(), rows[inside].tolist(), strict=True))
+def _reach(
+    part: shapely.Geometry, geometry_crs: CRS, grid: BruteGrid
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every pixel a part in another CRS may cover: those of the pixel-space bounds of its
+    outline, split very finely in its own CRS, widened by a tenth and two pixels; and, when
+    it holds a pole, up to that pole's row (on a lon/lat grid the pole is a whole row)."""
+    xmin, ymin, xmax, ymax = part.bounds
+    extent = math.hypot(xmax - xmin, ymax - ymin)
+    fine = shapely.segmentize(part, extent / 4096) if extent > 0 else part
+    pixels = pixel_space(fine, geometry_crs, grid)
+    xy = shapely.get_coordinates(pixels)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    x0, y0 = xy.min(axis=0)
+    x1, y1 = xy.max(axis=0)
+    if isinstance(part, shapely.Polygon):
+        to_crs = pyproj.Transformer.from_crs(EPSG4326, geometry_crs, always_xy=True)
+        for lat in (90.0, -90.0):
+            px, py = to_crs.transform(0.0, lat)
+            if math.isfinite(px) and shapely.Polygon(part.exterior).covers(shapely.Point(px, py)):
+                to_grid = pyproj.Transformer.from_crs(EPSG4326, grid.crs, always_xy=True)
+                u, v = grid.to_pixel(
+                    *to_grid.transform(np.array([-180.0, 180.0]), np.array([lat, lat]))
+                )
+                x0, x1 = min(x0, *u), max(x1, *u)
+                y0, y1 = min(y0, *v), max(y1, *v)
+    mx, my = 0.1 * (x1 - x0) + 2, 0.1 * (y1 - y0) + 2
+    return _window(shapely.box(x0 - mx, y0 - my, x1 + mx, y1 + my))
+
+
+def _back(
+    u: np.ndarray, v: np.ndarray, grid: BruteGrid, geometry_crs: CRS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates of ``grid`` taken into ``geometry_crs``."""
+    to_crs = pyproj.Transformer.from_crs(grid.crs, geometry_crs, always_xy=True)
+    x, y = to_crs.transform(*grid.at(u, v))
+    return np.asarray(x, float), np.asarray(y, float)
+
+
+def _reprojected_polygon_cells(
+    polygon: shapely.Polygon, geometry_crs: CRS, grid: BruteGrid
+) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """(sure, open) pixels of a polygon in another CRS: those whose centre, taken into that
+    CRS, lies inside it; open where the centre moved by AMBIGUOUS pixels may fall outside
+    (or inside), any way round."""
+    cols, rows = _reach(polygon, geometry_crs, grid)
+    shapely.prepare(polygon)
+    inside = shapely.contains_xy(polygon, *_back(cols + 0.5, rows + 0.5, grid, geometry_crs))
+    unsure = np.zeros(len(cols), bool)
+    for angle in np.arange(8) * np.pi / 4:
+        du, dv = AMBIGUOUS * math.cos(angle), AMBIGUOUS * math.sin(angle)
+        moved = _back(cols + 0.5 + du, rows + 0.5 + dv, grid, geometry_crs)
+        unsure |= shapely.contains_xy(polygon, *moved) != inside
+    cells = list(zip(cols.tolist(), rows.tolist(), strict=True))
+    sure = {c for c, i, u in zip(cells, inside, unsure, strict=True) if i and not u}
+    return sure, {c for c, u in zip(cells, unsure, strict=True) if u}
+
+
+def _squares(
+    cols: np.ndarray, rows: np.ndarray, pad: float, grid: BruteGrid, crs: CRS
+) -> np.ndarray:
+    """The pixel squares ``[col - pad, col + 1 + pad] x [row - pad, row + 1 + pad]`` taken
+    into ``crs``, each side densified by SQUARE_SIDE_POINTS, as polygons."""
+    t = np.linspace(0.0, 1.0, SQUARE_SIDE_POINTS, endpoint=False)
+    lo, hi = -pad, 1.0 + pad
+    span = hi - lo
+    su = np.concatenate([lo + span * t, np.full_like(t, hi), hi - span * t, np.full_like(t, lo)])
+    sv = np.concatenate([np.full_like(t, lo), lo + span * t, np.full_like(t, hi), hi - span * t])
+    u = cols[:, None] + su[None]
+    v = rows[:, None] + sv[None]
+    x, y = _back(u.ravel(), v.ravel(), grid, crs)
+    ring = np.stack([x, y], axis=-1).reshape(len(cols), len(su), 2)
+    return shapely.polygons(np.concatenate([ring, ring[:, :1]], axis=1))
+
+
+def _reprojected_line_cells(
+    line: shapely.LineString, geometry_crs: CRS, grid: BruteGrid
+) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """(sure, open) pixels of a line in another CRS: the pixels of its vertices, and those
+    whose square, taken into that CRS, the line passes through; open where the answer differs
+    for the square grown and shrunk by AMBIGUOUS pixels."""
+    vertices = shapely.get_coordinates(pixel_space(line, geometry_crs, grid))
+    sure = {_point_cell(x, y) for x, y in vertices if math.isfinite(x) and math.isfinite(y)}
+    cols, rows = _reach(line, geometry_crs, grid)
+    shapely.prepare(line)
+    grown = shapely.intersects(line, _squares(cols, rows, AMBIGUOUS, grid, geometry_crs))
+    cols, rows = cols[grown], rows[grown]
+    shrunk = shapely.intersects(line, _squares(cols, rows, -AMBIGUOUS, grid, geometry_crs))
+    cells = list(zip(cols.tolist(), rows.tolist(), strict=True))
+    sure |= {c for c, s in zip(cells, shrunk, strict=True) if s}
+    return sure, {c for c in cells if c not in sure}
+
+
+def reprojected_cells(
+    geometry: shapely.Geometry, geometry_crs: CRS, grid: BruteGrid
+) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """(sure, open) pixels of a geometry in another CRS than the grid's: the union over its
+    parts, a pixel some part surely covers being sure."""
+    sure: set[tuple[int, int]] = set()
+    unsure: set[tuple[int, int]] = set()
+    for part in _parts(geometry):
+        if isinstance(part, shapely.Point):
+            ((x, y),) = shapely.get_coordinates(pixel_space(part, geometry_crs, grid))
+            if math.isfinite(x) and math.isfinite(y):
+                sure.add(_point_cell(x, y))
+        elif isinstance(part, shapely.LineString):
+            s, u = _reprojected_line_cells(part, geometry_crs, grid)
+            sure |= s
+            unsure |= u
+        elif isinstance(part, shapely.Polygon):
+            s, u = _reprojected_polygon_cells(part, geometry_crs, grid)
+            sure |= s
+            unsure |= u
+        else:
+            raise TypeError(f"unexpected geometry part {part.geom_type}")
+    return sure, unsure - sure
 
 
 def _nodata(cube: xr.DataArray) -> Any:
@@ -273,6 +383,15 @@ def _nodata(cube: xr.DataArray) -> Any:
         if cube.attrs.get(key) is not None:
             return cube.attrs[key]
     return None
+
+
+class Brute(NamedTuple):
+    """The brute force's table (EE's list of lists) and the ``(longitude, latitude)`` of the
+    pixels it may or may not hold: a table equal to ``table`` without some of those rows
+    follows the contract too."""
+
+    table: list[list[Any]]
+    open: set[tuple[float, float]]
 
 
 def brute_get_region(
@@ -283,8 +402,9 @@ def brute_get_region(
     crsTransform: Any = None,  # EE's name, as in getRegion
     *,
     geometry_crs: Any = "EPSG:4326",
-) -> list[list[Any]]:
-    """EE's ``getRegion`` table for a ``(time, band, y, x)`` cube, the slow obvious way.
+) -> Brute:
+    """EE's ``getRegion`` table for a ``(time, band, y, x)`` cube, the slow obvious way, and
+    the ``(longitude, latitude)`` of its rows the contract leaves open (see AMBIGUOUS).
 
     ``cube`` is numpy-backed (or small enough to load) with ``time``/``band`` coordinates, a
     CRS written by rioxarray and regular ``x``/``y`` pixel-centre coordinates.
@@ -292,21 +412,14 @@ def brute_get_region(
     grid = working_grid(cube, scale, crs, crsTransform)
     source = cube_grid(cube)
     shape_crs = CRS.from_user_input(geometry_crs)
-    shape = pixel_space(geometry, shape_crs, grid)
     a, b, _, d, e, _ = grid.transform
     mirrored = a * e - b * d < 0
-    if grid.crs.is_geographic and not shape_crs.is_geographic and b == 0 and d == 0:
-        found: set[tuple[int, int]] = set()
-        for original in _parts(geometry):
-            part = pixel_space(original, shape_crs, grid, whole=geometry)
-            xs = shapely.get_coordinates(part)[:, 0]
-            if isinstance(part, shapely.Polygon) and np.ptp(xs) * abs(a) > WIDE_DEGREES:
-                found |= _centres_inside(part, original, shape_crs, grid)
-            else:
-                found |= covered_cells(part, mirrored)
-        cells = sorted(found, key=lambda cell: (cell[1], cell[0]))
+    if shape_crs != grid.crs:
+        found, unsure = reprojected_cells(geometry, shape_crs, grid)
+        found |= unsure
     else:
-        cells = sorted(covered_cells(shape, mirrored), key=lambda cell: (cell[1], cell[0]))
+        found, unsure = covered_cells(pixel_space(geometry, shape_crs, grid), mirrored), set()
+    cells = sorted(found, key=lambda cell: (cell[1], cell[0]))
     cols = np.array([c for c, _ in cells], dtype=np.int64)
     rows = np.array([r for _, r in cells], dtype=np.int64)
 
@@ -323,12 +436,15 @@ def brute_get_region(
     values = np.asarray(cube.transpose("time", "band", "y", "x").values)
     nodata = _nodata(cube)
     pixels = []
+    open_rows: set[tuple[float, float]] = set()
     for k in range(len(cells)):
         if not (math.isfinite(fx[k]) and math.isfinite(fy[k])):
             continue
         ix, iy = math.floor(fx[k]), math.floor(fy[k])
         if 0 <= ix < ncols and 0 <= iy < nrows:
             pixels.append((float(lon[k]), float(lat[k]), iy, ix))
+            if cells[k] in unsure:
+                open_rows.add((float(lon[k]), float(lat[k])))
 
     ids = [str(i) for i in range(cube.sizes["time"])]
     times = cube["time"].values.astype("datetime64[ms]").astype(np.int64).tolist()
@@ -344,4 +460,4 @@ def brute_get_region(
                 )
                 row.append(None if masked else value)
             table.append(row)
-    return table
+    return Brute(table, open_rows)

@@ -471,7 +471,19 @@ def chunkings(cube: xr.DataArray) -> st.SearchStrategy[tuple[int, ...] | None]:
     return st.one_of(st.none(), st.tuples(*(st.integers(1, n) for n in cube.shape)))
 
 
-def assert_same_table(got: list[list[Any]], expected: list[list[Any]]) -> None:
+def assert_same_table(
+    got: list[list[Any]],
+    expected: list[list[Any]],
+    open_rows: set[tuple[float, float]] = frozenset(),
+) -> None:
+    """The same table, row for row, once the rows of pixels the contract leaves open (within
+    its tolerance of a reprojected edge) are taken out of both; the table may hold only
+    rows the brute force holds."""
+    if open_rows:
+        kept = [r for r in got[1:] if (r[1], r[2]) in open_rows]
+        assert all(r in expected for r in kept), kept
+        got = [got[0], *(r for r in got[1:] if (r[1], r[2]) not in open_rows)]
+        expected = [expected[0], *(r for r in expected[1:] if (r[1], r[2]) not in open_rows)]
     assert got[0] == expected[0]
     assert len(got) == len(expected), (len(got) - 1, len(expected) - 1)
     for g, e in zip(got[1:], expected[1:], strict=True):
@@ -486,7 +498,7 @@ def check(case: Case, geometry: shapely.Geometry, geometry_crs: str, chunks: Any
     note(f"geometry_crs={geometry_crs} geometry={geometry.wkt}")
     note(f"chunks={chunks}")
     args = (geometry, case.scale, case.crs, case.crs_transform)
-    expected = brute_get_region(case.cube, *args, geometry_crs=geometry_crs)
+    expected, open_rows = brute_get_region(case.cube, *args, geometry_crs=geometry_crs)
     lazy = chunked(case.cube, chunks)
     default = case.scale is None and case.crs is None and case.crs_transform is None
 
@@ -498,7 +510,9 @@ def check(case: Case, geometry: shapely.Geometry, geometry_crs: str, chunks: Any
         # The brute force samples the nearest native pixel at every scale: pyramids off
         # (their block values are checked against their own reference in test_pyramids.py).
         got = lazy.ee.getRegion(*args, geometry_crs=geometry_crs, max_values=None, pyramiding=None)
-    assert_same_table(got, expected)
+    assert_same_table(got, expected, open_rows)
+    if open_rows:
+        event("a pixel within the tolerance of a reprojected edge")
     for caught in (planning, getting):
         # EE's 1-degree default grid warns; so does a geometry that misses the cube, and
         # then it has no row.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -9,13 +10,16 @@ import pytest
 import shapely
 from pyproj import CRS, Transformer
 
+from tests.brute import brute_get_region
 from tests.helpers import make_cube
+from tests.test_brute_force import assert_same_table
 from xr_getregion import Geometry
 from xr_getregion.coverage import (
+    CURVE_TOLERANCE,
     covered_pixels,
     covered_runs,
+    follow_curves,
     to_pixel_space,
-    to_pixel_space_many,
     window_of,
 )
 from xr_getregion.geometry import read_geometry
@@ -349,11 +353,13 @@ def test_rotated_lon_lat_grid_finds_a_point_of_a_polar_cube_across_180():
     assert table[1:] == [["0", -165.9609375, 89.96875, 1609459200000, 0.0]]
 
 
-def test_clipping_to_the_window_keeps_the_chords_of_the_edges_it_keeps():
+def test_a_polygon_clipped_to_the_window_follows_its_curved_edges():
     # Found by the thorough profile: a lon/lat polygon near the pole on an EPSG:3413 grid,
-    # clipped to the cube's window, was densified by the clipped extent: its kept edges
-    # were followed by other chords than the whole polygon's, and a centre 2e-5 degrees from
-    # an edge changed sides with the window. Its pieces now follow from the polygon given.
+    # clipped to the cube's window, was followed by other chords (1/64 of its extent) than
+    # the whole polygon, and a centre near an edge changed sides with the window. Edges now
+    # follow their curves to CURVE_TOLERANCE pixel, clipped or not: the table is the brute
+    # force's, which tests each centre in lon/lat against the straight edges. The centre at
+    # (-107.5256, 89.8699) lies closer to an edge than the tolerance: either answer is right.
     cube = make_cube(8, 6, 1, ["a"], crs="EPSG:3413", x0=-16000.0, y0=-2000.0, res=2000.0)
     polygon = shapely.Polygon(
         [
@@ -363,14 +369,68 @@ def test_clipping_to_the_window_keeps_the_chords_of_the_edges_it_keeps():
             (-139.95265846683841, 89.9168982179727),
         ]
     )
-    grid = working_grid(None, scale=1000.0, crs="EPSG:3413")
-    cube_grid = Grid((2000.0, 0, -16000.0, 0, -2000.0, -2000.0), CRS.from_epsg(3413), (8, 6))
-    window = window_of(cube_grid, grid)
-    whole = to_pixel_space_many(np.array([polygon]), CRS.from_epsg(4326), grid)[0]
-    clipped = to_pixel_space_many(np.array([polygon]), CRS.from_epsg(4326), grid, window)[0]
-    kept = {tuple(v) for v in shapely.get_coordinates(clipped).tolist()}
-    # The kept edges have the very vertices of the whole polygon's pieces (4 were given).
-    assert len(kept & {tuple(v) for v in shapely.get_coordinates(whole).tolist()}) > 20
+    expected, open_rows = brute_get_region(cube, polygon, 1000.0, "EPSG:3413")
+    assert open_rows == {(-107.52556837372288, 89.86994050177456)}
     table = cube.ee.getRegion(polygon, 1000.0, "EPSG:3413")
-    assert len(table) - 1 == 27
-    assert [-107.52556837372288, 89.86994050177456] not in [r[1:3] for r in table[1:]]
+    assert_same_table(table, expected, open_rows)
+    assert len(expected) - 1 == 28
+
+
+@pytest.mark.parametrize(
+    ("shape", "grid_crs", "transform"),
+    [
+        # A lon/lat line and polygon near the north pole on a 1 km polar stereographic grid.
+        (
+            shapely.LineString([(15.1546, 89.8799), (15.4527, 89.7291), (120.0, 89.5)]),
+            "EPSG:3413",
+            (1000.0, 0.0, 0.0, 0.0, -1000.0, 0.0),
+        ),
+        (
+            shapely.Polygon([(-170.0, 80.0), (-10.0, 80.0), (100.0, 85.0), (-170.0, 80.0)]),
+            "EPSG:3413",
+            (5000.0, 0.0, 0.0, 0.0, -5000.0, 0.0),
+        ),
+        # A parallel across UTM zone 15 on 30 m pixels: bent by some metres in UTM.
+        (
+            shapely.LineString([(-96.0, 40.0), (-90.0, 40.0)]),
+            "EPSG:32615",
+            (30.0, 0.0, 500_000.0, 0.0, -30.0, 4_500_000.0),
+        ),
+    ],
+)
+def test_reprojected_edges_are_followed_to_the_tolerance(shape, grid_crs, transform):
+    # The contract (docs/semantics.md section 4): in pixel space, the chords stray from the
+    # curves the straight edges become by at most CURVE_TOLERANCE pixels. Checked without
+    # the package's own measure: each original edge is sampled at 2,000 points in lon/lat,
+    # projected by pyproj, and its distance to the followed outline taken by shapely.
+    grid = Grid(transform, CRS.from_user_input(grid_crs))
+    followed = follow_curves(np.array([shape]), CRS.from_epsg(4326), grid)[0]
+    to_grid = Transformer.from_crs("EPSG:4326", grid_crs, always_xy=True)
+
+    def pixels(xy):
+        x, y = to_grid.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack(grid.to_pixel(x, y))
+
+    outline = shapely.transform(
+        followed.boundary if followed.geom_type == "Polygon" else followed, pixels
+    )
+    xy = shapely.get_coordinates(shape.exterior if shape.geom_type == "Polygon" else shape)
+    t = np.linspace(0.0, 1.0, 2000)[:, None]
+    worst = 0.0
+    for p, q in itertools.pairwise(xy):
+        samples = pixels(p + t * (q - p))
+        worst = max(worst, shapely.distance(outline, shapely.points(samples)).max())
+    assert worst <= CURVE_TOLERANCE * 1.05
+    # Not more chords than it takes: the followed outline is within a few times the count
+    # that a chord of the tolerance's stray everywhere would need.
+    assert len(shapely.get_coordinates(followed)) < 200_000
+
+
+def test_edges_that_stay_straight_are_not_split():
+    # A 100 m field in lon/lat on a 30 m UTM grid strays by far less than the tolerance:
+    # it is returned as it is (a 100,000-field job pays for no vertices it does not need).
+    field = shapely.box(-92.001, 34.7, -92.0, 34.701)
+    grid = Grid((30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0), CRS.from_epsg(32615))
+    shapes = np.array([field, shapely.Point(-92.0, 34.7)])
+    out = follow_curves(shapes, CRS.from_epsg(4326), grid)
+    assert out[0] is field and out[1] is shapes[1]

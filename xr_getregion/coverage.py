@@ -52,6 +52,7 @@ from xr_getregion.geometry import (
 from xr_getregion.grid import METRES_PER_DEGREE, Grid, Window, transformer
 
 __all__ = [
+    "CURVE_TOLERANCE",
     "MAX_WORK",
     "Runs",
     "Window",
@@ -59,6 +60,7 @@ __all__ = [
     "covered_runs",
     "covered_runs_many",
     "expand_runs",
+    "follow_curves",
     "grid_too_fine",
     "poles_inside",
     "reaches_window",
@@ -69,9 +71,23 @@ __all__ = [
 ]
 
 
-# When a geometry changes CRS, edges are split to at most this fraction of its extent so
-# straight edges stay straight in their own CRS rather than in the grid's.
-_SEGMENTS_PER_EXTENT = 64
+#: An edge straight in a geometry's own CRS is a curve in another CRS's pixel space. It is
+#: followed there by chords that stray from that curve by at most this many pixels (measured
+#: at a quarter, half and three quarters of each chord), so a pixel centre, or a pixel's
+#: corner for a line, can fall on the wrong side of a reprojected edge only when it lies
+#: closer to it than this (docs/semantics.md section 4).
+CURVE_TOLERANCE = 1e-3
+_STRAY_AT = np.array([0.25, 0.5, 0.75])
+# A chord is not split below this share of its geometry's extent: where a projection tears
+# (a line through a pole), no chord follows the jump, and splitting must stop somewhere.
+_SHORTEST_CHORD = 1e-12
+_FOLLOW_ROUNDS = 60
+# A chord's stray shrinks with the square of its length: one round splits a chord straying
+# by s into ceil(sqrt(s / CURVE_TOLERANCE)) pieces, at most this many.
+_MOST_PIECES = 4096
+# More vertices than this in one geometry's followed outline is refused: no cube's pixels
+# need it, and memory would (a geometry drawn in the wrong CRS, across a projection's edge).
+_MOST_VERTICES = 1_000_000
 
 
 def _project(xy: np.ndarray, src: CRS, grid: Grid, *, wrap: bool = False) -> np.ndarray:
@@ -120,9 +136,10 @@ def to_pixel_space_many(
 ) -> np.ndarray:
     """Transform an array of geometries (in ``crs``) into ``grid``'s pixel space at once.
 
-    Edges are densified first when the CRS changes, so an edge straight in ``crs`` is followed
-    as such in the grid's CRS. Points that cannot be projected (outside the CRS's domain)
-    become NaN and cover nothing; lines and polygons that cannot are an error.
+    When the CRS changes, edges are split first (:func:`follow_curves`), so an edge straight
+    in ``crs`` is followed as the curve it is in the grid's pixel space. Points that cannot
+    be projected (outside the CRS's domain) become NaN and cover nothing; lines and polygons
+    that cannot are an error.
 
     Given the ``window`` the pixels will be looked for in, lines and polygons are first
     clipped (in their own CRS, so exactly) to the window's area: a part far away, where the
@@ -144,7 +161,7 @@ def to_pixel_space_many(
     GeometryError
         A line or polygon cannot be projected, or tears on a rotated lon/lat grid.
     """
-    shapes = given = np.asarray(shapes, dtype=object)
+    shapes = np.asarray(shapes, dtype=object)
     differs = crs != grid.crs
     if differs and window is not None:
         shapes = _clip_to_window(shapes, crs, grid, window)
@@ -155,14 +172,7 @@ def to_pixel_space_many(
     clipped = shapes
     has_edges = shapely.get_dimensions(shapes) > 0
     if differs and has_edges.any():
-        # The pieces follow from the geometry as given, not as clipped: clipping must not
-        # move the chords of the edges it keeps (a centre near such an edge would change
-        # sides with the window).
-        bounds = shapely.bounds(given[has_edges])
-        extent = np.hypot(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
-        step = np.where(extent > 0, extent / _SEGMENTS_PER_EXTENT, np.inf)
-        shapes = shapes.copy()
-        shapes[has_edges] = shapely.segmentize(shapes[has_edges], step)
+        shapes = follow_curves(shapes, crs, grid, exact=torn)
     ee = window is not None and grid.shape is None and grid.crs.is_geographic
     points = shapely.get_dimensions(shapes) == 0
     out = np.empty(len(shapes), dtype=object)
@@ -190,6 +200,155 @@ def to_pixel_space_many(
     for k, boxes in exact.items():
         # Already in the window's turn of longitudes: added after the wrapping.
         out[k] = shapely.GeometryCollection([out[k], boxes])
+    return out
+
+
+def _stray(start: np.ndarray, end: np.ndarray, crs: CRS, grid: Grid) -> np.ndarray:
+    """For each edge from ``start`` to ``end`` (``(n, 2)`` coordinates in ``crs``, straight
+    there), how far its image in ``grid``'s pixel space strays from the chord joining the
+    images of its ends, in pixels, measured at :data:`_STRAY_AT`. NaN where a point cannot be
+    projected (outside the CRS's domain; the caller refuses or drops those)."""
+    t = np.concatenate([[0.0, 1.0], _STRAY_AT])
+    xy = start[None] + t[:, None, None] * (end - start)[None]
+    x, y = transformer(crs, grid.crs).transform(xy[..., 0].ravel(), xy[..., 1].ravel())
+    x = np.asarray(x, dtype=float).reshape(len(t), -1)
+    y = np.asarray(y, dtype=float).reshape(len(t), -1)
+    if grid.crs.is_geographic:
+        # Longitudes read continuously from the edge's start: an edge across the antimeridian
+        # is a short curve, not a chord across the world (the tearing is handled apart).
+        with np.errstate(invalid="ignore"):
+            x = x[0] + np.mod(x - x[0] + TURN / 2, TURN) - TURN / 2
+    col, row = grid.to_pixel(x, y)
+    p = np.stack([col, row], axis=-1)
+    a, b, samples = p[0], p[1], p[2:]
+    ab = b - a
+    with np.errstate(invalid="ignore", divide="ignore"):
+        along = np.einsum("kni,ni->kn", samples - a, ab) / np.einsum("ni,ni->n", ab, ab)
+        along = np.clip(np.nan_to_num(along, nan=0.0, posinf=0.0, neginf=0.0), 0.0, 1.0)
+        off = samples - a - along[..., None] * ab
+        return np.hypot(off[..., 0], off[..., 1]).max(axis=0)
+
+
+def _split_chords(xy: np.ndarray, pieces: np.ndarray) -> np.ndarray:
+    """The vertices ``xy`` with edge ``i`` split into ``pieces[i]`` equal parts (in the
+    coordinates given); every original vertex is kept exactly."""
+    edge = np.repeat(np.arange(len(pieces)), pieces)
+    first = np.repeat(np.cumsum(pieces) - pieces, pieces)
+    t = (np.arange(len(edge)) - first) / pieces[edge]
+    out = xy[edge] + t[:, None] * (xy[edge + 1] - xy[edge])
+    return np.concatenate([out, xy[-1:]])
+
+
+def _follow_line(xy: np.ndarray, shortest: float, crs: CRS, grid: Grid) -> np.ndarray:
+    """The vertices of one line or ring, edges split until every chord strays from its
+    curve by at most :data:`CURVE_TOLERANCE` pixels (see :func:`follow_curves`)."""
+    for _ in range(_FOLLOW_ROUNDS):
+        if len(xy) < 2:
+            return xy
+        stray = _stray(xy[:-1], xy[1:], crs, grid)
+        length = np.hypot(*(xy[1:] - xy[:-1]).T)
+        with np.errstate(invalid="ignore"):
+            bad = (stray > CURVE_TOLERANCE) & (length > shortest)
+        if not bad.any():
+            return xy
+        pieces = np.ones(len(stray), np.int64)
+        pieces[bad] = np.clip(np.ceil(np.sqrt(stray[bad] / CURVE_TOLERANCE)), 2, _MOST_PIECES)
+        if pieces.sum() > _MOST_VERTICES:
+            raise _too_bent(crs, grid)
+        xy = _split_chords(xy, pieces)
+    return xy
+
+
+def _too_bent(crs: CRS, grid: Grid) -> GeometryError | TooManyValuesError:
+    """The refusal of edges that would take more than :data:`_MOST_VERTICES` chords: a
+    ``TooManyValuesError`` when the pixels are under a metre (a scale in degrees, as the
+    other refusals of too fine a grid), else a ``GeometryError``."""
+    error = TooManyValuesError if _degrees_hint(grid) else GeometryError
+    return error(
+        f"the geometry's edges, straight in {crs.to_string()}, bend so much over the pixels "
+        f"of the working grid (in {grid.crs.to_string()}) that following them to "
+        f"{CURVE_TOLERANCE} pixel would take over {_MOST_VERTICES:,} vertices. "
+        + _degrees_hint(grid)
+        + "Clip the geometry to the area of the cube, pass it in the grid's CRS, or pass a "
+        "coarser scale=."
+    )
+
+
+def _follow_shape(
+    shape: shapely.Geometry, crs: CRS, grid: Grid, polygons: bool = True
+) -> shapely.Geometry:
+    """``shape`` (in ``crs``) with the edges of its lines and rings split (see
+    :func:`follow_curves`), rebuilt part by part; its polygons left as they are unless
+    ``polygons``."""
+    xmin, ymin, xmax, ymax = shape.bounds
+    shortest = _SHORTEST_CHORD * max(math.hypot(xmax - xmin, ymax - ymin), 1e-300)
+
+    def follow(line: shapely.Geometry) -> np.ndarray:
+        return _follow_line(shapely.get_coordinates(line), shortest, crs, grid)
+
+    def rebuild(g: shapely.Geometry) -> shapely.Geometry:
+        kind = shapely.get_type_id(g)
+        if g.is_empty or kind in (GeometryType.POINT, GeometryType.MULTIPOINT):
+            return g
+        if kind == GeometryType.LINESTRING:
+            return shapely.LineString(follow(g))
+        if kind == GeometryType.LINEARRING:
+            return shapely.LinearRing(follow(g))
+        if kind == GeometryType.POLYGON:
+            if not polygons:
+                return g
+            return shapely.Polygon(follow(g.exterior), [follow(r) for r in g.interiors])
+        return type(g)([rebuild(part) for part in g.geoms])
+
+    return rebuild(shape)
+
+
+def follow_curves(
+    shapes: np.ndarray, crs: CRS, grid: Grid, exact: np.ndarray | None = None
+) -> np.ndarray:
+    """``shapes`` (in ``crs``) with their edges split, still in ``crs``, so that in
+    ``grid``'s pixel space the chords joining the projected vertices stray from the curves
+    the straight edges become by at most :data:`CURVE_TOLERANCE` pixels. The polygons of
+    the shapes marked ``exact`` are left: their centres are tested in ``crs`` instead
+    (around a pole no outline on a lon/lat grid exists to follow).
+
+    Each edge is measured at a quarter, half and three quarters of its length and split
+    into equal parts, ``ceil(sqrt(stray / tolerance))`` of them (the stray of a chord of a
+    smooth curve shrinks with the square of its length), until every chord is within the
+    tolerance. Shapes already within it (every small field, every edge in a CRS close to the
+    grid's) are returned as they are, found for all shapes at once. Chords that cannot be
+    measured (a point outside the grid CRS's domain) are left; the caller refuses them.
+
+    Written by hand: ``shapely.segmentize`` splits every edge of a shape to one length, and
+    pyproj's densifying helpers split by count or length in the source CRS, none by the
+    stray in the target's pixels, which is what decides a pixel near an edge.
+    """
+    if exact is not None and exact.any():
+        # Lines are followed in every shape; rings of the exact shapes' polygons are not.
+        parts, owner = flat_parts(shapes)
+        polygon = shapely.get_type_id(parts) == GeometryType.POLYGON
+        keep = polygon & ~exact[owner]
+        rings, k = shapely.get_rings(parts[keep], return_index=True)
+        lines = np.concatenate([parts[is_line(parts)], rings])
+        owner = np.concatenate([owner[is_line(parts)], owner[keep][k]]).astype(np.intp)
+    else:
+        lines, owner = edge_lines(shapes)
+    if len(lines) == 0:
+        return shapes
+    xy, line = shapely.get_coordinates(lines, return_index=True)
+    same = line[1:] == line[:-1]
+    stray = _stray(xy[:-1][same], xy[1:][same], crs, grid)
+    with np.errstate(invalid="ignore"):
+        bad = stray > CURVE_TOLERANCE
+    if not bad.any():
+        return shapes
+    # The chords a first round alone would make, counted before any is: a scale in degrees
+    # by mistake makes pixels so small that they would be billions.
+    if np.ceil(np.sqrt(stray[bad] / CURVE_TOLERANCE)).sum() > _MOST_VERTICES:
+        raise _too_bent(crs, grid)
+    out = shapes.copy()
+    for k in np.unique(owner[line[:-1][same][bad]]):
+        out[k] = _follow_shape(shapes[k], crs, grid, polygons=exact is None or not exact[k])
     return out
 
 
@@ -227,8 +386,9 @@ def _around_a_pole(shapes: np.ndarray, crs: CRS, grid: Grid) -> np.ndarray:
 
 def _jumps_a_turn(out: np.ndarray, grid: Grid) -> np.ndarray:
     """Which pixel-space shapes (of a lon/lat grid) have a line or a polygon ring with an
-    edge spanning more than 180 degrees of longitude: edges densified from another CRS are
-    short, so that edge is a jump across the antimeridian."""
+    edge spanning more than 180 degrees of longitude: edges followed from another CRS
+    (:func:`follow_curves`) bend by a thousandth of a pixel at most, so that edge is a jump
+    across the antimeridian."""
     torn = np.zeros(len(out), bool)
     lines, owner = edge_lines(out)
     if len(lines) == 0:
@@ -737,21 +897,29 @@ def grid_too_fine(work: float, grid: Grid, native: Grid | None = None) -> TooMan
         f"the region spans about {work:.3g} pixels of the working grid ({size:.3g} m pixels) "
         f"within the cube's bounds, more than the {MAX_WORK:,} a plan can hold (with or "
         "without max_values). "
-    )
-    if size < 1:
-        text += f"scale= is in metres, not degrees: scale={size:g} makes {size:g} m pixels. "
-        if size * METRES_PER_DEGREE >= 1:
-            metres = size * METRES_PER_DEGREE
-            text += (
-                f"If you meant {size:g} degrees, that is about {metres:.4g} m: pass "
-                f"scale={max(1, round(metres))}. "
-            )
+    ) + _degrees_hint(grid)
     if native is not None and native.shape is not None:
         own = _pixel_metres(native)
         text += f"The cube's own pixels are about {own:.3g} m. "
     return TooManyValuesError(
         text + "If the scale is right, split the region or pass a coarser scale=."
     )
+
+
+def _degrees_hint(grid: Grid) -> str:
+    """The likely mistake behind pixels under a metre, a scale in degrees, and the scale
+    meant; empty for coarser pixels."""
+    size = _pixel_metres(grid)
+    if size >= 1:
+        return ""
+    text = f"scale= is in metres, not degrees: scale={size:g} makes {size:g} m pixels. "
+    if size * METRES_PER_DEGREE >= 1:
+        metres = size * METRES_PER_DEGREE
+        text += (
+            f"If you meant {size:g} degrees, that is about {metres:.4g} m: pass "
+            f"scale={max(1, round(metres))}. "
+        )
+    return text
 
 
 def _pixel_metres(grid: Grid) -> float:
