@@ -287,15 +287,24 @@ def _reach(
                 x0, x1 = min(x0, *u), max(x1, *u)
                 y0, y1 = min(y0, *v), max(y1, *v)
     mx, my = 0.1 * (x1 - x0) + 2, 0.1 * (y1 - y0) + 2
-    return _window(shapely.box(x0 - mx, y0 - my, x1 + mx, y1 + my))
+    cols, rows = _window(shapely.box(x0 - mx, y0 - my, x1 + mx, y1 + my))
+    if grid.crs.is_geographic:
+        # A centre past a pole is no place: such a pixel is in no cube.
+        _, lat = grid.centre(cols, rows)
+        cols, rows = cols[np.abs(lat) <= 90], rows[np.abs(lat) <= 90]
+    return cols, rows
 
 
 def _back(
     u: np.ndarray, v: np.ndarray, grid: BruteGrid, geometry_crs: CRS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates of ``grid`` taken into ``geometry_crs``."""
+    """Pixel coordinates of ``grid`` taken into ``geometry_crs`` (on a lon/lat grid, a
+    latitude past a pole is that pole: a pixel square reaching past it ends there)."""
     to_crs = pyproj.Transformer.from_crs(grid.crs, geometry_crs, always_xy=True)
-    x, y = to_crs.transform(*grid.at(u, v))
+    gx, gy = grid.at(u, v)
+    if grid.crs.is_geographic:
+        gy = np.clip(gy, -90.0, 90.0)
+    x, y = to_crs.transform(gx, gy)
     return np.asarray(x, float), np.asarray(y, float)
 
 
