@@ -521,17 +521,21 @@ def test_azure_urls_name_the_container_and_key_to_gdal(url, vsi):
 def test_a_cog_on_azure_read_through_vsiaz_equals_rasterio_reads_of_the_file(
     azure_server, az_container, tmp_path
 ):
-    """A tiled GeoTIFF with a nodata block on Azurite, as CUBE: GDAL's /vsiaz/ reads it with
-    the same connection string; each point's value is rasterio's read of the local file."""
+    """A COG (int16, tiles of 16, a nodata block) on Azurite, as CUBE: GDAL's /vsiaz/ reads
+    it with the same connection string; each point's value is rasterio's read of the local
+    file."""
     import numpy as np
     import rasterio
 
-    from tests.test_reference_loaders import NODATA, write_items
+    from tests.helpers import write_geotiff
+    from tests.test_reference_loaders import NODATA, RES, UTM, X0, Y0, pixel_values
 
-    items = write_items(tmp_path)
-    path = Path(items[1].assets["B1"].href)  # int16, tiles of 16, a nodata block
+    path = tmp_path / "B1.tif"
+    transform = rasterio.transform.from_origin(X0, Y0, RES, RES)
+    write_geotiff(path, pixel_values(1, 1), transform, crs=UTM, nodata=NODATA, tile=16, cog=True)
     url = azure_server.upload(path, az_container, f"cogs/{path.name}")
-    with rasterio.open(path) as src, rasterio.open(f"/vsiaz/{az_container}/cogs/{path.name}") as az:
+    with rasterio.open(path) as src, rasterio.open(f"/vsiaz/{az_container}/cogs/B1.tif") as az:
+        assert az.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert az.block_shapes == src.block_shapes == [(16, 16)]
         assert np.array_equal(az.read(1), src.read(1))
     rows_cols = [(0, 0), (5, 9), (21, 31), (22, 32), (40, 63), (63, 63), (63, 0)]
@@ -541,8 +545,9 @@ def test_a_cog_on_azure_read_through_vsiaz_equals_rasterio_reads_of_the_file(
     assert run(url, *argv, "--out", out) == 0
     got = pd.read_parquet(out)
     assert len(got) == len(rows_cols)
-    [band] = [c for c in got.columns if c not in ("id", "longitude", "latitude", "time", "feature")]
-    with rasterio.open(path) as src:
+    band = "B1"  # a single band is named by the file's stem
+    assert band in got.columns
+    with rasterio.open(path) as src:  # the reference
         values = src.read(1)
     nodata = 0
     for (r, c), row in zip(rows_cols, got.itertuples(index=False), strict=True):
