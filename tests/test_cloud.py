@@ -491,6 +491,17 @@ def test_abfs_zarr_to_abfs_csv_equals_the_local_run(local, az_inputs, azure_serv
     same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.geojson", ".csv"))
 
 
+def test_az_netcdf_cube_and_geoparquet_features(local, azure_server, az_container, tmp_path):
+    """NetCDF through h5netcdf on an adlfs file, GeoParquet features through pyarrow."""
+    for name in ("cube.nc", "fields.parquet"):
+        azure_server.upload(local / name, az_container, name)
+    out = tmp_path / "remote.parquet"
+    root = f"az://{az_container}"
+    assert run(f"{root}/cube.nc", "--geometry", f"{root}/fields.parquet", "--out", out) == 0
+    expected = local_table(local, tmp_path, "cube.nc", "fields.parquet", ".parquet")
+    same(pd.read_parquet(out), expected)
+
+
 def test_an_az_zarr_job_as_a_program_prints_nothing_on_stderr(local, az_inputs, tmp_path):
     """The command in its own process: zarr closes its event loop at exit, before adlfs
     closes the clients of the filesystems zarr opened on it (a traceback each, before the
@@ -516,6 +527,23 @@ def test_azure_urls_name_the_container_and_key_to_gdal(url, vsi):
     from xr_getregion.storage import gdal_path
 
     assert gdal_path(url) == vsi
+
+
+@pytest.mark.parametrize(
+    "base, href, url",
+    [
+        ("az://box/stac/items.json", "a.tif", "az://box/stac/a.tif"),
+        ("s3://bucket/stac/items.json", "../cogs/a.tif", "s3://bucket/cogs/a.tif"),
+        ("gs://bucket/items.json", "./a.tif", "gs://bucket/a.tif"),
+        ("https://h.org/stac/items.json", "../a.tif", "https://h.org/a.tif"),
+        ("az://box/stac/items.json", "https://h.org/a.tif", "https://h.org/a.tif"),
+    ],
+)
+def test_relative_asset_hrefs_resolve_against_an_object_store_url(base, href, url):
+    """urljoin leaves an href relative under schemes it does not list (s3, gs, az)."""
+    from xr_getregion.stac import _absolute
+
+    assert _absolute(href, base) == url
 
 
 def test_a_cog_on_azure_read_through_vsiaz_equals_rasterio_reads_of_the_file(
@@ -561,6 +589,49 @@ def test_a_cog_on_azure_read_through_vsiaz_equals_rasterio_reads_of_the_file(
     # The local file gives the same table.
     assert run(path, *argv, "--out", tmp_path / "local.parquet") == 0
     same(got, pd.read_parquet(tmp_path / "local.parquet"))
+
+
+def test_stac_items_on_azure_with_relative_hrefs_equal_rasterio_reads_of_the_files(
+    azure_server, az_container, tmp_path
+):
+    """An ItemCollection on Azurite whose COG hrefs are relative to it (resolved to
+    az://container/stac/..., read by GDAL's /vsiaz/): each value is rasterio's read of the
+    local file at the pixel of the point."""
+    import pystac
+    import rasterio
+
+    from tests.test_reference_loaders import BANDS, NODATA, write_items
+
+    root = tmp_path / "stac"
+    root.mkdir()
+    items = write_items(root)
+    for item in items:
+        for asset in item.assets.values():
+            asset.href = Path(asset.href).name
+    collection = pystac.ItemCollection(items)
+    (root / "items.json").write_text(json.dumps(collection.to_dict(transform_hrefs=False)))
+    azure_server.upload(root, az_container, "stac")
+    rows_cols = [(0, 0), (21, 31), (22, 32), (63, 63)]
+    file_pixel_points(rows_cols).to_file(tmp_path / "points.geojson")
+    out = tmp_path / "t.parquet"
+    argv = ["--geometry", tmp_path / "points.geojson", "--out", out, "--id-column", "name"]
+    assert run(f"az://{az_container}/stac/items.json", *argv) == 0
+    got = pd.read_parquet(out)
+    assert len(got) == len(rows_cols) * len(items)
+    masked = 0
+    for r, c in rows_cols:
+        rows = got[got["feature"] == f"p{r}_{c}"]
+        assert rows["id"].tolist() == [item.id for item in items]
+        for t, row in enumerate(rows.itertuples(index=False)):
+            for band in BANDS:
+                with rasterio.open(root / f"{items[t].id}_{band}.tif") as src:
+                    value = int(src.read(1)[r, c])
+                if value == NODATA:
+                    masked += 1
+                    assert pd.isna(getattr(row, band)), (r, c, t, band)
+                else:
+                    assert getattr(row, band) == value, (r, c, t, band)
+    assert 0 < masked < len(got) * len(BANDS)
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
