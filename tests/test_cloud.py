@@ -1,8 +1,10 @@
 """``extract`` on object storage and HTTP, end to end, against real local servers.
 
-The cube, the features and the table live on moto's S3 server (a subprocess on 127.0.0.1),
-or the cube is a set of COGs served by a Range-honouring HTTP server; each table read back
-must equal the one the same command writes from and to local files, row for row.
+The cube, the features and the table live on moto's S3 server, on a GCS emulator or on
+Azurite (Azure Storage's emulator), each a subprocess on 127.0.0.1, or the cube is a set of
+COGs served by a Range-honouring HTTP server; each table read back must equal the one the
+same command writes from and to local files, row for row, and values read from COGs must
+equal rasterio's reads of the files.
 """
 
 from __future__ import annotations
