@@ -188,23 +188,36 @@ def read_options(url: str, storage_options: dict[str, Any] | None = None) -> dic
 
 
 def gdal_options() -> dict[str, str]:
-    """GDAL configuration for ``/vsis3/`` derived from botocore's ``AWS_ENDPOINT_URL`` when
-    GDAL's own ``AWS_S3_ENDPOINT`` is not set: an S3-compatible server (MinIO, Ceph, a local
-    test server) is then reached by both libraries from one setting."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if not endpoint or os.environ.get("AWS_S3_ENDPOINT"):
-        return {}
-    parsed = urlparse(endpoint)
-    return {
-        "AWS_S3_ENDPOINT": parsed.netloc or parsed.path,
-        "AWS_HTTPS": "NO" if parsed.scheme == "http" else "YES",
-        "AWS_VIRTUAL_HOSTING": "FALSE",
-    }
+    """GDAL configuration derived from the fsspec libraries' environment where GDAL's own is
+    not set, so that one setting reaches both.
+
+    ``/vsis3/``: ``AWS_S3_ENDPOINT`` (with ``AWS_HTTPS``, ``AWS_VIRTUAL_HOSTING``) from
+    botocore's ``AWS_ENDPOINT_URL``, for an S3-compatible server (MinIO, Ceph, a local test
+    server). ``/vsiaz/``: ``AZURE_STORAGE_ACCOUNT`` and ``AZURE_STORAGE_ACCESS_KEY`` from
+    adlfs's ``AZURE_STORAGE_ACCOUNT_NAME`` and ``AZURE_STORAGE_ACCOUNT_KEY``, unless a
+    connection string (which both read) is set.
+    """
+    env = os.environ
+    out: dict[str, str] = {}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint and not env.get("AWS_S3_ENDPOINT"):
+        parsed = urlparse(endpoint)
+        out["AWS_S3_ENDPOINT"] = parsed.netloc or parsed.path
+        out["AWS_HTTPS"] = "NO" if parsed.scheme == "http" else "YES"
+        out["AWS_VIRTUAL_HOSTING"] = "FALSE"
+    account = env.get("AZURE_STORAGE_ACCOUNT_NAME")
+    gdal_set = env.get("AZURE_STORAGE_CONNECTION_STRING") or env.get("AZURE_STORAGE_ACCOUNT")
+    if account and not gdal_set:
+        out["AZURE_STORAGE_ACCOUNT"] = account
+        key = env.get("AZURE_STORAGE_ACCOUNT_KEY")
+        if key and not env.get("AZURE_STORAGE_ACCESS_KEY"):
+            out["AZURE_STORAGE_ACCESS_KEY"] = key
+    return out
 
 
 def export_gdal_options() -> None:
     """Put :func:`gdal_options` into the environment, so worker processes started from here
-    (a ``LocalCluster``) read COGs from the same endpoint."""
+    (a ``LocalCluster``) read COGs from the same endpoint, with the same account."""
     for key, value in gdal_options().items():
         os.environ.setdefault(key, value)
 
