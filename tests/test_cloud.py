@@ -531,6 +531,29 @@ def test_azure_urls_name_the_container_and_key_to_gdal(url, vsi):
     assert gdal_path(url) == vsi
 
 
+def test_gdal_takes_adlfs_account_and_key_unless_its_own_or_a_connection_string_is_set(
+    monkeypatch,
+):
+    """adlfs reads AZURE_STORAGE_ACCOUNT_NAME/_KEY, GDAL's /vsiaz/ AZURE_STORAGE_ACCOUNT and
+    AZURE_STORAGE_ACCESS_KEY: the first pair is handed to GDAL when GDAL has neither its own
+    nor the connection string both read."""
+    from xr_getregion.storage import gdal_options
+
+    gdal_own = ["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT"]
+    for key in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", *gdal_own, "AZURE_STORAGE_ACCESS_KEY"]:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "a2V5")
+    assert gdal_options() == {"AZURE_STORAGE_ACCOUNT": "acct", "AZURE_STORAGE_ACCESS_KEY": "a2V5"}
+    monkeypatch.setenv("AZURE_STORAGE_ACCESS_KEY", "b3du")
+    assert gdal_options() == {"AZURE_STORAGE_ACCOUNT": "acct"}
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", "own")
+    assert gdal_options() == {}
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=acct;AccountKey=a2V5")
+    assert gdal_options() == {}
+
+
 @pytest.mark.parametrize(
     "base, href, url",
     [
