@@ -10,6 +10,8 @@ import xarray as xr
 
 from tests.helpers import make_cube
 from tests.servers import (  # noqa: F401  (fixtures)
+    az_container,
+    azure_server,
     gcs_bucket,
     gcs_server,
     range_server,

@@ -1,12 +1,13 @@
 """Real servers on 127.0.0.1 for the object-storage tests: moto's S3 server, a Google Cloud
-Storage emulator and a range server.
+Storage emulator, Azurite (Azure Storage's emulator) and a range server.
 
 All run as subprocesses (nothing is mocked inside the process under test) on a free port of
 127.0.0.1, and are stopped when the test session ends. ``s3_server`` points every client of
 this process and of the processes it starts (dask workers, the CLI) at its server, through
 the standard environment: botocore's ``AWS_ENDPOINT_URL`` and credentials, GDAL's
 ``AWS_S3_ENDPOINT``, ``AWS_HTTPS`` and ``AWS_VIRTUAL_HOSTING``; ``gcs_server`` likewise through
-gcsfs's ``STORAGE_EMULATOR_HOST``.
+gcsfs's ``STORAGE_EMULATOR_HOST``; ``azure_server`` through ``AZURE_STORAGE_CONNECTION_STRING``,
+which adlfs and GDAL's ``/vsiaz/`` both read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,17 @@ from typing import Any
 
 import pytest
 
-from tests.processes import RangeServer, free_port, serve_ranges, stop, wait_for
+from tests.processes import (
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    RangeServer,
+    azurite_blob,
+    free_port,
+    serve_azurite,
+    serve_ranges,
+    stop,
+    wait_for,
+)
 
 HERE = Path(__file__).parent
 
@@ -180,6 +191,81 @@ def gcs_server() -> Iterator[GCSServer]:
 def gcs_bucket(gcs_server: GCSServer) -> str:
     """A new, empty bucket on the GCS emulator."""
     return gcs_server.new_bucket()
+
+
+@dataclass
+class AzureServer:
+    endpoint: str
+    connection_string: str
+
+    def container_client(self, container: str) -> Any:
+        from azure.storage.blob import ContainerClient
+
+        return ContainerClient.from_connection_string(self.connection_string, container)
+
+    def new_container(self) -> str:
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        self.container_client(name).create_container()
+        return name
+
+    def keys(self, container: str, prefix: str = "") -> list[str]:
+        """The blobs under ``prefix``, listed by azure-storage-blob itself (not adlfs)."""
+        blobs = self.container_client(container).list_blob_names(name_starts_with=prefix)
+        return sorted(blobs)
+
+    def upload(self, local: Path, container: str, key: str) -> str:
+        """Copy a file or a directory tree to az://container/key, blob by blob."""
+        client = self.container_client(container)
+        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+        for path in files:
+            rel = "" if path == local else "/" + path.relative_to(local).as_posix()
+            client.upload_blob(f"{key}{rel}", path.read_bytes())
+        return f"az://{container}/{key}"
+
+
+# Every variable adlfs or GDAL reads for Azure credentials: only the connection string is set.
+AZURE_VARIABLES = (
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CLIENT_ID",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AZURE_STORAGE_TENANT_ID",
+    "AZURE_STORAGE_ANON",
+    "AZURE_STORAGE_ACCOUNT",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_ACCESS_TOKEN",
+    "AZURE_NO_SIGN_REQUEST",
+)
+
+
+@pytest.fixture(scope="session")
+def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureServer]:
+    """Azurite's blob service (installed with npm on first use) on a free port of 127.0.0.1,
+    ``AZURE_STORAGE_CONNECTION_STRING`` pointing at it. No skip: a machine without npm fails
+    these tests, with the command to run."""
+    import adlfs  # noqa: F401  (in the test extra: a missing one is an error, not a skip)
+
+    try:
+        azurite_blob()  # installed once; its failure names the npm command
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with serve_azurite(tmp_path_factory.mktemp("azurite")) as (endpoint, _):
+        connection = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
+        )
+        with pytest.MonkeyPatch.context() as mp:
+            for key in AZURE_VARIABLES:
+                mp.delenv(key, raising=False)
+            mp.setenv("AZURE_STORAGE_CONNECTION_STRING", connection)
+            yield AzureServer(endpoint, connection)
+
+
+@pytest.fixture
+def az_container(azure_server: AzureServer) -> str:
+    """A new, empty container on Azurite."""
+    return azure_server.new_container()
 
 
 @pytest.fixture(scope="session")

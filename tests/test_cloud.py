@@ -1,8 +1,10 @@
 """``extract`` on object storage and HTTP, end to end, against real local servers.
 
-The cube, the features and the table live on moto's S3 server (a subprocess on 127.0.0.1),
-or the cube is a set of COGs served by a Range-honouring HTTP server; each table read back
-must equal the one the same command writes from and to local files, row for row.
+The cube, the features and the table live on moto's S3 server, on a GCS emulator or on
+Azurite (Azure Storage's emulator), each a subprocess on 127.0.0.1, or the cube is a set of
+COGs served by a Range-honouring HTTP server; each table read back must equal the one the
+same command writes from and to local files, row for row, and values read from COGs must
+equal rasterio's reads of the files.
 """
 
 from __future__ import annotations
@@ -450,3 +452,319 @@ def test_stac_cube_in_python_bands_and_a_refused_asset(
     assert err.count("\n") == 1
     assert "evil.vrt.tif" in err and "is not a GeoTIFF: no TIFF header" in err
     assert not [r for r in range_server.requests() if "evil.vrt" in r["path"] and r["bytes"] > 8]
+
+
+# --- Azure Blob Storage: Azurite on 127.0.0.1 ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def az_inputs(local, azure_server):
+    """A container holding the cube, a COG and the features (uploaded with azure-storage-blob,
+    not adlfs)."""
+    container = azure_server.new_container()
+    for name in ("cube.zarr", "fields.gpkg", "fields.geojson"):
+        azure_server.upload(local / name, container, name)
+    return container
+
+
+def test_az_zarr_and_gpkg_to_az_parquet_on_two_workers_equals_the_local_run(
+    local, az_inputs, azure_server, tmp_path, capsys
+):
+    """The S3 job on Azure: adlfs for the cube, the features and the table, in this process
+    and in two worker processes, credentials from AZURE_STORAGE_CONNECTION_STRING."""
+    root = f"az://{az_inputs}"
+    out = f"{root}/out.parquet"
+    argv = [f"{root}/cube.zarr", "--geometry", f"{root}/fields.gpkg", "--out", out]
+    assert run(*argv, "--workers", "2") == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet"))
+    keys = [k for k in azure_server.keys(az_inputs) if k.startswith(("out.", ".out."))]
+    assert f"out.parquet/{MANIFEST}" in keys
+    parts = [k for k in keys if k != f"out.parquet/{MANIFEST}"]
+    assert parts and all(k.startswith("out.parquet/part.") for k in parts)
+
+
+def test_abfs_zarr_to_abfs_csv_equals_the_local_run(local, az_inputs, azure_server, tmp_path):
+    """abfs:// is the same store as az://; a CSV table is one blob."""
+    root = f"abfs://{az_inputs}"
+    out = f"{root}/out.csv"
+    assert run(f"{root}/cube.zarr", "--geometry", f"{root}/fields.geojson", "--out", out) == 0
+    assert [k for k in azure_server.keys(az_inputs) if "out.csv" in k] == ["out.csv"]
+    same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.geojson", ".csv"))
+
+
+def test_az_netcdf_cube_and_geoparquet_features(local, azure_server, az_container, tmp_path):
+    """NetCDF through h5netcdf on an adlfs file, GeoParquet features through pyarrow."""
+    for name in ("cube.nc", "fields.parquet"):
+        azure_server.upload(local / name, az_container, name)
+    out = tmp_path / "remote.parquet"
+    root = f"az://{az_container}"
+    assert run(f"{root}/cube.nc", "--geometry", f"{root}/fields.parquet", "--out", out) == 0
+    expected = local_table(local, tmp_path, "cube.nc", "fields.parquet", ".parquet")
+    same(pd.read_parquet(out), expected)
+
+
+def test_an_az_zarr_job_as_a_program_prints_nothing_on_stderr(local, az_inputs, tmp_path):
+    """The command in its own process: zarr closes its event loop at exit, before adlfs
+    closes the clients of the filesystems zarr opened on it (a traceback each, before the
+    package closed them first)."""
+    root = f"az://{az_inputs}"
+    argv = [sys.executable, "-m", "xr_getregion", "extract", f"{root}/cube.zarr"]
+    argv += ["--geometry", f"{root}/fields.gpkg", "--out", f"{root}/program.parquet"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+    expected = local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet")
+    same(read_table(f"{root}/program.parquet"), expected)
+
+
+@pytest.mark.parametrize(
+    "url, vsi",
+    [
+        ("az://box/a/b.tif", "/vsiaz/box/a/b.tif"),
+        ("abfs://box/b.tif", "/vsiaz/box/b.tif"),
+        ("abfss://box@acct.dfs.core.windows.net/a/b.tif", "/vsiaz/box/a/b.tif"),
+    ],
+)
+def test_azure_urls_name_the_container_and_key_to_gdal(url, vsi):
+    from xr_getregion.storage import gdal_path
+
+    assert gdal_path(url) == vsi
+
+
+def test_gdal_takes_adlfs_account_and_key_unless_its_own_or_a_connection_string_is_set(
+    monkeypatch,
+):
+    """adlfs reads AZURE_STORAGE_ACCOUNT_NAME/_KEY, GDAL's /vsiaz/ AZURE_STORAGE_ACCOUNT and
+    AZURE_STORAGE_ACCESS_KEY: the first pair is handed to GDAL when GDAL has neither its own
+    nor the connection string both read."""
+    from xr_getregion.storage import gdal_options
+
+    gdal_own = ["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT"]
+    for key in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", *gdal_own, "AZURE_STORAGE_ACCESS_KEY"]:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "a2V5")
+    assert gdal_options() == {"AZURE_STORAGE_ACCOUNT": "acct", "AZURE_STORAGE_ACCESS_KEY": "a2V5"}
+    monkeypatch.setenv("AZURE_STORAGE_ACCESS_KEY", "b3du")
+    assert gdal_options() == {"AZURE_STORAGE_ACCOUNT": "acct"}
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", "own")
+    assert gdal_options() == {}
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=acct;AccountKey=a2V5")
+    assert gdal_options() == {}
+
+
+@pytest.mark.parametrize(
+    "base, href, url",
+    [
+        ("az://box/stac/items.json", "a.tif", "az://box/stac/a.tif"),
+        ("s3://bucket/stac/items.json", "../cogs/a.tif", "s3://bucket/cogs/a.tif"),
+        ("gs://bucket/items.json", "./a.tif", "gs://bucket/a.tif"),
+        ("https://h.org/stac/items.json", "../a.tif", "https://h.org/a.tif"),
+        ("az://box/stac/items.json", "https://h.org/a.tif", "https://h.org/a.tif"),
+    ],
+)
+def test_relative_asset_hrefs_resolve_against_an_object_store_url(base, href, url):
+    """urljoin leaves an href relative under schemes it does not list (s3, gs, az)."""
+    from xr_getregion.stac import _absolute
+
+    assert _absolute(href, base) == url
+
+
+def test_a_cog_on_azure_read_through_vsiaz_equals_rasterio_reads_of_the_file(
+    azure_server, az_container, tmp_path
+):
+    """A COG (int16, tiles of 16, a nodata block) on Azurite, as CUBE: GDAL's /vsiaz/ reads
+    it with the same connection string; each point's value is rasterio's read of the local
+    file."""
+    import numpy as np
+    import rasterio
+
+    from tests.helpers import write_geotiff
+    from tests.test_reference_loaders import NODATA, RES, UTM, X0, Y0, pixel_values
+
+    path = tmp_path / "B1.tif"
+    transform = rasterio.transform.from_origin(X0, Y0, RES, RES)
+    write_geotiff(path, pixel_values(1, 1), transform, crs=UTM, nodata=NODATA, tile=16, cog=True)
+    url = azure_server.upload(path, az_container, f"cogs/{path.name}")
+    with rasterio.open(path) as src, rasterio.open(f"/vsiaz/{az_container}/cogs/B1.tif") as az:
+        assert az.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert az.block_shapes == src.block_shapes == [(16, 16)]
+        assert np.array_equal(az.read(1), src.read(1))
+    rows_cols = [(0, 0), (5, 9), (21, 31), (22, 32), (40, 63), (63, 63), (63, 0)]
+    file_pixel_points(rows_cols).to_file(tmp_path / "points.geojson")
+    out = tmp_path / "t.parquet"
+    argv = ["--geometry", tmp_path / "points.geojson", "--id-column", "name"]
+    assert run(url, *argv, "--out", out) == 0
+    got = pd.read_parquet(out)
+    assert len(got) == len(rows_cols)
+    band = "B1"  # a single band is named by the file's stem
+    assert band in got.columns
+    with rasterio.open(path) as src:  # the reference
+        values = src.read(1)
+    nodata = 0
+    for (r, c), row in zip(rows_cols, got.itertuples(index=False), strict=True):
+        assert row.feature == f"p{r}_{c}"
+        if values[r, c] == NODATA:
+            nodata += 1
+            assert pd.isna(getattr(row, band)), (r, c)
+        else:
+            assert getattr(row, band) == values[r, c], (r, c)
+    assert 0 < nodata < len(rows_cols)
+    # The local file gives the same table.
+    assert run(path, *argv, "--out", tmp_path / "local.parquet") == 0
+    same(got, pd.read_parquet(tmp_path / "local.parquet"))
+
+
+def test_stac_items_on_azure_with_relative_hrefs_equal_rasterio_reads_of_the_files(
+    azure_server, az_container, tmp_path
+):
+    """An ItemCollection on Azurite whose COG hrefs are relative to it (resolved to
+    az://container/stac/..., read by GDAL's /vsiaz/): each value is rasterio's read of the
+    local file at the pixel of the point."""
+    import pystac
+    import rasterio
+
+    from tests.test_reference_loaders import BANDS, NODATA, write_items
+
+    root = tmp_path / "stac"
+    root.mkdir()
+    items = write_items(root)
+    for item in items:
+        for asset in item.assets.values():
+            asset.href = Path(asset.href).name
+    collection = pystac.ItemCollection(items)
+    (root / "items.json").write_text(json.dumps(collection.to_dict(transform_hrefs=False)))
+    azure_server.upload(root, az_container, "stac")
+    rows_cols = [(0, 0), (21, 31), (22, 32), (63, 63)]
+    file_pixel_points(rows_cols).to_file(tmp_path / "points.geojson")
+    out = tmp_path / "t.parquet"
+    argv = ["--geometry", tmp_path / "points.geojson", "--out", out, "--id-column", "name"]
+    assert run(f"az://{az_container}/stac/items.json", *argv) == 0
+    got = pd.read_parquet(out)
+    assert len(got) == len(rows_cols) * len(items)
+    masked = 0
+    for r, c in rows_cols:
+        rows = got[got["feature"] == f"p{r}_{c}"]
+        assert rows["id"].tolist() == [item.id for item in items]
+        for t, row in enumerate(rows.itertuples(index=False)):
+            for band in BANDS:
+                with rasterio.open(root / f"{items[t].id}_{band}.tif") as src:
+                    value = int(src.read(1)[r, c])
+                if value == NODATA:
+                    masked += 1
+                    assert pd.isna(getattr(row, band)), (r, c, t, band)
+                else:
+                    assert getattr(row, band) == value, (r, c, t, band)
+    assert 0 < masked < len(got) * len(BANDS)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_sigterm_mid_write_to_azure_leaves_nothing_then_overwrite_succeeds(
+    slow_job, azure_server, az_container, suffix
+):
+    out = f"az://{az_container}/t{suffix}"
+    argv = [sys.executable, "-m", "xr_getregion", "extract", str(slow_job / "cube.zarr")]
+    argv += ["--geometry", str(slow_job / "points.geojson"), "--out", out]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    # Signalled once some parts are in the stage: the job is mid-write.
+    while len(azure_server.keys(az_container, f".t{suffix}.tmp-")) < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "never saw the stage"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err == "xr-getregion: stopped by SIGTERM; no table was written.\n"
+    assert azure_server.keys(az_container) == []
+    with pytest.raises(FileNotFoundError):
+        read_table(out)
+    assert run(*argv[4:], "--overwrite") == 0
+    assert len(read_table(out)) > 0
+
+
+def test_a_task_failing_after_parts_were_written_leaves_no_azure_table(
+    local, az_inputs, azure_server, tmp_path, capsys
+):
+    """As on S3: one chunk of one band is garbage. Nothing under --out and no stage; an old
+    table is kept whole under --overwrite; a good run with --overwrite replaces it. (On the
+    threaded scheduler: the cluster's cancellation does not depend on the store, and is
+    tested on S3.)"""
+    damaged = tmp_path / "damaged.zarr"
+    shutil.copytree(local / "cube.zarr", damaged)
+    chunks = [p for p in (damaged / "B3").rglob("*") if p.as_posix().endswith("/1/2")]
+    assert chunks
+    for chunk in chunks:
+        chunk.write_bytes(b"garbage")
+    root = f"az://{az_inputs}"
+    bad = azure_server.upload(damaged, az_inputs, "damaged.zarr")
+    out = f"{root}/t.parquet"
+    args = ["--geometry", f"{root}/fields.gpkg", "--out", out]
+    assert run(bad, *args) == 1
+    assert "extract failed and nothing was written at --out" in capsys.readouterr().err
+    assert [k for k in azure_server.keys(az_inputs) if k.startswith(("t.", ".t."))] == []
+    assert run(f"{root}/cube.zarr", *args) == 0
+    before = read_table(out)
+    keys = azure_server.keys(az_inputs, "t.parquet/")
+    assert run(bad, *args, "--overwrite") == 1
+    assert "extract failed and the old table is kept at --out" in capsys.readouterr().err
+    assert [k for k in azure_server.keys(az_inputs) if k.startswith(("t.", ".t."))] == keys
+    pd.testing.assert_frame_equal(read_table(out), before)
+    assert run(f"{root}/cube.zarr", *args, "--overwrite") == 0
+    pd.testing.assert_frame_equal(read_table(out), before)
+    assert azure_server.keys(az_inputs, "t.parquet/") != keys  # new parts, the old ones deleted
+    assert len(azure_server.keys(az_inputs, "t.parquet/")) == len(keys)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_of_two_jobs_racing_for_an_azure_table_the_server_lets_one_publish(
+    azure_server, az_container, monkeypatch, suffix
+):
+    """Another job publishes NAME after this one passed its up-front check and wrote its
+    stage: this one's manifest (or CSV blob) is refused; the other table stays whole and
+    this job's parts and stage are removed."""
+    import dask.dataframe as dd
+
+    import xr_getregion.storage as storage
+    from xr_getregion.errors import OutputExistsError
+    from xr_getregion.output import write_table
+
+    def frame(n: int, parts: int, offset: int) -> dd.DataFrame:
+        pdf = pd.DataFrame({"id": [f"f{i + offset}" for i in range(n)], "v": range(n)})
+        return dd.from_pandas(pdf, npartitions=parts)
+
+    url = f"az://{az_container}/t{suffix}"
+    compute = storage._run
+    other: list[list[str]] = []
+
+    def compute_then_the_other_job_publishes(pending, progress):
+        compute(pending, progress)
+        if not other:
+            other.append([])
+            write_table(frame(6, 2, 500), url)
+            other[0] = azure_server.keys(az_container, f"t{suffix}")  # not this job's stage
+
+    monkeypatch.setattr(storage, "_run", compute_then_the_other_job_publishes)
+    with pytest.raises(OutputExistsError, match="written by another job"):
+        write_table(frame(40, 4, 0), url)
+    assert other[0] and azure_server.keys(az_container) == other[0]
+    assert read_table(url)["id"].tolist() == [f"f{i}" for i in range(500, 506)]
+
+
+def test_adlfs_conditional_writes_are_refused_by_azurite_once_the_blob_exists(
+    azure_server, az_container
+):
+    """What the race above rests on, without the check this package makes first: a blob
+    upload opened with "xb" (committed with If-None-Match: *) and a ``pipe_file`` with
+    ``mode="create"`` fail when another writer created the blob since they began."""
+    fs = fsspec.filesystem("az", skip_instance_cache=True)
+    key = f"{az_container}/t.csv"
+    upload = fs.open(key, "xb")
+    upload.write(b"mine\n")
+    azure_server.container_client(az_container).upload_blob("t.csv", b"theirs\n")
+    with pytest.raises(FileExistsError):
+        upload.close()
+    with pytest.raises(FileExistsError):
+        fs.pipe_file(key, b"mine\n", mode="create")
+    assert fs.cat_file(key) == b"theirs\n"

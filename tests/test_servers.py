@@ -1,5 +1,5 @@
 """The test servers themselves: moto's S3 answers boto3, s3fs and GDAL; the range server
-answers ranges exactly and counts them."""
+answers ranges exactly and counts them; Azurite's install fails loudly without npm."""
 
 from __future__ import annotations
 
@@ -60,3 +60,18 @@ def test_range_server_waits_its_latency_before_each_answer(tmp_path) -> None:
         assert got == [bytes([i]) for i in range(4)]
         assert 0.3 <= time.perf_counter() - start < 1.2
         assert [r["bytes"] for r in server.requests() if r["method"] == "GET"] == [1, 1, 1, 1]
+
+
+def test_without_npm_azurite_is_a_failure_naming_the_command(tmp_path, monkeypatch) -> None:
+    """The Azure tests fail, never skip, on a machine without npm: the message says what to
+    install and the command that installs Azurite; nothing is left in the cache."""
+    from tests.processes import AZURITE_VERSION, azurite_blob
+
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    with pytest.raises(RuntimeError) as failure:
+        azurite_blob(cache=tmp_path / "cache")
+    message = str(failure.value)
+    assert "npm is not on PATH" in message
+    assert f"npm install --no-save --prefix {tmp_path / 'cache' / AZURITE_VERSION}" in message
+    assert f"azurite@{AZURITE_VERSION}" in message
+    assert not (tmp_path / "cache").exists()

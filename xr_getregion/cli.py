@@ -372,6 +372,8 @@ def open_cube(
     try:
         with _warnings_only_on_success():
             if kind == "Zarr":
+                if storage.protocol(path) in ("az", "abfs", "abfss"):
+                    storage.close_azure_clients_at_exit()
                 obj: Any = xr.open_zarr(
                     path if remote else p,
                     decode_coords="all",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -92,7 +93,12 @@ def _absolute(href: str, base: str) -> str:
     if "://" in href or os.path.isabs(href):
         return href
     if "://" in base:
-        return urljoin(base, href)
+        scheme, rest = base.split("://", 1)
+        if scheme.lower() in ("http", "https"):
+            return urljoin(base, href)
+        # urljoin knows only the schemes of its own list, and returns the href of any other
+        # (s3://, gs://, az://...) unchanged: join the key's path.
+        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(rest), href))}"
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(base)), href))
 
 

@@ -43,10 +43,11 @@ multipart upload is atomic on S3), conditional on NAME being absent unless ``ove
 An interrupted upload is aborted, never completed. On filesystems whose fsspec
 implementation has no conditional write (fsspec's default is to check, then write), two
 jobs racing for one NAME without ``overwrite`` may both succeed, the later one's table
-winning; S3 (s3fs) is conditional, and GCS (gcsfs) for the manifest. ``s3://`` is tested
-against a local S3 server (moto), ``gs://`` against a local GCS emulator (which ignores
-conditional writes, so the race for NAME is tested on S3 only), ``http(s)://`` inputs against
-a local range server; ``az://`` goes through the same fsspec calls untested.
+winning; S3 (s3fs) and Azure (adlfs: ``If-None-Match: *`` on the manifest's PUT and on the
+CSV blob's block-list commit) are conditional, and GCS (gcsfs) for the manifest. ``s3://`` is
+tested against a local S3 server (moto), ``gs://`` against a local GCS emulator (which
+ignores conditional writes, so the race for NAME is tested on S3 and Azure only),
+``az://``/``abfs://`` against Azurite, ``http(s)://`` inputs against a local range server.
 """
 
 from __future__ import annotations
@@ -117,6 +118,41 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple
         ) from exc
 
 
+def close_azure_clients_at_exit() -> None:
+    """Close adlfs's clients before zarr closes its event loop at exit (once per process).
+
+    zarr (3.x) opens a store's filesystem on its own event loop and closes that loop at
+    exit. adlfs (2026.x) closes each filesystem's client at exit too, by a ``weakref.finalize``
+    that runs on the filesystem's loop; finding it closed, each prints a traceback on stderr
+    (fsspec/adlfs#495). atexit runs the handler registered last first: registered here, after
+    zarr is imported, it runs adlfs's finalizers while zarr's loop still runs.
+    """
+    global _AZURE_CLEANUP
+    if _AZURE_CLEANUP:
+        return
+    import atexit
+
+    import zarr.core.sync  # noqa: F401  (registers zarr's exit handler before this one)
+
+    atexit.register(_close_azure_clients)
+    _AZURE_CLEANUP = True
+
+
+_AZURE_CLEANUP = False
+
+
+def _close_azure_clients() -> None:
+    import weakref
+
+    # weakref keeps its live finalizers in a private registry: read defensively.
+    registry = getattr(weakref.finalize, "_registry", {})
+    for finalizer in list(registry):
+        with contextlib.suppress(Exception):
+            found = finalizer.peek()
+            if found and type(found[0]).__module__.split(".")[0] == "adlfs":
+                finalizer()
+
+
 def gdal_path(url: str) -> str:
     """GDAL's virtual file system path for ``url``: ``/vsis3/``, ``/vsigs/``, ``/vsiaz/``,
     ``/vsicurl/``."""
@@ -127,7 +163,10 @@ def gdal_path(url: str) -> str:
     if scheme in ("gs", "gcs"):
         return f"/vsigs/{rest}"
     if scheme in ("az", "abfs", "abfss"):
-        return f"/vsiaz/{rest.split('@', 1)[0] if '@' in rest else rest}"
+        # abfs[s]://container@account.dfs.core.windows.net/key: GDAL takes the account from
+        # its environment, the path is container/key.
+        container, _, key = rest.partition("/")
+        return f"/vsiaz/{container.split('@', 1)[0]}/{key}"
     if scheme in ("http", "https"):
         return f"/vsicurl/{url}"
     return url
@@ -149,23 +188,36 @@ def read_options(url: str, storage_options: dict[str, Any] | None = None) -> dic
 
 
 def gdal_options() -> dict[str, str]:
-    """GDAL configuration for ``/vsis3/`` derived from botocore's ``AWS_ENDPOINT_URL`` when
-    GDAL's own ``AWS_S3_ENDPOINT`` is not set: an S3-compatible server (MinIO, Ceph, a local
-    test server) is then reached by both libraries from one setting."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if not endpoint or os.environ.get("AWS_S3_ENDPOINT"):
-        return {}
-    parsed = urlparse(endpoint)
-    return {
-        "AWS_S3_ENDPOINT": parsed.netloc or parsed.path,
-        "AWS_HTTPS": "NO" if parsed.scheme == "http" else "YES",
-        "AWS_VIRTUAL_HOSTING": "FALSE",
-    }
+    """GDAL configuration derived from the fsspec libraries' environment where GDAL's own is
+    not set, so that one setting reaches both.
+
+    ``/vsis3/``: ``AWS_S3_ENDPOINT`` (with ``AWS_HTTPS``, ``AWS_VIRTUAL_HOSTING``) from
+    botocore's ``AWS_ENDPOINT_URL``, for an S3-compatible server (MinIO, Ceph, a local test
+    server). ``/vsiaz/``: ``AZURE_STORAGE_ACCOUNT`` and ``AZURE_STORAGE_ACCESS_KEY`` from
+    adlfs's ``AZURE_STORAGE_ACCOUNT_NAME`` and ``AZURE_STORAGE_ACCOUNT_KEY``, unless a
+    connection string (which both read) is set.
+    """
+    env = os.environ
+    out: dict[str, str] = {}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint and not env.get("AWS_S3_ENDPOINT"):
+        parsed = urlparse(endpoint)
+        out["AWS_S3_ENDPOINT"] = parsed.netloc or parsed.path
+        out["AWS_HTTPS"] = "NO" if parsed.scheme == "http" else "YES"
+        out["AWS_VIRTUAL_HOSTING"] = "FALSE"
+    account = env.get("AZURE_STORAGE_ACCOUNT_NAME")
+    gdal_set = env.get("AZURE_STORAGE_CONNECTION_STRING") or env.get("AZURE_STORAGE_ACCOUNT")
+    if account and not gdal_set:
+        out["AZURE_STORAGE_ACCOUNT"] = account
+        key = env.get("AZURE_STORAGE_ACCOUNT_KEY")
+        if key and not env.get("AZURE_STORAGE_ACCESS_KEY"):
+            out["AZURE_STORAGE_ACCESS_KEY"] = key
+    return out
 
 
 def export_gdal_options() -> None:
     """Put :func:`gdal_options` into the environment, so worker processes started from here
-    (a ``LocalCluster``) read COGs from the same endpoint."""
+    (a ``LocalCluster``) read COGs from the same endpoint, with the same account."""
     for key, value in gdal_options().items():
         os.environ.setdefault(key, value)
 
@@ -471,7 +523,9 @@ def _publish_parquet(
 def _publish_csv(
     fs: Any, stage: str, staged: list[str], path: str, url: str, overwrite: bool
 ) -> None:
-    conditional = not overwrite and protocol(url) in ("s3", "s3a")
+    # s3fs's and adlfs's "xb" complete the upload with If-None-Match: * (a completed multipart
+    # upload on S3, a committed block list on Azure); other filesystems check, then write.
+    conditional = not overwrite and protocol(url) in ("s3", "s3a", "az", "abfs", "abfss")
     if not overwrite and not conditional and fs.exists(path):
         raise _published_meanwhile(url)
     out = fs.open(path, "xb" if conditional else "wb", block_size=64 * 2**20)
