@@ -17,13 +17,12 @@ scanline that yields runs of pixels per row, so covered pixels are *counted* fro
 (for the value limit) before any is listed; lines are walked crossing by crossing. The cost
 grows with the geometry's outline and the covered pixels, never with the whole grid.
 
-A geometry in another CRS has edges straight there and curved in the grid's pixel space:
-they are followed by chords within :data:`CURVE_TOLERANCE` pixel of the curves
-(:func:`follow_curves`). One exception keeps a table right where no outline can: a polygon
-in a projected CRS that goes around a pole or across the antimeridian has no faithful
-outline on a lon/lat grid (there the pole is a whole row, and the outline jumps a turn at
-180). Its pixels are found by testing the centres it can reach in its own CRS: a test per
-pixel of its lon/lat bounds.
+One exception keeps a table right where no outline can: a polygon in a projected CRS that
+goes around a pole or across the antimeridian has no faithful outline on a lon/lat grid
+(there the pole is a whole row, and the outline jumps a turn at 180), and one spanning over
+a degree of longitude (any polygon near a pole) has an outline that strays from its straight
+edges by a good part of a pixel. Their pixels are found by testing the centres they can
+reach in their own CRS: a test per pixel of their lon/lat bounds.
 
 On EE's lon/lat working grids (``scale`` or ``crsTransform`` given, no ``crs`` or a
 geographic one) each place has the pixel of its longitude in [-180, 180), as in EE: the
@@ -153,8 +152,9 @@ def to_pixel_space_many(
 
     On a geographic grid, with a ``window``, a projected line whose lon/lat image jumps
     across the antimeridian is read with continuous longitudes, and a projected polygon
-    around a pole or across the antimeridian is replaced by boxes of the window pixels
-    whose centre it holds, found exactly by :func:`_centre_test`.
+    around a pole, across the antimeridian or (on an axis-aligned grid) over a degree wide
+    in longitude is replaced by boxes of the window pixels whose centre it holds, found
+    exactly by :func:`_centre_test`.
 
     Raises
     ------
@@ -180,6 +180,8 @@ def to_pixel_space_many(
     out[points] = shapely.transform(shapes[points], lambda xy: _project(xy, crs, grid, wrap=ee))
     if tearing:
         torn |= _jumps_a_turn(out, grid)
+        if grid.axis_aligned:
+            torn |= _wide(out, grid)
     if differs and has_edges.any():
         coords = shapely.get_coordinates(out[has_edges & ~torn])
         if not np.isfinite(coords).all():
@@ -396,6 +398,40 @@ def _jumps_a_turn(out: np.ndarray, grid: Grid) -> np.ndarray:
     jump = long_edges(lon, line)
     torn[owner[line[1:][jump]]] = True
     return torn
+
+
+#: A projected polygon whose lon/lat image spans more longitude than this (any polygon near
+#: a pole does) has a densified outline that strays from its straight edges by a good part
+#: of a pixel: its pixels are found exactly, by :func:`_centre_test`.
+_WIDE_DEGREES = 1.0
+
+
+def _wide(out: np.ndarray, grid: Grid) -> np.ndarray:
+    """Which pixel-space shapes (of an axis-aligned lon/lat grid, projected from a projected
+    CRS) hold a polygon spanning more than :data:`_WIDE_DEGREES` of longitude.
+
+    An edge straight in a polar CRS is a curve in lon/lat, bent the more the nearer the pole
+    (its sagitta over a chord of length ``l`` at distance ``d`` from the pole is about
+    ``l**2 / 8d``) while a pixel's width there shrinks with ``d``; elsewhere too the sagitta
+    grows with the square of the chord, which is a share of the polygon's extent. Chords
+    then put centres near the edges on the wrong side (5 of 300 random polygons near a pole
+    took or lost a pixel so in ``tests/test_reference_ee_grid.py``).
+    """
+    near = np.zeros(len(out), bool)
+    polygonal = np.flatnonzero(shapely.get_dimensions(out) == 2)
+    if len(polygonal) == 0:
+        return near
+    step = abs(grid.transform[0])
+    bounds = shapely.bounds(out[polygonal])
+    with np.errstate(invalid="ignore"):
+        candidates = polygonal[(bounds[:, 2] - bounds[:, 0]) * step > _WIDE_DEGREES]
+    for k in candidates:
+        near[k] = any(
+            shapely.get_type_id(g) == GeometryType.POLYGON
+            and np.ptp(shapely.get_coordinates(g)[:, 0]) * step > _WIDE_DEGREES
+            for g in flat_parts(out[k])[0]
+        )
+    return near
 
 
 def _mend_torn(
