@@ -17,12 +17,15 @@ scanline that yields runs of pixels per row, so covered pixels are *counted* fro
 (for the value limit) before any is listed; lines are walked crossing by crossing. The cost
 grows with the geometry's outline and the covered pixels, never with the whole grid.
 
-One exception keeps a table right where no outline can: a polygon in a projected CRS that
-goes around a pole or across the antimeridian has no faithful outline on a lon/lat grid
-(there the pole is a whole row, and the outline jumps a turn at 180), and one spanning over
-a degree of longitude (any polygon near a pole) has an outline that strays from its straight
-edges by a good part of a pixel. Their pixels are found by testing the centres they can
-reach in their own CRS: a test per pixel of their lon/lat bounds.
+A geometry in another CRS has edges straight there and curved in the grid's pixel space:
+they are followed by chords within :data:`CURVE_TOLERANCE` pixel of the curves
+(:func:`follow_curves`). One exception keeps a table exact where an outline cannot: a
+polygon in a projected CRS that goes around a pole or across the antimeridian has no
+faithful outline on a lon/lat grid (there the pole is a whole row, and the outline jumps a
+turn at 180), and near a pole (one spanning over a degree of longitude) a lon/lat pixel is
+far wider in degrees than in metres, so a thousandth of a pixel across a nearly flat edge
+is hundreds of pixels along it. Their pixels are found by testing the centres they can reach
+in their own CRS: a test per pixel of their lon/lat bounds.
 
 On EE's lon/lat working grids (``scale`` or ``crsTransform`` given, no ``crs`` or a
 geographic one) each place has the pixel of its longitude in [-180, 180), as in EE: the
@@ -401,8 +404,8 @@ def _jumps_a_turn(out: np.ndarray, grid: Grid) -> np.ndarray:
 
 
 #: A projected polygon whose lon/lat image spans more longitude than this (any polygon near
-#: a pole does) has a densified outline that strays from its straight edges by a good part
-#: of a pixel: its pixels are found exactly, by :func:`_centre_test`.
+#: a pole does) lies where pixels are slivers (see :func:`_wide`): its pixels are found
+#: exactly, by :func:`_centre_test`.
 _WIDE_DEGREES = 1.0
 
 
@@ -410,12 +413,14 @@ def _wide(out: np.ndarray, grid: Grid) -> np.ndarray:
     """Which pixel-space shapes (of an axis-aligned lon/lat grid, projected from a projected
     CRS) hold a polygon spanning more than :data:`_WIDE_DEGREES` of longitude.
 
-    An edge straight in a polar CRS is a curve in lon/lat, bent the more the nearer the pole
-    (its sagitta over a chord of length ``l`` at distance ``d`` from the pole is about
-    ``l**2 / 8d``) while a pixel's width there shrinks with ``d``; elsewhere too the sagitta
-    grows with the square of the chord, which is a share of the polygon's extent. Chords
-    then put centres near the edges on the wrong side (5 of 300 random polygons near a pole
-    took or lost a pixel so in ``tests/test_reference_ee_grid.py``).
+    Near a pole a lon/lat pixel is a sliver: 300 m of latitude tall, a few micrometres of
+    longitude wide at 100 m from the pole. An edge there spans thousands of columns over a
+    fraction of a row, so the chords' stray of :data:`CURVE_TOLERANCE` pixel across it moves
+    its crossing of a row of centres by hundreds of pixels along it (the thorough profile of
+    ``tests/test_reference_ee_grid.py`` found 52 centres, 4 to 9 cm outside a 50 m box beside
+    the pole, taken). Such polygons are tested centre by centre in their own CRS instead,
+    exactly; with chords of 1/64 of their extent, before, 5 of 300 random polygons near a
+    pole took or lost a pixel.
     """
     near = np.zeros(len(out), bool)
     polygonal = np.flatnonzero(shapely.get_dimensions(out) == 2)
