@@ -665,7 +665,12 @@ def _rectangles(ty: np.ndarray, tx: np.ndarray) -> list[np.ndarray]:
     columns. Each block holding a pixel is in one rectangle, and no other block is. Returns
     the positions (into ``ty``/``tx``) of each rectangle's pixels, in raster order of the
     rectangles."""
-    blocks, inverse = np.unique(np.stack([ty, tx], axis=1), axis=0, return_inverse=True)
+    # One integer per block: numpy's unique of a 1-D array is a plain sort, while a row-wise
+    # unique (axis=0) sorted 110,000 pixels in 76 ms, most of the planning of a 100 km2 region.
+    ty0, tx0 = int(ty.min()), int(tx.min())
+    ncols = int(tx.max()) - tx0 + 1
+    codes, inverse = np.unique((ty - ty0) * ncols + (tx - tx0), return_inverse=True)
+    blocks = np.stack(np.divmod(codes, ncols), axis=1)
     runs: list[list[int]] = []  # [row0, row1, col0, col1] per rectangle, rows growing
     label = np.empty(len(blocks), np.int64)
     open_runs: dict[tuple[int, int], int] = {}  # (col0, col1) of the last row -> rectangle
@@ -685,7 +690,8 @@ def _rectangles(ty: np.ndarray, tx: np.ndarray) -> list[np.ndarray]:
         open_runs[span] = rect
         label[k:end] = rect
         k = end
-    of_pixel = label[inverse.ravel()]
+    # Labels in the smallest integer type: numpy sorts 8- and 16-bit integers by radix.
+    of_pixel = label.astype(np.min_scalar_type(len(runs)))[inverse.ravel()]
     order = np.argsort(of_pixel, kind="stable")
     bounds = np.searchsorted(of_pixel[order], np.arange(len(runs) + 1))
     return [order[bounds[r] : bounds[r + 1]] for r in range(len(runs))]
