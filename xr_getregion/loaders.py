@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -345,10 +346,13 @@ class _OneTile:
 def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, key: tuple) -> Any:
     """odc-stac's chunk task is ``_dask_loader_tyx(sources, tiles, (iy, ix), ...)``, which
     loads ``tiles[iy, ix]``, a GeoBox: the same call with that GeoBox cut to the window."""
-    try:
-        from dask._task_spec import Task, TaskRef
-        from odc.loader._builder import _dask_loader_tyx
-    except ImportError:
+    from dask._task_spec import Task, TaskRef
+
+    # A cube odc-stac built has imported its loader: importing it here for any other cube
+    # would cost 0.1-0.25 s (odc-geo and its dependencies) for nothing.
+    builder = sys.modules.get("odc.loader._builder")
+    _dask_loader_tyx = getattr(builder, "_dask_loader_tyx", None)
+    if _dask_loader_tyx is None:
         return None
     task = layer.get(block) if hasattr(layer, "get") else None
     if not isinstance(task, Task) or task.func is not _dask_loader_tyx:
