@@ -216,3 +216,29 @@ def test_a_bad_number_of_reads_in_flight_is_refused_naming_the_setting(threads):
     with dask.config.set({"xr_getregion.io_threads": threads}):
         with pytest.raises(xr_getregion.ArgumentError, match=r"xr_getregion\.io_threads"):
             cube.ee.get_region(box(3, 4, 6, 8), geometry_crs=UTM)
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("limits", [(1, 1), (2, 2), (1, 3), (3, 2)])
+def test_rectangles_with_limits_tile_the_blocks_holding_pixels_exactly(seed, limits):
+    # Brute force: every block holding a pixel in one rectangle, no other block in any, no
+    # rectangle more blocks high or wide than the limits.
+    from xr_getregion.reads import _rectangles
+
+    rng = np.random.default_rng(seed)
+    ty = rng.integers(0, 6, 40)
+    tx = rng.integers(0, 6, 40)
+    if seed % 2:  # also dense, compact sets (a polygon's), where merging has most to do
+        ty, tx = ty // 2, tx // 2
+    groups = _rectangles(ty, tx, limits)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(ty)))
+    held = set(zip(ty.tolist(), tx.tolist(), strict=True))
+    covered: set[tuple[int, int]] = set()
+    for group in groups:
+        r0, r1, c0, c1 = ty[group].min(), ty[group].max(), tx[group].min(), tx[group].max()
+        assert r1 - r0 < limits[0] and c1 - c0 < limits[1]
+        span = {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+        assert span <= held
+        assert not span & covered
+        covered |= span
+    assert covered == held

@@ -210,6 +210,9 @@ CASES = {
     ),
 }
 
+#: A square across the corner of 4 of stackstac's default dask chunks (1024) and of 4 tiles.
+ACROSS = shapely.box(X0 + RES * 990, Y0 - RES * 1060, X0 + RES * 1060, Y0 - RES * 990)
+
 
 def extraction(loader: str, geometry: shapely.Geometry, items: Path, out: Path) -> str:
     return f"""
@@ -283,6 +286,29 @@ def test_plan_reports_the_storage_blocks_it_will_read(loader, stack):
         else cube.dtype.itemsize
     )
     assert sum(r.nbytes for r in reads) == tiles * len(DATES) * len(BANDS) * TILE * TILE * itemsize
+
+
+def test_stackstac_reads_a_region_across_its_chunks_as_one_window_per_image(
+    stack, range_server, tmp_path
+):
+    # stackstac's reader reads any window of an image: the 4 tiles a square across the
+    # corner of 4 chunks touches are one read per file, not one per chunk, and GDAL fetches
+    # each row of 2 tiles with one request. (A tile-by-tile reader is no reference here:
+    # reading a file's tiles one after another, GDAL reads ahead and fetched 1.6x the floor.)
+    cube = build("stackstac", stack["items"])
+    assert cube.data.chunksize[2:] == (1024, 1024)
+    (estimate,) = cube.ee.plan(ACROSS, geometry_crs=UTM).reads()
+    files = len(DATES) * len(BANDS)
+    assert (estimate.reads, estimate.blocks) == (files, 4 * files)
+    rows, cols = covered(ACROSS)
+    floor = tile_bytes(stack["root"], rows, cols)
+    out = tmp_path / "table.pkl"
+    requests, size, _ = fetched(range_server, extraction("stackstac", ACROSS, stack["items"], out))
+    # Per file: its header (16 KB, 32 KB where GDAL reads on into the first tile) and 2 rows
+    # of 2 tiles; GDAL rounds each range out to 16 KB.
+    assert requests <= files * (1 + 2 + 1)
+    assert size <= floor + files * (32 + 2 * 2 * 16) * 1024, (requests, size, floor)
+    check_values(pd.read_pickle(out), stack["root"], len(rows))
 
 
 def test_a_cube_computed_from_a_loader_is_read_by_whole_chunks_and_says_so(stack):

@@ -37,7 +37,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from xr_getregion.grid import Grid
 
-__all__ = ["Tiles", "reaches_storage", "storage_tiles", "window_tasks"]
+__all__ = ["Tiles", "file_window", "reaches_storage", "storage_tiles", "window_tasks"]
 
 
 @dataclass(frozen=True)
@@ -165,11 +165,10 @@ def window_tasks(
     getter. A chunk that is another array's chunk with new axes (``xr.concat`` of
     ``rioxarray.open_rasterio`` arrays, ``expand_dims``) is windowed below those steps, where
     the getter is."""
+    task = file_window(data, block, window)
+    if task is not None:
+        return {key: task}
     layer = data.dask.layers.get(block[0])
-    if layer is not None and block[0].startswith("fetch_raster_window-"):
-        task = _stackstac_window(data, layer, block, window)
-        if task is not None:
-            return {key: task}
     if layer is not None:
         task = _odc_window(data.dask, layer, block, window, key)
         if task is not None:
@@ -313,12 +312,30 @@ def _window_below(index: tuple, window: tuple) -> tuple[tuple, tuple] | None:
 
 
 def _absolute(data: da.Array, block: tuple, window: tuple[slice, ...], axis: int) -> slice:
+    """``window[axis]``, counted from the start of chunk ``block``, in the array's indices.
+    A window may reach past its chunk, into the next ones (stackstac's reader reads any
+    window of an image: see ``Source._spatial_reads``); an open end stops at the chunk's."""
     start = int(sum(data.chunks[axis][: block[1 + axis]]))
-    first, stop, _ = window[axis].indices(data.chunks[axis][block[1 + axis]])
+    size = data.chunks[axis][block[1 + axis]]
+    w = window[axis]
+    first = 0 if w.start is None else w.start
+    stop = size if w.stop is None else w.stop
+    if first < 0 or stop < first or start + stop > data.shape[axis] or w.step not in (None, 1):
+        raise ValueError(f"window {w} of chunk {block} is not a window of the array")
     return slice(start + first, start + stop)
 
 
-def _stackstac_window(data: da.Array, layer: Any, block: tuple, window: tuple) -> Any:
+def file_window(data: da.Array, block: tuple, window: tuple[slice, ...]) -> tuple | None:
+    """The task reading ``window`` of chunk ``block`` through the loader's reader of its
+    files, which reads any window of an image, within the chunk or past it (stackstac's
+    ``fetch_raster_window``); ``None`` for other loaders."""
+    layer = data.dask.layers.get(block[0])
+    if layer is None or not block[0].startswith("fetch_raster_window-"):
+        return None
+    return _stackstac_window(data, layer, block, window)
+
+
+def _stackstac_window(data: da.Array, layer: Any, block: tuple, window: tuple) -> tuple | None:
     """stackstac's chunk task is ``fetch_raster_window(readers, (ys, xs), dtype, fill)``
     over a ``(time, band, y, x)`` array: the same call with the window's slices."""
     from stackstac.to_dask import fetch_raster_window
