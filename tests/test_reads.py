@@ -242,3 +242,35 @@ def test_rectangles_with_limits_tile_the_blocks_holding_pixels_exactly(seed, lim
         assert not span & covered
         covered |= span
     assert covered == held
+
+
+def test_variables_with_other_chunks_or_storage_blocks_are_grouped_each_on_its_own():
+    # The grouping of pixels into reads is shared between arrays of one layout only: here
+    # two variables with the same chunks share it, a third with other chunks and a fourth
+    # with other storage blocks (encoding) do not, and every value is the array's own.
+    values = cube_values(2, 1, 100, 100)[:, 0]
+    cube = make_cube(100, 100, 2, ["b0"])
+    band = cube.isel(band=0, drop=True)
+    ds = xr.Dataset(
+        {
+            "a": band.copy(data=da.from_array(values, chunks=(1, 10, 10))),
+            "b": band.copy(data=da.from_array(values + 1, chunks=(1, 10, 10))),
+            "c": band.copy(data=da.from_array(values + 2, chunks=(1, 7, 13))),
+            "d": band.copy(data=da.from_array(values + 3, chunks=(1, 50, 50))),
+        }
+    )
+    ds["d"].encoding["preferred_chunks"] = {"y": 25, "x": 25}
+    poly = box(8, 3, 47, 31)
+    # The reference: the same variables as numpy arrays, read by xarray's indexing.
+    expected = ds.compute().ee.get_region(poly, geometry_crs=UTM)
+    assert len(expected) == 2 * 39 * 28
+    for offset, name in enumerate("abcd"):
+        assert set(expected[name] - expected["a"]) == {offset}
+    pd.testing.assert_frame_equal(ds.ee.get_region(poly, geometry_crs=UTM), expected)
+    # A lazy table's partitions hold rows in their own order: compare the rows as a set.
+    order = ["time", "latitude", "longitude"]
+    lazy = ds.ee.get_region(poly, geometry_crs=UTM, lazy=True).compute()
+    pd.testing.assert_frame_equal(
+        lazy.sort_values(order).reset_index(drop=True),
+        expected.sort_values(order).reset_index(drop=True),
+    )

@@ -295,7 +295,11 @@ class Source:
         return tuple(BandRule(policy[b.name], tuple(b.nodata), b.dtype) for b in ordered)
 
     def read_tasks(
-        self, pixel_sets: Sequence[tuple[np.ndarray, np.ndarray]], name: str, prefix: tuple = ()
+        self,
+        pixel_sets: Sequence[tuple[np.ndarray, np.ndarray]],
+        name: str,
+        prefix: tuple = (),
+        shared: dict | None = None,
     ) -> Reads:
         """The :class:`Reads` of ``pixel_sets``, each ``(iy, ix)``, from the dask array.
 
@@ -303,6 +307,10 @@ class Source:
         over all sets: unique in their index, not only in their name, because dask's fusion
         renames a fused read after every name in it and cuts long names to a short hash.
         Reads of several arrays computed together need distinct names and prefixes.
+
+        ``shared``, one dict for the arrays of one cube read for the same ``pixel_sets``,
+        keeps the grouping of the pixels into reads for arrays with the same chunks and
+        storage blocks (odc-stac's bands, a Dataset's variables): it is computed once.
         """
         data = self.array.variable.data
         axes = self._axes
@@ -321,17 +329,28 @@ class Source:
             (images.stop - images.start) * (bands.stop - bands.start)
             for _, _, images, bands in layers
         )
-        for iy, ix in pixel_sets:
+        tiles = self.tiles  # its grid, not the file it was learnt from
+        grid = None if tiles is None else (tiles.height, tiles.width, tiles.row0, tiles.col0)
+        layout = (chunks[axes.y], chunks[axes.x], grid, self._reads_files)
+        for s, (iy, ix) in enumerate(pixel_sets):
+            spatial = None if shared is None else shared.get((s, layout))
+            if spatial is None:
+                spatial = []
+                for by, bx, origin, shape, positions, window in self._spatial_reads(iy, ix):
+                    liy = iy[positions] - origin[0]
+                    lix = ix[positions] - origin[1]
+                    if window is not None:
+                        liy, lix = liy - window[0].start, lix - window[1].start
+                    local = (liy.astype(index_dtype), lix.astype(index_dtype))
+                    ys, xs = window or (slice(0, shape[0]), slice(0, shape[1]))
+                    area = (ys.stop - ys.start) * (xs.stop - xs.start)
+                    spatial.append((by, bx, window, local, _as_slice(positions), area))
+                if shared is not None:
+                    shared[(s, layout)] = spatial
             groups = []
-            for by, bx, origin, shape, positions, window in self._spatial_reads(iy, ix):
-                liy = iy[positions] - origin[0]
-                lix = ix[positions] - origin[1]
-                if window is not None:
-                    liy, lix = liy - window[0].start, lix - window[1].start
-                local = (liy.astype(index_dtype), lix.astype(index_dtype))
-                groups.append((n, by, bx, window, local, _as_slice(positions)))
-                ys, xs = window or (slice(0, shape[0]), slice(0, shape[1]))
-                largest = max(largest, (ys.stop - ys.start) * (xs.stop - xs.start) * depth)
+            for by, bx, window, local, pixels, area in spatial:
+                groups.append((n, by, bx, window, local, pixels))
+                largest = max(largest, area * depth)
                 n += 1
             set_keys, targets = [], []
             for ti, bi, images, bands in layers:
@@ -641,11 +660,12 @@ def gather(plan: Plan) -> dict[str, np.ndarray]:
     in_order = bool(np.array_equal(inverse, np.arange(len(inverse))))
     lazy: list[tuple[Source, Reads]] = []
     out: dict[str, np.ndarray] = {}
+    shared: dict = {}
     for a, source in enumerate(Source.of(cube)):
         if plan.n_pixels and source.lazy:
             name = f"getregion-read-{tokenize(source.array.data.name, iy, ix)}-{a}"
             # The array's position in the key index keeps keys apart if names are cut.
-            lazy.append((source, source.read_tasks([(iy, ix)], name, (a,))))
+            lazy.append((source, source.read_tasks([(iy, ix)], name, (a,), shared)))
         else:
             values = source.take(iy, ix)
             for band in source.bands:
