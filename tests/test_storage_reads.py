@@ -311,6 +311,88 @@ def test_stackstac_reads_a_region_across_its_chunks_as_one_window_per_image(
     check_values(pd.read_pickle(out), stack["root"], len(rows))
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_rioxarray_windows_are_read_without_its_process_wide_lock(stack, masked):
+    # open_rasterio's default lock=None reads every file through one cached handle under one
+    # lock for the whole process (rioxarray._io.RASTERIO_LOCK): one read at a time. Window
+    # reads of a GeoTIFF run rioxarray's own read on a handle of the reading thread instead:
+    # with that lock held here all along, the extraction still ends, with rasterio's values
+    # (masked: NaN where the file has nodata, in the top-left corner's tile).
+    import threading
+
+    import rioxarray
+    import rioxarray._io
+    import xarray as xr
+
+    urls = [f"{stack['url']}/{_name(t, band)}" for t in range(len(DATES)) for band in BANDS]
+    layers = [rioxarray.open_rasterio(url, chunks=True, masked=masked) for url in urls]
+    # What the reads rely on, pinned: each file's chunk task reads rioxarray's wrapper under
+    # the default lock, through a cached file manager.
+    from xr_getregion.loaders import _rioxarray_wrapper
+
+    for layer in layers:
+        (node,) = [v for k, v in dict(layer.data.dask).items() if isinstance(k, str)]
+        assert _rioxarray_wrapper(getattr(node, "value", node)) is not None
+    cube = xr.concat(
+        [
+            xr.concat(layers[t * len(BANDS) : (t + 1) * len(BANDS)], dim="band").assign_coords(
+                band=list(BANDS)
+            )
+            for t in range(len(DATES))
+        ],
+        dim="time",
+    ).assign_coords(time=[np.datetime64(d.replace(tzinfo=None)) for d in DATES])
+    corner = shapely.box(X0 + RES * 1, Y0 - RES * 40, X0 + RES * 30, Y0 - RES * 1)
+    geometry = shapely.union(CASES["polygon"], corner)
+    result: dict[str, Any] = {}
+
+    def extract() -> None:
+        try:
+            result["table"] = cube.ee.get_region(geometry, geometry_crs=UTM)
+        except BaseException as error:  # reported below, in the test's thread
+            result["error"] = error
+
+    with rioxarray._io.RASTERIO_LOCK:
+        worker = threading.Thread(target=extract, daemon=True)
+        worker.start()
+        worker.join(60)
+        blocked = worker.is_alive()
+    worker.join()
+    assert not blocked, "the window reads waited for rioxarray's lock"
+    assert "error" not in result, result.get("error")
+    table = result["table"]
+    if not masked:  # the raw values: nodata is a value; as the table masks it, so do we
+        for band in BANDS:
+            table[band] = table[band].astype(float)
+    check_values(table, stack["root"], len(covered(geometry)[0]))
+    assert table[BANDS[0]].isna().sum() == len(DATES) * 4  # 2 x 2 of the corner's 3 x 3
+
+
+def test_a_lock_the_user_gives_rioxarray_is_honoured(stack):
+    # Only rioxarray's default lock is left aside: reads under a lock of the user's wait for it.
+    import threading
+
+    import rioxarray
+
+    lock = threading.Lock()
+    url = f"{stack['url']}/{_name(0, BANDS[0])}"
+    cube = rioxarray.open_rasterio(url, chunks=True, lock=lock).squeeze("band", drop=True)
+    result: dict[str, Any] = {}
+    with lock:
+        worker = threading.Thread(
+            target=lambda: result.update(
+                table=cube.ee.get_region(CASES["polygon"], geometry_crs=UTM)
+            ),
+            daemon=True,
+        )
+        worker.start()
+        worker.join(3)
+        assert worker.is_alive()  # waiting for the lock
+    worker.join(60)
+    assert not worker.is_alive()
+    assert len(result["table"]) == len(covered(CASES["polygon"])[0])
+
+
 def test_a_cube_computed_from_a_loader_is_read_by_whole_chunks_and_says_so(stack):
     # Arithmetic hides stackstac's reader behind another task: the chunk is read whole, the
     # values are still right, and plan() says how it reads.
