@@ -149,10 +149,18 @@ def fetched(range_server: Any, script: str) -> tuple[int, int, str]:
     return len(log), sum(r["bytes"] for r in log), done.stdout
 
 
-def tile_reader_bytes(range_server: Any, stack: dict[str, Any], rows: Any, cols: Any) -> int:
+def tile_reader_bytes(
+    range_server: Any,
+    stack: dict[str, Any],
+    rows: Any,
+    cols: Any,
+    files: list[tuple[int, str]] | None = None,
+) -> int:
     """What a tile-by-tile rasterio reader of exactly the covered tiles fetches: the headers,
-    the tiles, and GDAL's rounding of each range to its 16 KB read chunks."""
-    urls = [f"/vsicurl/{stack['url']}/{_name(t, b)}" for t in range(len(DATES)) for b in BANDS]
+    the tiles, and GDAL's rounding of each range to its 16 KB read chunks. ``files``: the
+    (date, band) files read, all by default."""
+    files = files or [(t, b) for t in range(len(DATES)) for b in BANDS]
+    urls = [f"/vsicurl/{stack['url']}/{_name(t, b)}" for t, b in files]
     tiles = sorted(set(zip((rows // TILE).tolist(), (cols // TILE).tolist(), strict=True)))
     _, size, _ = fetched(
         range_server,
@@ -257,6 +265,48 @@ def check_values(table: pd.DataFrame, root: Path, n_pixels: int) -> None:
             expected = values[np.asarray(r), np.asarray(c)].astype(float)
             expected[expected == NODATA] = np.nan
             np.testing.assert_array_equal(got[here], expected)
+
+
+#: Selections by lists, as users make them: (the selection, the (date, band) files it keeps).
+SELECTIONS = {
+    "stackstac": ('cube = cube.sel(band=["nir"]).isel(time=[1])', [(1, "nir")]),
+    "odc-stac": ('cube = cube[["nir"]].isel(time=[1])', [(1, "nir")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("loader", sorted(SELECTIONS))
+def test_selections_by_lists_still_read_only_the_covered_tiles(
+    loader, case, stack, range_server, tmp_path
+):
+    # sel(band=[...]) and isel(time=[...]) put a take of dask's between the loader's chunks
+    # and the window: the window is read below it, through the loader's reader.
+    geometry = CASES[case]
+    selection, files = SELECTIONS[loader]
+    rows, cols = covered(geometry)
+    reference = tile_reader_bytes(range_server, stack, rows, cols, files)
+    out = tmp_path / "table.pkl"
+    script = extraction(loader, geometry, stack["items"], out).replace(
+        "        table = cube.ee.get_region",
+        f"        {selection}\n"
+        "        for r in cube.ee.plan(shapely.from_wkt(GEOMETRY), geometry_crs=UTM).reads():\n"
+        "            assert r.granularity.startswith('storage blocks'), r\n"
+        "        table = cube.ee.get_region",
+    )
+    script = f"GEOMETRY = {geometry.wkt!r}\nUTM = {UTM!r}\n" + textwrap.dedent(script)
+    requests, size, _ = fetched(range_server, script)
+    assert size <= ALLOWANCE * reference, (loader, case, requests, size, reference)
+    table = pd.read_pickle(out)
+    assert list(table.columns[4:]) == ["nir"]
+    assert len(table) == len(rows)
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    with rasterio.open(stack["root"] / _name(1, "nir")) as ds:
+        values = ds.read(1)
+    r, c = rasterio.transform.rowcol(TRANSFORM, x, y)
+    expected = values[np.asarray(r), np.asarray(c)].astype(float)
+    expected[expected == NODATA] = np.nan
+    np.testing.assert_array_equal(table["nir"].to_numpy(dtype=float), expected)
+    assert (table["time"] == pd.Timestamp(DATES[1])).all()
 
 
 def build(loader: str, items_path: Path) -> Any:

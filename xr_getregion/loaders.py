@@ -24,6 +24,7 @@ import collections
 import contextlib
 import copy
 import functools
+import importlib
 import math
 import sys
 import threading
@@ -41,7 +42,14 @@ from dask.highlevelgraph import HighLevelGraph
 
 from xr_getregion.grid import Grid
 
-__all__ = ["Tiles", "file_window", "reaches_storage", "storage_tiles", "window_tasks"]
+__all__ = [
+    "Tiles",
+    "file_window",
+    "reaches_storage",
+    "reads_image_windows",
+    "storage_tiles",
+    "window_tasks",
+]
 
 
 @dataclass(frozen=True)
@@ -99,9 +107,15 @@ def _first_file(array: xr.DataArray) -> str | None:
     data = array.variable.data
     if not isinstance(data, da.Array):
         return None
+    # stackstac: the asset table's chunk of the images and bands the array's first chunk
+    # reads (below a selection, not the stack's first file, which it may never read).
+    first = next(iter(dask.core.flatten(data.__dask_keys__())))
+    inner, _, _ = _below_reshaping(data.dask, first, (slice(None),) * data.ndim)
+    stackstac_chunks = [inner[1:3]] if inner[0].startswith("fetch_raster_window-") else []
     for name, layer in data.dask.layers.items():
         if name.startswith("asset-table-"):  # stackstac: a structured array of assets
-            for task in layer.values():
+            keys = [(name, *c) for c in stackstac_chunks if (name, *c) in layer]
+            for task in [layer[k] for k in keys] + list(layer.values()):
                 table = getattr(task, "value", task)
                 names = getattr(getattr(table, "dtype", None), "names", None) or ()
                 if isinstance(table, np.ndarray) and "url" in names:
@@ -179,12 +193,33 @@ def window_tasks(
             return {key: task}
     inner, inner_window, restore = _below_reshaping(data.dask, block, window)
     read_key = (f"{key[0]}-inner", *key[1:]) if restore else key
-    read = _getter_window(data.dask, inner, inner_window, read_key)
+    read = None
+    if restore and len(inner) == len(block):  # below selections by lists: the same axes
+        read = file_window(data, inner, inner_window)
+        inner_layer = data.dask.layers.get(inner[0])
+        if read is None and inner_layer is not None:
+            read = _odc_window(data.dask, inner_layer, inner, inner_window, read_key)
+    if read is None:
+        read = _getter_window(data.dask, inner, inner_window, read_key)
     if read is None:
         read = (getitem, inner, inner_window)
     if not restore:
         return {key: read}
     return {read_key: read, key: (_reindex, read_key, restore)}
+
+
+def reads_image_windows(data: da.Array, window: tuple[slice, ...]) -> bool:
+    """Whether ``window`` of ``data``'s first chunk is read by the loader's reader of files
+    (stackstac's), directly or below selections by lists: that reader reads any window of
+    an image, within the chunk or past it."""
+    block = next(iter(dask.core.flatten(data.__dask_keys__())))
+    tasks = window_tasks(data, block, window, ("xr-getregion-probe", 0))
+    return any(isinstance(t, tuple) and _is_fetch(t[0]) for t in tasks.values())
+
+
+def _is_fetch(func: Any) -> bool:
+    stackstac = sys.modules.get("stackstac.to_dask")
+    return stackstac is not None and func is getattr(stackstac, "fetch_raster_window", None)
 
 
 def _getter_window(graph: HighLevelGraph, block: Any, window: tuple, key: tuple) -> Any:
@@ -226,6 +261,20 @@ def _value(graph: HighLevelGraph, arg: Any) -> Any:
         except KeyError:
             return None
     return getattr(arg, "value", arg)
+
+
+def _takes() -> tuple[Any, ...]:
+    """dask's task functions of a selection by a list (``x[:, [0, 2]]``)."""
+    found = []
+    for module in ("dask.array._shuffle", "dask.array._array_expr._shuffle"):
+        try:
+            found.append(importlib.import_module(module)._getitem)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+_TAKES = _takes()
 
 
 # --- rioxarray's default lock ---------------------------------------------------------------
@@ -359,6 +408,22 @@ def _below_reshaping(
             inner = TaskRef(inner) if _is_key(inner) else None
         elif isinstance(task, Task) and task.func is getitem and len(task.args) == 2:
             inner, index = task.args
+        elif isinstance(task, Task) and task.func in _TAKES and len(task.args) == 2:
+            # A selection by a list (``sel(band=[...])``, ``isel(time=[...])``): dask's
+            # ``_getitem(chunk, (1, index))``, ``index`` a list on the selected axis. Where
+            # it leaves the window's axes whole, the window is read below it and taken after.
+            inner, taker = task.args
+            taken = _value(graph, taker)
+            index = taken[1] if isinstance(taken, tuple) and len(taken) == 2 else None
+            if not (isinstance(inner, TaskRef) and isinstance(index, tuple)):
+                break
+            if len(index) != len(window) or not all(
+                _whole_axis(w) or _whole_axis(i) for i, w in zip(index, window, strict=True)
+            ):
+                break
+            restore.insert(0, index)
+            key = inner.key
+            continue
         else:
             break
         index = getattr(index, "value", index)
@@ -373,6 +438,11 @@ def _below_reshaping(
     if not restore:
         return block, window, ()
     return key, window, tuple(restore)
+
+
+def _whole_axis(index: Any) -> bool:
+    """Whether ``index`` (one axis of an index) is ``slice(None)``, not an array or list."""
+    return isinstance(index, slice) and index == slice(None)
 
 
 def _is_key(value: Any) -> bool:

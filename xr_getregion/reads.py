@@ -41,8 +41,8 @@ from xr_getregion.errors import ArgumentError, CubeError
 from xr_getregion.grid import Grid
 from xr_getregion.loaders import (
     Tiles,
-    file_window,
     reaches_storage,
+    reads_image_windows,
     storage_tiles,
     window_tasks,
 )
@@ -384,11 +384,10 @@ class Source:
         if self.tiles is None:
             return False
         data = self.array.variable.data
-        block = next(iter(dask.core.flatten(data.__dask_keys__())))
         axes = self._axes
         probe = [slice(None)] * data.ndim
         probe[axes.y] = probe[axes.x] = slice(0, 1)
-        return file_window(data, block, tuple(probe)) is not None
+        return reads_image_windows(data, tuple(probe))
 
     def _spatial_reads(
         self, iy: np.ndarray, ix: np.ndarray
