@@ -216,3 +216,61 @@ def test_a_bad_number_of_reads_in_flight_is_refused_naming_the_setting(threads):
     with dask.config.set({"xr_getregion.io_threads": threads}):
         with pytest.raises(xr_getregion.ArgumentError, match=r"xr_getregion\.io_threads"):
             cube.ee.get_region(box(3, 4, 6, 8), geometry_crs=UTM)
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("limits", [(1, 1), (2, 2), (1, 3), (3, 2)])
+def test_rectangles_with_limits_tile_the_blocks_holding_pixels_exactly(seed, limits):
+    # Brute force: every block holding a pixel in one rectangle, no other block in any, no
+    # rectangle more blocks high or wide than the limits.
+    from xr_getregion.reads import _rectangles
+
+    rng = np.random.default_rng(seed)
+    ty = rng.integers(0, 6, 40)
+    tx = rng.integers(0, 6, 40)
+    if seed % 2:  # also dense, compact sets (a polygon's), where merging has most to do
+        ty, tx = ty // 2, tx // 2
+    groups = _rectangles(ty, tx, limits)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(ty)))
+    held = set(zip(ty.tolist(), tx.tolist(), strict=True))
+    covered: set[tuple[int, int]] = set()
+    for group in groups:
+        r0, r1, c0, c1 = ty[group].min(), ty[group].max(), tx[group].min(), tx[group].max()
+        assert r1 - r0 < limits[0] and c1 - c0 < limits[1]
+        span = {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+        assert span <= held
+        assert not span & covered
+        covered |= span
+    assert covered == held
+
+
+def test_variables_with_other_chunks_or_storage_blocks_are_grouped_each_on_its_own():
+    # The grouping of pixels into reads is shared between arrays of one layout only: here
+    # two variables with the same chunks share it, a third with other chunks and a fourth
+    # with other storage blocks (encoding) do not, and every value is the array's own.
+    values = cube_values(2, 1, 100, 100)[:, 0]
+    cube = make_cube(100, 100, 2, ["b0"])
+    band = cube.isel(band=0, drop=True)
+    ds = xr.Dataset(
+        {
+            "a": band.copy(data=da.from_array(values, chunks=(1, 10, 10))),
+            "b": band.copy(data=da.from_array(values + 1, chunks=(1, 10, 10))),
+            "c": band.copy(data=da.from_array(values + 2, chunks=(1, 7, 13))),
+            "d": band.copy(data=da.from_array(values + 3, chunks=(1, 50, 50))),
+        }
+    )
+    ds["d"].encoding["preferred_chunks"] = {"y": 25, "x": 25}
+    poly = box(8, 3, 47, 31)
+    # The reference: the same variables as numpy arrays, read by xarray's indexing.
+    expected = ds.compute().ee.get_region(poly, geometry_crs=UTM)
+    assert len(expected) == 2 * 39 * 28
+    for offset, name in enumerate("abcd"):
+        assert set(expected[name] - expected["a"]) == {offset}
+    pd.testing.assert_frame_equal(ds.ee.get_region(poly, geometry_crs=UTM), expected)
+    # A lazy table's partitions hold rows in their own order: compare the rows as a set.
+    order = ["time", "latitude", "longitude"]
+    lazy = ds.ee.get_region(poly, geometry_crs=UTM, lazy=True).compute()
+    pd.testing.assert_frame_equal(
+        lazy.sort_values(order).reset_index(drop=True),
+        expected.sort_values(order).reset_index(drop=True),
+    )

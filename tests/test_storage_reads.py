@@ -149,10 +149,18 @@ def fetched(range_server: Any, script: str) -> tuple[int, int, str]:
     return len(log), sum(r["bytes"] for r in log), done.stdout
 
 
-def tile_reader_bytes(range_server: Any, stack: dict[str, Any], rows: Any, cols: Any) -> int:
+def tile_reader_bytes(
+    range_server: Any,
+    stack: dict[str, Any],
+    rows: Any,
+    cols: Any,
+    files: list[tuple[int, str]] | None = None,
+) -> int:
     """What a tile-by-tile rasterio reader of exactly the covered tiles fetches: the headers,
-    the tiles, and GDAL's rounding of each range to its 16 KB read chunks."""
-    urls = [f"/vsicurl/{stack['url']}/{_name(t, b)}" for t in range(len(DATES)) for b in BANDS]
+    the tiles, and GDAL's rounding of each range to its 16 KB read chunks. ``files``: the
+    (date, band) files read, all by default."""
+    files = files or [(t, b) for t in range(len(DATES)) for b in BANDS]
+    urls = [f"/vsicurl/{stack['url']}/{_name(t, b)}" for t, b in files]
     tiles = sorted(set(zip((rows // TILE).tolist(), (cols // TILE).tolist(), strict=True)))
     _, size, _ = fetched(
         range_server,
@@ -210,6 +218,9 @@ CASES = {
     ),
 }
 
+#: A square across the corner of 4 of stackstac's default dask chunks (1024) and of 4 tiles.
+ACROSS = shapely.box(X0 + RES * 990, Y0 - RES * 1060, X0 + RES * 1060, Y0 - RES * 990)
+
 
 def extraction(loader: str, geometry: shapely.Geometry, items: Path, out: Path) -> str:
     return f"""
@@ -256,6 +267,48 @@ def check_values(table: pd.DataFrame, root: Path, n_pixels: int) -> None:
             np.testing.assert_array_equal(got[here], expected)
 
 
+#: Selections by lists, as users make them: (the selection, the (date, band) files it keeps).
+SELECTIONS = {
+    "stackstac": ('cube = cube.sel(band=["nir"]).isel(time=[1])', [(1, "nir")]),
+    "odc-stac": ('cube = cube[["nir"]].isel(time=[1])', [(1, "nir")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("loader", sorted(SELECTIONS))
+def test_selections_by_lists_still_read_only_the_covered_tiles(
+    loader, case, stack, range_server, tmp_path
+):
+    # sel(band=[...]) and isel(time=[...]) put a take of dask's between the loader's chunks
+    # and the window: the window is read below it, through the loader's reader.
+    geometry = CASES[case]
+    selection, files = SELECTIONS[loader]
+    rows, cols = covered(geometry)
+    reference = tile_reader_bytes(range_server, stack, rows, cols, files)
+    out = tmp_path / "table.pkl"
+    script = extraction(loader, geometry, stack["items"], out).replace(
+        "        table = cube.ee.get_region",
+        f"        {selection}\n"
+        "        for r in cube.ee.plan(shapely.from_wkt(GEOMETRY), geometry_crs=UTM).reads():\n"
+        "            assert r.granularity.startswith('storage blocks'), r\n"
+        "        table = cube.ee.get_region",
+    )
+    script = f"GEOMETRY = {geometry.wkt!r}\nUTM = {UTM!r}\n" + textwrap.dedent(script)
+    requests, size, _ = fetched(range_server, script)
+    assert size <= ALLOWANCE * reference, (loader, case, requests, size, reference)
+    table = pd.read_pickle(out)
+    assert list(table.columns[4:]) == ["nir"]
+    assert len(table) == len(rows)
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    with rasterio.open(stack["root"] / _name(1, "nir")) as ds:
+        values = ds.read(1)
+    r, c = rasterio.transform.rowcol(TRANSFORM, x, y)
+    expected = values[np.asarray(r), np.asarray(c)].astype(float)
+    expected[expected == NODATA] = np.nan
+    np.testing.assert_array_equal(table["nir"].to_numpy(dtype=float), expected)
+    assert (table["time"] == pd.Timestamp(DATES[1])).all()
+
+
 def build(loader: str, items_path: Path) -> Any:
     """The cube as the fresh processes above build it, here in-process."""
     import pystac
@@ -283,6 +336,111 @@ def test_plan_reports_the_storage_blocks_it_will_read(loader, stack):
         else cube.dtype.itemsize
     )
     assert sum(r.nbytes for r in reads) == tiles * len(DATES) * len(BANDS) * TILE * TILE * itemsize
+
+
+def test_stackstac_reads_a_region_across_its_chunks_as_one_window_per_image(
+    stack, range_server, tmp_path
+):
+    # stackstac's reader reads any window of an image: the 4 tiles a square across the
+    # corner of 4 chunks touches are one read per file, not one per chunk, and GDAL fetches
+    # each row of 2 tiles with one request. (A tile-by-tile reader is no reference here:
+    # reading a file's tiles one after another, GDAL reads ahead and fetched 1.6x the floor.)
+    cube = build("stackstac", stack["items"])
+    assert cube.data.chunksize[2:] == (1024, 1024)
+    (estimate,) = cube.ee.plan(ACROSS, geometry_crs=UTM).reads()
+    files = len(DATES) * len(BANDS)
+    assert (estimate.reads, estimate.blocks) == (files, 4 * files)
+    rows, cols = covered(ACROSS)
+    floor = tile_bytes(stack["root"], rows, cols)
+    out = tmp_path / "table.pkl"
+    requests, size, _ = fetched(range_server, extraction("stackstac", ACROSS, stack["items"], out))
+    # Per file: its header (16 KB, 32 KB where GDAL reads on into the first tile) and 2 rows
+    # of 2 tiles; GDAL rounds each range out to 16 KB.
+    assert requests <= files * (1 + 2 + 1)
+    assert size <= floor + files * (32 + 2 * 2 * 16) * 1024, (requests, size, floor)
+    check_values(pd.read_pickle(out), stack["root"], len(rows))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_rioxarray_windows_are_read_without_its_process_wide_lock(stack, masked):
+    # open_rasterio's default lock=None reads every file through one cached handle under one
+    # lock for the whole process (rioxarray._io.RASTERIO_LOCK): one read at a time. Window
+    # reads of a GeoTIFF run rioxarray's own read on a handle of the reading thread instead:
+    # with that lock held here all along, the extraction still ends, with rasterio's values
+    # (masked: NaN where the file has nodata, in the top-left corner's tile).
+    import threading
+
+    import rioxarray
+    import rioxarray._io
+    import xarray as xr
+
+    urls = [f"{stack['url']}/{_name(t, band)}" for t in range(len(DATES)) for band in BANDS]
+    layers = [rioxarray.open_rasterio(url, chunks=True, masked=masked) for url in urls]
+    # What the reads rely on, pinned: each file's chunk task reads rioxarray's wrapper under
+    # the default lock, through a cached file manager.
+    from xr_getregion.loaders import _rioxarray_wrapper
+
+    for layer in layers:
+        (node,) = [v for k, v in dict(layer.data.dask).items() if isinstance(k, str)]
+        assert _rioxarray_wrapper(getattr(node, "value", node)) is not None
+    cube = xr.concat(
+        [
+            xr.concat(layers[t * len(BANDS) : (t + 1) * len(BANDS)], dim="band").assign_coords(
+                band=list(BANDS)
+            )
+            for t in range(len(DATES))
+        ],
+        dim="time",
+    ).assign_coords(time=[np.datetime64(d.replace(tzinfo=None)) for d in DATES])
+    corner = shapely.box(X0 + RES * 1, Y0 - RES * 40, X0 + RES * 30, Y0 - RES * 1)
+    geometry = shapely.union(CASES["polygon"], corner)
+    result: dict[str, Any] = {}
+
+    def extract() -> None:
+        try:
+            result["table"] = cube.ee.get_region(geometry, geometry_crs=UTM)
+        except BaseException as error:  # reported below, in the test's thread
+            result["error"] = error
+
+    with rioxarray._io.RASTERIO_LOCK:
+        worker = threading.Thread(target=extract, daemon=True)
+        worker.start()
+        worker.join(60)
+        blocked = worker.is_alive()
+    worker.join()
+    assert not blocked, "the window reads waited for rioxarray's lock"
+    assert "error" not in result, result.get("error")
+    table = result["table"]
+    if not masked:  # the raw values: nodata is a value; as the table masks it, so do we
+        for band in BANDS:
+            table[band] = table[band].astype(float)
+    check_values(table, stack["root"], len(covered(geometry)[0]))
+    assert table[BANDS[0]].isna().sum() == len(DATES) * 4  # 2 x 2 of the corner's 3 x 3
+
+
+def test_a_lock_the_user_gives_rioxarray_is_honoured(stack):
+    # Only rioxarray's default lock is left aside: reads under a lock of the user's wait for it.
+    import threading
+
+    import rioxarray
+
+    lock = threading.Lock()
+    url = f"{stack['url']}/{_name(0, BANDS[0])}"
+    cube = rioxarray.open_rasterio(url, chunks=True, lock=lock).squeeze("band", drop=True)
+    result: dict[str, Any] = {}
+    with lock:
+        worker = threading.Thread(
+            target=lambda: result.update(
+                table=cube.ee.get_region(CASES["polygon"], geometry_crs=UTM)
+            ),
+            daemon=True,
+        )
+        worker.start()
+        worker.join(3)
+        assert worker.is_alive()  # waiting for the lock
+    worker.join(60)
+    assert not worker.is_alive()
+    assert len(result["table"]) == len(covered(CASES["polygon"])[0])
 
 
 def test_a_cube_computed_from_a_loader_is_read_by_whole_chunks_and_says_so(stack):

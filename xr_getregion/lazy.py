@@ -154,8 +154,9 @@ def lazy_frame(plan: Plan, features: Features | None = None) -> dd.DataFrame:
         parts.append((rows, inverse))
         pixel_sets.append((iy, ix))
     # Each band array's reads for all partitions; keys (name, array, ..., block number).
+    shared: dict = {}  # the grouping of pixels into reads, for arrays of the same layout
     reads: list[Reads | None] = [
-        s.read_tasks(pixel_sets, f"{gather_name}-{a}", (a,)) if s.lazy else None
+        s.read_tasks(pixel_sets, f"{gather_name}-{a}", (a,), shared) if s.lazy else None
         for a, s in enumerate(sources)
     ]
     # One optimization for all of them: each chunk read runs with its take as one task.

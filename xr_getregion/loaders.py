@@ -20,8 +20,14 @@ against the real package (``tests/test_storage_reads.py``). When a graph is not 
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import copy
 import functools
+import importlib
 import math
+import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +42,14 @@ from dask.highlevelgraph import HighLevelGraph
 
 from xr_getregion.grid import Grid
 
-__all__ = ["Tiles", "reaches_storage", "storage_tiles", "window_tasks"]
+__all__ = [
+    "Tiles",
+    "file_window",
+    "reaches_storage",
+    "reads_image_windows",
+    "storage_tiles",
+    "window_tasks",
+]
 
 
 @dataclass(frozen=True)
@@ -94,9 +107,15 @@ def _first_file(array: xr.DataArray) -> str | None:
     data = array.variable.data
     if not isinstance(data, da.Array):
         return None
+    # stackstac: the asset table's chunk of the images and bands the array's first chunk
+    # reads (below a selection, not the stack's first file, which it may never read).
+    first = next(iter(dask.core.flatten(data.__dask_keys__())))
+    inner, _, _ = _below_reshaping(data.dask, first, (slice(None),) * data.ndim)
+    stackstac_chunks = [inner[1:3]] if inner[0].startswith("fetch_raster_window-") else []
     for name, layer in data.dask.layers.items():
         if name.startswith("asset-table-"):  # stackstac: a structured array of assets
-            for task in layer.values():
+            keys = [(name, *c) for c in stackstac_chunks if (name, *c) in layer]
+            for task in [layer[k] for k in keys] + list(layer.values()):
                 table = getattr(task, "value", task)
                 names = getattr(getattr(table, "dtype", None), "names", None) or ()
                 if isinstance(table, np.ndarray) and "url" in names:
@@ -164,23 +183,43 @@ def window_tasks(
     getter. A chunk that is another array's chunk with new axes (``xr.concat`` of
     ``rioxarray.open_rasterio`` arrays, ``expand_dims``) is windowed below those steps, where
     the getter is."""
+    task = file_window(data, block, window)
+    if task is not None:
+        return {key: task}
     layer = data.dask.layers.get(block[0])
-    if layer is not None and block[0].startswith("fetch_raster_window-"):
-        task = _stackstac_window(data, layer, block, window)
-        if task is not None:
-            return {key: task}
     if layer is not None:
         task = _odc_window(data.dask, layer, block, window, key)
         if task is not None:
             return {key: task}
     inner, inner_window, restore = _below_reshaping(data.dask, block, window)
     read_key = (f"{key[0]}-inner", *key[1:]) if restore else key
-    read = _getter_window(data.dask, inner, inner_window, read_key)
+    read = None
+    if restore and len(inner) == len(block):  # below selections by lists: the same axes
+        read = file_window(data, inner, inner_window)
+        inner_layer = data.dask.layers.get(inner[0])
+        if read is None and inner_layer is not None:
+            read = _odc_window(data.dask, inner_layer, inner, inner_window, read_key)
+    if read is None:
+        read = _getter_window(data.dask, inner, inner_window, read_key)
     if read is None:
         read = (getitem, inner, inner_window)
     if not restore:
         return {key: read}
     return {read_key: read, key: (_reindex, read_key, restore)}
+
+
+def reads_image_windows(data: da.Array, window: tuple[slice, ...]) -> bool:
+    """Whether ``window`` of ``data``'s first chunk is read by the loader's reader of files
+    (stackstac's), directly or below selections by lists: that reader reads any window of
+    an image, within the chunk or past it."""
+    block = next(iter(dask.core.flatten(data.__dask_keys__())))
+    tasks = window_tasks(data, block, window, ("xr-getregion-probe", 0))
+    return any(isinstance(t, tuple) and _is_fetch(t[0]) for t in tasks.values())
+
+
+def _is_fetch(func: Any) -> bool:
+    stackstac = sys.modules.get("stackstac.to_dask")
+    return stackstac is not None and func is getattr(stackstac, "fetch_raster_window", None)
 
 
 def _getter_window(graph: HighLevelGraph, block: Any, window: tuple, key: tuple) -> Any:
@@ -206,7 +245,121 @@ def _getter_window(graph: HighLevelGraph, block: Any, window: tuple, key: tuple)
     for i, w in zip(index, window, strict=True):
         start, stop, _ = w.indices(i.stop - i.start)
         narrowed.append(slice(i.start + start, i.start + stop))
-    return Task(key, da.core.getter, task.args[0], DataNode(None, tuple(narrowed)), **task.kwargs)
+    getter: Any = da.core.getter
+    if _rioxarray_wrapper(_value(graph, task.args[0])) is not None:
+        getter = _thread_getter
+    return Task(key, getter, task.args[0], DataNode(None, tuple(narrowed)), **task.kwargs)
+
+
+def _value(graph: HighLevelGraph, arg: Any) -> Any:
+    """A task's argument: its value, or the value of the graph's node it refers to."""
+    from dask._task_spec import TaskRef
+
+    if isinstance(arg, TaskRef):
+        try:
+            arg = graph[arg.key]
+        except KeyError:
+            return None
+    return getattr(arg, "value", arg)
+
+
+def _takes() -> tuple[Any, ...]:
+    """dask's task functions of a selection by a list (``x[:, [0, 2]]``)."""
+    found = []
+    for module in ("dask.array._shuffle", "dask.array._array_expr._shuffle"):
+        try:
+            found.append(importlib.import_module(module)._getitem)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+_TAKES = _takes()
+
+
+# --- rioxarray's default lock ---------------------------------------------------------------
+#
+# ``rioxarray.open_rasterio(url, chunks=...)`` with its default ``lock=None`` reads every file
+# through one cached handle per file, under one lock shared by all files of the process
+# (``rioxarray._io.RASTERIO_LOCK``): the lock makes the shared handle safe, and lets one read
+# run at a time. A window read here runs rioxarray's own read (``RasterioArrayWrapper``: the
+# band selection, masking, scaling and unsigned conversion) on a handle of the calling
+# thread, opened with the file manager's own opener and arguments, so that reads of a GeoTIFF
+# (a driver GDAL reads from several handles at once, as stackstac does) run in parallel. A
+# lock the user passed, ``lock=False`` (a handle per read) and other drivers are left as
+# they are.
+
+#: Handles a thread keeps open (the least recently used is closed first).
+THREAD_HANDLES = 8
+
+_threads = threading.local()
+
+
+def _rioxarray_wrapper(array: Any) -> Any:
+    """The ``RasterioArrayWrapper`` at the bottom of xarray's lazily indexed ``array``, when
+    it reads under rioxarray's default lock through a cached file manager; else ``None``."""
+    io = sys.modules.get("rioxarray._io")  # a cube rioxarray opened has imported it
+    if io is None:
+        return None
+    from xarray.backends.file_manager import CachingFileManager
+
+    for _ in range(8):
+        if isinstance(array, io.RasterioArrayWrapper):
+            manager = getattr(array, "manager", None)
+            if array.lock is io.RASTERIO_LOCK and isinstance(manager, CachingFileManager):
+                return array
+            return None
+        array = getattr(array, "array", None)
+    return None
+
+
+class _Handle:
+    """Stands for a file manager in one thread's read: ``acquire`` gives its handle."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def acquire(self, needs_lock: bool = True) -> Any:
+        return self.dataset
+
+
+def _thread_handle(manager: Any) -> Any:
+    """The calling thread's handle of ``manager``'s file, opened as the manager opens it."""
+    handles = _threads.__dict__.setdefault("handles", collections.OrderedDict())
+    key = manager._key
+    dataset = handles.get(key)
+    if dataset is None or dataset.closed:
+        dataset = manager._opener(*manager._args, mode=manager._mode, **manager._kwargs)
+        handles[key] = dataset
+        if len(handles) > THREAD_HANDLES:
+            handles.popitem(last=False)[1].close()  # only this thread ever reads it
+    handles.move_to_end(key)
+    return dataset
+
+
+def _thread_getter(array: Any, index: tuple, **kwargs: Any) -> Any:
+    """dask's ``getter(array, index)`` for a lazily indexed rioxarray file, reading a GeoTIFF
+    through the calling thread's handle without rioxarray's process-wide lock: the same
+    chain of xarray's adapters over a copy of rioxarray's wrapper, its manager the thread's
+    handle and its lock none."""
+    wrapper = _rioxarray_wrapper(array)
+    if wrapper is not None:
+        dataset = _thread_handle(wrapper.manager)
+        if dataset.driver == "GTiff":
+            chain = []
+            node = array
+            while node is not wrapper:
+                chain.append(node)
+                node = node.array
+            unlocked = copy.copy(wrapper)
+            unlocked.manager = _Handle(dataset)
+            unlocked.lock = contextlib.nullcontext()
+            for adapter in reversed(chain):
+                adapter = copy.copy(adapter)
+                adapter.array = unlocked
+                unlocked = adapter
+            array = unlocked
+    return da.core.getter(array, index, **kwargs)
 
 
 def reaches_storage(data: da.Array) -> bool:
@@ -255,6 +408,22 @@ def _below_reshaping(
             inner = TaskRef(inner) if _is_key(inner) else None
         elif isinstance(task, Task) and task.func is getitem and len(task.args) == 2:
             inner, index = task.args
+        elif isinstance(task, Task) and task.func in _TAKES and len(task.args) == 2:
+            # A selection by a list (``sel(band=[...])``, ``isel(time=[...])``): dask's
+            # ``_getitem(chunk, (1, index))``, ``index`` a list on the selected axis. Where
+            # it leaves the window's axes whole, the window is read below it and taken after.
+            inner, taker = task.args
+            taken = _value(graph, taker)
+            index = taken[1] if isinstance(taken, tuple) and len(taken) == 2 else None
+            if not (isinstance(inner, TaskRef) and isinstance(index, tuple)):
+                break
+            if len(index) != len(window) or not all(
+                _whole_axis(w) or _whole_axis(i) for i, w in zip(index, window, strict=True)
+            ):
+                break
+            restore.insert(0, index)
+            key = inner.key
+            continue
         else:
             break
         index = getattr(index, "value", index)
@@ -269,6 +438,11 @@ def _below_reshaping(
     if not restore:
         return block, window, ()
     return key, window, tuple(restore)
+
+
+def _whole_axis(index: Any) -> bool:
+    """Whether ``index`` (one axis of an index) is ``slice(None)``, not an array or list."""
+    return isinstance(index, slice) and index == slice(None)
 
 
 def _is_key(value: Any) -> bool:
@@ -312,12 +486,30 @@ def _window_below(index: tuple, window: tuple) -> tuple[tuple, tuple] | None:
 
 
 def _absolute(data: da.Array, block: tuple, window: tuple[slice, ...], axis: int) -> slice:
+    """``window[axis]``, counted from the start of chunk ``block``, in the array's indices.
+    A window may reach past its chunk, into the next ones (stackstac's reader reads any
+    window of an image: see ``Source._spatial_reads``); an open end stops at the chunk's."""
     start = int(sum(data.chunks[axis][: block[1 + axis]]))
-    first, stop, _ = window[axis].indices(data.chunks[axis][block[1 + axis]])
+    size = data.chunks[axis][block[1 + axis]]
+    w = window[axis]
+    first = 0 if w.start is None else w.start
+    stop = size if w.stop is None else w.stop
+    if first < 0 or stop < first or start + stop > data.shape[axis] or w.step not in (None, 1):
+        raise ValueError(f"window {w} of chunk {block} is not a window of the array")
     return slice(start + first, start + stop)
 
 
-def _stackstac_window(data: da.Array, layer: Any, block: tuple, window: tuple) -> Any:
+def file_window(data: da.Array, block: tuple, window: tuple[slice, ...]) -> tuple | None:
+    """The task reading ``window`` of chunk ``block`` through the loader's reader of its
+    files, which reads any window of an image, within the chunk or past it (stackstac's
+    ``fetch_raster_window``); ``None`` for other loaders."""
+    layer = data.dask.layers.get(block[0])
+    if layer is None or not block[0].startswith("fetch_raster_window-"):
+        return None
+    return _stackstac_window(data, layer, block, window)
+
+
+def _stackstac_window(data: da.Array, layer: Any, block: tuple, window: tuple) -> tuple | None:
     """stackstac's chunk task is ``fetch_raster_window(readers, (ys, xs), dtype, fill)``
     over a ``(time, band, y, x)`` array: the same call with the window's slices."""
     from stackstac.to_dask import fetch_raster_window
@@ -345,10 +537,13 @@ class _OneTile:
 def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, key: tuple) -> Any:
     """odc-stac's chunk task is ``_dask_loader_tyx(sources, tiles, (iy, ix), ...)``, which
     loads ``tiles[iy, ix]``, a GeoBox: the same call with that GeoBox cut to the window."""
-    try:
-        from dask._task_spec import Task, TaskRef
-        from odc.loader._builder import _dask_loader_tyx
-    except ImportError:
+    from dask._task_spec import Task, TaskRef
+
+    # A cube odc-stac built has imported its loader: importing it here for any other cube
+    # would cost 0.1-0.25 s (odc-geo and its dependencies) for nothing.
+    builder = sys.modules.get("odc.loader._builder")
+    _dask_loader_tyx = getattr(builder, "_dask_loader_tyx", None)
+    if _dask_loader_tyx is None:
         return None
     task = layer.get(block) if hasattr(layer, "get") else None
     if not isinstance(task, Task) or task.func is not _dask_loader_tyx:
