@@ -40,7 +40,7 @@ pystac = pytest.importorskip("pystac")
 
 from pystac.extensions.projection import ProjectionExtension  # noqa: E402
 
-from tests.helpers import write_geotiff  # noqa: E402
+from tests.helpers import raise_if_dask_computes, write_geotiff  # noqa: E402
 
 UTM = "EPSG:32615"
 RES = 30.0
@@ -338,6 +338,71 @@ def test_plan_reports_the_storage_blocks_it_will_read(loader, stack):
     assert sum(r.nbytes for r in reads) == tiles * len(DATES) * len(BANDS) * TILE * TILE * itemsize
 
 
+def first_file_tile_bytes(root: Path, granularity: str, rows: Any, cols: Any) -> int:
+    """The bytes of the tiles holding those pixels in the one file ``granularity`` names
+    (``"... (from <url>)"``), from the TIFF metadata."""
+    name = granularity.rsplit("(from ", 1)[1].rstrip(")").split("/stack/", 1)[1]
+    tiles = set(zip((rows // TILE).tolist(), (cols // TILE).tolist(), strict=True))
+    with rasterio.open(root / "stack" / name) as ds:
+        return sum(
+            int(ds.get_tag_item(f"BLOCK_SIZE_{tx}_{ty}", "TIFF", bidx=1)) for ty, tx in tiles
+        )
+
+
+#: How far the bytes fetched may exceed the stored bytes ``plan().reads()`` reports, per file
+#: read: its header (16 KB, 32 KB where GDAL reads on into the first tile) and GDAL's rounding
+#: of each tile's range out to its 16 KB read chunks (both ends of each run of tiles).
+PER_FILE = 32 * 1024
+PER_TILE = 2 * 16 * 1024
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_plan_reports_the_bytes_it_will_fetch(loader, case, stack, range_server, tmp_path):
+    geometry = CASES[case]
+    rows, cols = covered(geometry)
+    files = len(DATES) * len(BANDS)
+    n_tiles = len(set(zip((rows // TILE).tolist(), (cols // TILE).tolist(), strict=True)))
+    cube = build(loader, stack["items"])
+    with raise_if_dask_computes(0):
+        reads = cube.ee.plan(geometry, geometry_crs=UTM).reads()
+    fetch = sum(r.fetch_bytes for r in reads)
+    # Exact for the file the layout was learnt from, scaled to the files read (GDAL's own
+    # TIFF tags, read here)...
+    for r in reads:
+        planes = files // len(reads)
+        assert r.fetch_bytes == planes * first_file_tile_bytes(
+            stack["root"], r.granularity, rows, cols
+        )
+    # ... and an estimate for all files: their tiles compress differently (within 1% here).
+    floor = tile_bytes(stack["root"], rows, cols)
+    assert abs(fetch - floor) <= 0.01 * floor, (fetch, floor)
+    # What the server sends for the same extraction in a fresh process: those tiles, the
+    # headers, GDAL's rounding.
+    out = tmp_path / "table.pkl"
+    _, size, _ = fetched(range_server, extraction(loader, geometry, stack["items"], out))
+    assert 0.99 * fetch <= size <= fetch + files * (PER_FILE + n_tiles * PER_TILE), (size, fetch)
+
+
+@pytest.mark.parametrize("loader", ["odc-stac", "stackstac"])
+def test_the_bytes_to_fetch_cost_one_header_read(loader, stack, range_server, tmp_path):
+    # plan().reads() in a fresh process fetches one file's header per array of the cube (the
+    # file its tile layout is learnt from: odc-stac gives one array per band), 16 KB in one
+    # request, and nothing more for the tiles' byte counts: the COG header holds them.
+    script = extraction(loader, CASES["points"], stack["items"], tmp_path / "unused.pkl")
+    script = script.replace("        table = cube.ee.get_region", "        reads = cube.ee.plan")
+    script = script.replace(
+        "        table.to_pickle(", "        print([r.fetch_bytes for r in reads], "
+    )
+    script = script.replace('geometry_crs="EPSG:32615")', 'geometry_crs="EPSG:32615").reads()')
+    requests, size, out = fetched(range_server, textwrap.dedent(script))
+    assert "None" not in out and out.startswith("["), out
+    arrays = {"odc-stac": len(BANDS), "stackstac": 1}[loader]
+    paths = [r["path"] for r in range_server.requests() if r["bytes"]]
+    assert len(set(paths)) == requests == arrays, paths
+    assert size == arrays * 16 * 1024
+
+
 def test_stackstac_reads_a_region_across_its_chunks_as_one_window_per_image(
     stack, range_server, tmp_path
 ):
@@ -451,6 +516,7 @@ def test_a_cube_computed_from_a_loader_is_read_by_whole_chunks_and_says_so(stack
     geometry = CASES["polygon"]
     (estimate,) = shifted.ee.plan(geometry, geometry_crs=UTM).reads()
     assert estimate.granularity.startswith("dask chunks 1024 x 1024")
+    assert estimate.fetch_bytes is None  # the storage behind the computed chunks is unknown
     table = shifted.ee.get_region(geometry, geometry_crs=UTM)
     check_values(table, stack["root"], len(covered(geometry)[0]))
 
@@ -487,6 +553,8 @@ def test_a_sharded_zarr_store_reads_the_inner_chunks_of_its_shards(range_server,
     (estimate,) = remote.ee.plan(polygon, geometry_crs=UTM).reads()
     assert estimate.granularity.startswith("storage blocks 128 x 128")
     assert (estimate.reads, estimate.blocks) == (2, 2)  # one inner chunk per image
+    # Zarr's stored chunk sizes cost a request each on object storage: not asked, unknown.
+    assert estimate.fetch_bytes is None
     range_server.reset()
     table = remote.ee.get_region(polygon, geometry_crs=UTM)
     fetched_bytes = sum(r["bytes"] for r in range_server.requests() if "/ndvi/c/" in r["path"])
