@@ -309,6 +309,91 @@ def test_selections_by_lists_still_read_only_the_covered_tiles(
     assert (table["time"] == pd.Timestamp(DATES[1])).all()
 
 
+#: Selections by scalars, which drop the picked dim: (loader, the selection, the (date, band)
+#: files it keeps). Negative positions are dask's to normalise.
+SCALAR_SELECTIONS = {
+    "stackstac-band": ("stackstac", 'cube = cube.sel(band="nir")', [(0, "nir"), (1, "nir")]),
+    "stackstac-time": ("stackstac", "cube = cube.isel(time=-1)", [(1, "red"), (1, "nir")]),
+    "stackstac-both": ("stackstac", 'cube = cube.isel(time=1).sel(band="nir")', [(1, "nir")]),
+    # Chunks of 2 images x 2 bands: the reader is given the picked band's files alone.
+    "stackstac-band-in-chunk": (
+        "stackstac",
+        "cube = stackstac.stack(items, dtype='int16', fill_value=np.int16(-9999), "
+        "rescale=False, chunksize=(2, 2, 1024, 1024)).sel(band='nir')",
+        [(0, "nir"), (1, "nir")],
+    ),
+    "odc-stac-time": ("odc-stac", "cube = cube.isel(time=-1)", [(1, "red"), (1, "nir")]),
+    "odc-stac-both": ("odc-stac", 'cube = cube["nir"].isel(time=1)', [(1, "nir")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("selection", sorted(SCALAR_SELECTIONS))
+def test_selections_by_scalars_still_read_only_the_covered_tiles(
+    selection, case, stack, range_server, tmp_path
+):
+    # sel(band="nir") and isel(time=1) put dask's integer pick between the loader's chunks
+    # and the window: the window is read below it (one image or band wide), through the
+    # loader's reader, given only the picked files' readers, and picked after.
+    loader, code, files = SCALAR_SELECTIONS[selection]
+    geometry = CASES[case]
+    rows, cols = covered(geometry)
+    reference = tile_reader_bytes(range_server, stack, rows, cols, files)
+    out = tmp_path / "table.pkl"
+    script = extraction(loader, geometry, stack["items"], out).replace(
+        "        table = cube.ee.get_region",
+        f"        {code}\n"
+        "        for r in cube.ee.plan(shapely.from_wkt(GEOMETRY), geometry_crs=UTM).reads():\n"
+        "            assert r.granularity.startswith('storage blocks'), r\n"
+        "        table = cube.ee.get_region",
+    )
+    script = f"GEOMETRY = {geometry.wkt!r}\nUTM = {UTM!r}\n" + textwrap.dedent(script)
+    requests, size, _ = fetched(range_server, script)
+    assert size <= ALLOWANCE * reference, (selection, case, requests, size, reference)
+    table = pd.read_pickle(out)
+    dates = sorted({t for t, _ in files})
+    assert len(table) == len(rows) * len(dates)
+    columns = list(table.columns[4:])
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    for t, band in files:
+        # A band picked by a scalar is the array's one column, named after the array.
+        column = band if band in columns else columns[0]
+        assert len(columns) == len({b for _, b in files})
+        here = (table["time"] == pd.Timestamp(DATES[t])).to_numpy()
+        with rasterio.open(stack["root"] / _name(t, band)) as ds:
+            values = ds.read(1)
+        r, c = rasterio.transform.rowcol(TRANSFORM, x[here], y[here])
+        expected = values[np.asarray(r), np.asarray(c)].astype(float)
+        expected[expected == NODATA] = np.nan
+        np.testing.assert_array_equal(table[column].to_numpy(dtype=float)[here], expected)
+
+
+def test_a_pick_inside_a_chunk_of_several_images_is_read_by_chunks_and_says_so(stack):
+    # odc-stac's reader loads every image of its chunk: isel(time=1) of a chunk of 2 images
+    # is not steered below the pick. The chunk is read whole, and plan() says so.
+    import odc.stac
+
+    import xr_getregion  # noqa: F401  (registers .ee)
+
+    items = [pystac.Item.from_dict(d) for d in json.loads(stack["items"].read_text())]
+    cube = odc.stac.load(items, chunks={"time": 2}).isel(time=1)
+    geometry = CASES["polygon"]
+    with raise_if_dask_computes(0):
+        reads = cube.ee.plan(geometry, geometry_crs=UTM).reads()
+    assert all(r.granularity.startswith("dask chunks 2048 x 2048") for r in reads), reads
+    assert all(r.fetch_bytes is None for r in reads)
+    table = cube.ee.get_region(geometry, geometry_crs=UTM)
+    rows, _ = covered(geometry)
+    assert len(table) == len(rows)
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    r, c = rasterio.transform.rowcol(TRANSFORM, x, y)
+    for band in BANDS:
+        with rasterio.open(stack["root"] / _name(1, band)) as ds:
+            expected = ds.read(1)[np.asarray(r), np.asarray(c)].astype(float)
+        expected[expected == NODATA] = np.nan
+        np.testing.assert_array_equal(table[band].to_numpy(dtype=float), expected)
+
+
 def build(loader: str, items_path: Path) -> Any:
     """The cube as the fresh processes above build it, here in-process."""
     import pystac

@@ -126,15 +126,20 @@ def _first_file(array: xr.DataArray) -> str | None:
     # stackstac: the asset table's chunk of the images and bands the array's first chunk
     # reads (below a selection, not the stack's first file, which it may never read).
     first = next(iter(dask.core.flatten(data.__dask_keys__())))
-    inner, _, _ = _below_reshaping(data.dask, first, (slice(None),) * data.ndim)
+    inner, window, _ = _below_reshaping(data.dask, first, (slice(None),) * data.ndim)
     stackstac_chunks = [inner[1:3]] if inner[0].startswith("fetch_raster_window-") else []
     for name, layer in data.dask.layers.items():
         if name.startswith("asset-table-"):  # stackstac: a structured array of assets
             keys = [(name, *c) for c in stackstac_chunks if (name, *c) in layer]
-            for task in [layer[k] for k in keys] + list(layer.values()):
+            # The chunk's assets the window reads (below an integer pick: its image or band
+            # alone), then any asset.
+            tasks = [(layer[k], window[:2]) for k in keys]
+            for task, picked in tasks + [(t, (slice(None),) * 2) for t in layer.values()]:
                 table = getattr(task, "value", task)
                 names = getattr(getattr(table, "dtype", None), "names", None) or ()
                 if isinstance(table, np.ndarray) and "url" in names:
+                    if table.ndim == 2 and all(isinstance(w, slice) for w in picked):
+                        table = table[picked]
                     urls = [u for u in table["url"].ravel() if u]
                     if urls:
                         return str(urls[0])
@@ -227,8 +232,10 @@ def window_tasks(
     ``block`` (its key in ``data``), the last under ``key``: through the loader's own reader
     where that is known, else ``getitem`` on the chunk, which dask folds into an xarray
     getter. A chunk that is another array's chunk with new axes (``xr.concat`` of
-    ``rioxarray.open_rasterio`` arrays, ``expand_dims``) is windowed below those steps, where
-    the getter is."""
+    ``rioxarray.open_rasterio`` arrays, ``expand_dims``), with axes dropped by an integer pick
+    (``sel(band="B04")``, ``isel(time=0)``) or taken by a list (``sel(band=[...])``) is
+    windowed below those steps, where the getter or the loader's reader is, the window one
+    position wide on a picked axis; the steps are applied to the window after."""
     task = file_window(data, block, window)
     if task is not None:
         return {key: task}
@@ -240,7 +247,7 @@ def window_tasks(
     inner, inner_window, restore = _below_reshaping(data.dask, block, window)
     read_key = (f"{key[0]}-inner", *key[1:]) if restore else key
     read = None
-    if restore and len(inner) == len(block):  # below selections by lists: the same axes
+    if restore:  # below selections by lists or integer picks (sel(band="B04"), isel(time=0))
         read = file_window(data, inner, inner_window)
         inner_layer = data.dask.layers.get(inner[0])
         if read is None and inner_layer is not None:
@@ -531,43 +538,69 @@ def _window_below(index: tuple, window: tuple) -> tuple[tuple, tuple] | None:
     return tuple(inner), tuple(back)
 
 
-def _absolute(data: da.Array, block: tuple, window: tuple[slice, ...], axis: int) -> slice:
-    """``window[axis]``, counted from the start of chunk ``block``, in the array's indices.
-    A window may reach past its chunk, into the next ones (stackstac's reader reads any
-    window of an image: see ``Source._spatial_reads``); an open end stops at the chunk's."""
-    start = int(sum(data.chunks[axis][: block[1 + axis]]))
-    size = data.chunks[axis][block[1 + axis]]
-    w = window[axis]
+def _absolute(chunks: tuple[int, ...], index: int, w: slice) -> slice:
+    """Window ``w`` of chunk ``index`` of an axis chunked ``chunks``, counted from the
+    axis's start. A window may reach past its chunk, into the next ones (stackstac's reader
+    reads any window of an image: see ``Source._spatial_reads``); an open end stops at the
+    chunk's."""
+    start = int(sum(chunks[:index]))
+    size = chunks[index]
     first = 0 if w.start is None else w.start
     stop = size if w.stop is None else w.stop
-    if first < 0 or stop < first or start + stop > data.shape[axis] or w.step not in (None, 1):
-        raise ValueError(f"window {w} of chunk {block} is not a window of the array")
+    if first < 0 or stop < first or start + stop > sum(chunks) or w.step not in (None, 1):
+        raise ValueError(f"window {w} of chunk {index} is not a window of the axis {chunks}")
     return slice(start + first, start + stop)
 
 
+def _layer_chunks(graph: HighLevelGraph, name: str) -> tuple[tuple[int, ...], ...] | None:
+    """The chunks of the array layer ``name`` of ``graph`` produces (dask records them in
+    the layer's annotations), or ``None`` where it does not."""
+    layer = graph.layers.get(name)
+    chunks = (getattr(layer, "collection_annotations", None) or {}).get("chunks")
+    return chunks if isinstance(chunks, tuple) else None
+
+
+def _whole_chunk(w: slice, size: int | None) -> bool:
+    """Whether window ``w`` of one axis takes all of a chunk ``size`` long."""
+    return w == slice(None) or (size is not None and w.indices(size) == (0, size, 1))
+
+
 def file_window(data: da.Array, block: tuple, window: tuple[slice, ...]) -> tuple | None:
-    """The task reading ``window`` of chunk ``block`` through the loader's reader of its
-    files, which reads any window of an image, within the chunk or past it (stackstac's
-    ``fetch_raster_window``); ``None`` for other loaders."""
+    """The task reading ``window`` of chunk ``block`` (a chunk of ``data`` or of an array
+    below it) through the loader's reader of its files, which reads any window of an image,
+    within the chunk or past it (stackstac's ``fetch_raster_window``); ``None`` for other
+    loaders."""
     layer = data.dask.layers.get(block[0])
     if layer is None or not block[0].startswith("fetch_raster_window-"):
         return None
-    return _stackstac_window(data, layer, block, window)
+    return _stackstac_window(layer, block, window)
 
 
-def _stackstac_window(data: da.Array, layer: Any, block: tuple, window: tuple) -> tuple | None:
+def _stackstac_window(layer: Any, block: tuple, window: tuple) -> tuple | None:
     """stackstac's chunk task is ``fetch_raster_window(readers, (ys, xs), dtype, fill)``
-    over a ``(time, band, y, x)`` array: the same call with the window's slices."""
+    over a ``(time, band, y, x)`` array, ``readers`` the chunk's ``(time, band)`` table of
+    file readers and ``(ys, xs)`` the chunk's slices (a ``dask.layers.ArraySliceDep``): the
+    same call with the window's slices, and with only the readers of the window's images
+    and bands (an integer pick below, ``sel(band="B04")``, reads that band's files alone)."""
     from stackstac.to_dask import fetch_raster_window
 
     indices = getattr(layer, "indices", None)
-    if data.ndim != 4 or not indices or len(indices) != 4:
+    if len(block) != 5 or not indices or len(indices) != 4:
         return None
     readers, dtype, fill = indices[0][0], indices[2][0], indices[3][0]
-    if any(w != slice(None) for w in window[:2]):
+    dep = indices[1][0]  # dask keeps a BlockwiseDep by name in the layer's io_deps
+    dep = (getattr(layer, "io_deps", None) or {}).get(dep, dep) if isinstance(dep, str) else dep
+    yx_chunks = getattr(dep, "chunks", None)
+    if not (isinstance(yx_chunks, tuple) and len(yx_chunks) == 2):
         return None
-    ys, xs = _absolute(data, block, window, 2), _absolute(data, block, window, 3)
-    return (fetch_raster_window, (readers, block[1], block[2]), (ys, xs), dtype, fill)
+    if any(not isinstance(w, slice) or w.step not in (None, 1) for w in window[:2]):
+        return None
+    ys = _absolute(yx_chunks[0], block[3], window[2])
+    xs = _absolute(yx_chunks[1], block[4], window[3])
+    table: Any = (readers, block[1], block[2])
+    if any(w != slice(None) for w in window[:2]):
+        table = (getitem, table, tuple(window[:2]))
+    return (fetch_raster_window, table, (ys, xs), dtype, fill)
 
 
 @dataclass(frozen=True)
@@ -602,7 +635,13 @@ def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, 
     tiles = getattr(tiles, "value", tiles)
     ydim = len(getattr(args[3], "value", args[3]))  # prefix dims before y, after time
     ys, xs = window[1 + ydim], window[2 + ydim]
-    if any(w != slice(None) for i, w in enumerate(window) if i not in (1 + ydim, 2 + ydim)):
+    # Other axes are taken whole: an integer pick below (isel(time=0)) asks for all of a
+    # chunk of one image, the chunk's own size read from dask's record of the layer.
+    chunks = _layer_chunks(graph, block[0])
+    sizes = [None if chunks is None else chunks[i][block[1 + i]] for i in range(len(window))]
+    if not all(
+        _whole_chunk(w, sizes[i]) for i, w in enumerate(window) if i not in (1 + ydim, 2 + ydim)
+    ):
         return None
     args[1] = _OneTile(tiles[tuple(iyx)][ys, xs])
     return Task(key, _dask_loader_tyx, *args, **task.kwargs)
