@@ -653,6 +653,53 @@ def test_a_sharded_zarr_store_reads_the_inner_chunks_of_its_shards(range_server,
     np.testing.assert_array_equal(table["ndvi"].to_numpy().reshape(2, -1), expected)
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_local_zarr_store_reports_the_chunk_files_it_will_read(tmp_path, zarr_format):
+    # A Zarr store in a local directory tells each chunk's stored size by its file's size:
+    # plan().reads() sums the files of the chunks read (computing nothing), here 2 chunks of
+    # 128 x 128 per image inside one dask chunk of 512 x 512.
+    import os
+
+    import xarray as xr
+
+    import xr_getregion  # noqa: F401  (registers .ee)
+
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(2, 1024, 1024)).astype("float32")
+    values[1, :512] = 0  # compresses to far less than the other image's noise
+    cube = xr.DataArray(
+        values,
+        dims=("time", "y", "x"),
+        coords={
+            "time": np.array(["2022-05-03", "2022-05-13"], "datetime64[ns]"),
+            "y": Y0 - RES * (np.arange(1024) + 0.5),
+            "x": X0 + RES * (np.arange(1024) + 0.5),
+        },
+        name="ndvi",
+    )
+    store = tmp_path / "cube.zarr"
+    dataset = cube.to_dataset().rio.write_crs(UTM)
+    dataset["ndvi"].attrs["grid_mapping"] = "spatial_ref"
+    encoding = {"ndvi": {"chunks": (1, 128, 128)}}
+    dataset.to_zarr(store, encoding=encoding, zarr_format=zarr_format, consolidated=True)
+    local = xr.open_zarr(store, chunks={"y": 512, "x": 512}, decode_coords="all")
+    # Rows 250 to 330 are in chunk rows 1 and 2, columns 300 to 340 in chunk column 2.
+    polygon = shapely.box(X0 + RES * 300, Y0 - RES * 330, X0 + RES * 340, Y0 - RES * 250)
+    with raise_if_dask_computes(0):
+        (estimate,) = local.ee.plan(polygon, geometry_crs=UTM).reads()
+    assert estimate.granularity.startswith("storage blocks 128 x 128")
+    sep = "/" if zarr_format == 3 else "."
+    prefix = "c/" if zarr_format == 3 else ""
+    files = [
+        store / "ndvi" / f"{prefix}{t}{sep}{r}{sep}2".replace("/", os.sep)
+        for t in (0, 1)
+        for r in (1, 2)
+    ]
+    expected = sum(f.stat().st_size for f in files)
+    assert estimate.fetch_bytes == expected
+    assert estimate.fetch_bytes < estimate.nbytes == 4 * 128 * 128 * 4
+
+
 def test_a_files_tile_layout_is_read_once_for_many_extractions(stack):
     from xr_getregion import loaders
 

@@ -25,7 +25,9 @@ import contextlib
 import copy
 import functools
 import importlib
+import itertools
 import math
+import os
 import sys
 import threading
 import warnings
@@ -45,6 +47,7 @@ from xr_getregion.grid import Grid
 __all__ = [
     "Tiles",
     "file_window",
+    "local_zarr_stored_bytes",
     "reaches_storage",
     "reads_image_windows",
     "storage_tiles",
@@ -219,6 +222,59 @@ def _tile_sizes(ds: Any, height: int, width: int) -> tuple[tuple[int, ...], ...]
     except Exception:  # a driver or GDAL without this metadata: sizes unknown
         return None
     return tuple(rows)
+
+
+def local_zarr_stored_bytes(
+    array: xr.DataArray, ydim: str, xdim: str, spans: list[tuple[range, range]]
+) -> int | None:
+    """The stored bytes of the chunks of a Zarr array in a local store (``xr.open_zarr`` of a
+    directory) that reads of chunk rows and columns ``spans`` fetch, over all of the
+    array's other axes: the sizes of those chunks' files, each counted once (a chunk never
+    written holds nothing). ``None`` for any other array: a store on object storage (a
+    request per chunk to learn its size), a sharded array (its inner chunks' sizes are in
+    the shards' indexes, a read each), an array indexed or reshaped after opening."""
+    data = array.variable.data
+    if not isinstance(data, da.Array):
+        return None
+    first = next(iter(dask.core.flatten(data.__dask_keys__())))
+    task = data.dask.get(first)
+    args: tuple[Any, ...] = tuple(getattr(task, "args", ()))
+    if getattr(task, "func", None) is not da.core.getter or len(args) != 2:
+        return None
+    node = _value(data.dask, args[0])
+    for _ in range(8):  # xarray's adapters down to its Zarr wrapper
+        if type(node).__name__ == "ZarrArrayWrapper":
+            break
+        node = getattr(node, "array", None)
+    zarray = getattr(node, "_array", None)
+    root = getattr(getattr(zarray, "store", None), "root", None)
+    if zarray is None or root is None or type(zarray.store).__name__ != "LocalStore":
+        return None
+    if getattr(zarray, "shards", None) is not None or tuple(zarray.shape) != data.shape:
+        return None
+    meta = zarray.metadata
+    names = getattr(meta, "dimension_names", None) or zarray.attrs.get("_ARRAY_DIMENSIONS")
+    if names is None or tuple(names) != tuple(array.dims):
+        return None  # dims renamed or transposed since opening: chunks not mapped
+    iy, ix = array.dims.index(ydim), array.dims.index(xdim)
+    grid = zarray.cdata_shape
+    others = [range(n) for a, n in enumerate(grid) if a not in (iy, ix)]
+    seen: set[tuple[int, ...]] = set()
+    total = 0
+    for rows, cols in spans:
+        for r in range(max(rows.start, 0), min(rows.stop, grid[iy])):
+            for c in range(max(cols.start, 0), min(cols.stop, grid[ix])):
+                for rest in itertools.product(*others):
+                    coords = list(rest)
+                    for a, v in sorted(((iy, r), (ix, c))):
+                        coords.insert(a, v)
+                    if tuple(coords) in seen:
+                        continue
+                    seen.add(tuple(coords))
+                    key = meta.encode_chunk_key(tuple(coords))
+                    path = os.path.join(str(root), zarray.path, key)
+                    total += os.path.getsize(path) if os.path.exists(path) else 0
+    return total
 
 
 def _whole(v: float) -> bool:

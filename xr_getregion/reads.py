@@ -41,6 +41,7 @@ from xr_getregion.errors import ArgumentError, CubeError
 from xr_getregion.grid import Grid
 from xr_getregion.loaders import (
     Tiles,
+    local_zarr_stored_bytes,
     reaches_storage,
     reads_image_windows,
     storage_tiles,
@@ -530,9 +531,11 @@ class ReadEstimate:
         (named by ``granularity``; read from the header already fetched for the layout, no
         other request), times the images x bands read. Exact for that file's blocks; for
         the other files an estimate, as their tiles compress differently (they are not
-        opened before the reads). ``None`` where the store does not tell its blocks' stored
-        sizes without a request per block (Zarr, netCDF/HDF5), where the storage's blocks
-        are unknown (a cube computed from a loaded one) and for arrays not backed by dask:
+        opened before the reads). For a Zarr array in a local directory (``xr.open_zarr``),
+        exact: the sizes of the chunk files read, each counted once. ``None`` where the
+        store does not tell its blocks' stored sizes without a request per block (Zarr on
+        object storage or HTTP, sharded Zarr, netCDF/HDF5), where the storage's blocks are
+        unknown (a cube computed from a loaded one) and for arrays not backed by dask:
         then ``nbytes`` is the only size, before compression.
     """
 
@@ -582,6 +585,7 @@ def _window_estimate(
     tiles = source.tiles
     windows = blocks = pixels = 0
     stored: int | None = 0 if tiles is not None and tiles.sizes is not None else None
+    spans: list[tuple[range, range]] = []
     for _, _, origin, shape, _, window in source._spatial_reads(iy, ix):
         windows += 1
         ys = window[0] if window else slice(0, shape[0])
@@ -593,6 +597,7 @@ def _window_estimate(
                 np.array([origin[0] + ys.stop - 1]), np.array([origin[1] + xs.stop - 1])
             )
             spanned = (range(int(r0[0]), int(r1[0]) + 1), range(int(c0[0]), int(c1[0]) + 1))
+            spans.append(spanned)
             if stored is not None:
                 stored += tiles.stored_bytes(*spanned) or 0
         small = tiles is not None and (tiles.height < shape[0] or tiles.width < shape[1])
@@ -622,8 +627,21 @@ def _window_estimate(
         blocks * n_layers,
         pixels * depth * itemsize,
         kind,
-        None if stored is None else stored * depth,
+        _fetch_bytes(source, stored, depth, spans),
     )
+
+
+def _fetch_bytes(
+    source: Source, stored: int | None, depth: int, spans: list[tuple[range, range]]
+) -> int | None:
+    """:attr:`ReadEstimate.fetch_bytes`: a GeoTIFF's tile byte counts (``stored``, over one
+    band of one file) times the ``depth`` images x bands read, else the chunk files of a
+    local Zarr store the blocks ``spans`` (rows, columns) are in, else unknown."""
+    if stored is not None:
+        return stored * depth
+    if source.tiles is None or source.tiles.source != "encoding" or not spans:
+        return None
+    return local_zarr_stored_bytes(source.array, source.ydim, source.xdim, spans)
 
 
 def _chunk_estimate(
