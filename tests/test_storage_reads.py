@@ -40,7 +40,7 @@ pystac = pytest.importorskip("pystac")
 
 from pystac.extensions.projection import ProjectionExtension  # noqa: E402
 
-from tests.helpers import write_geotiff  # noqa: E402
+from tests.helpers import raise_if_dask_computes, write_geotiff  # noqa: E402
 
 UTM = "EPSG:32615"
 RES = 30.0
@@ -309,6 +309,91 @@ def test_selections_by_lists_still_read_only_the_covered_tiles(
     assert (table["time"] == pd.Timestamp(DATES[1])).all()
 
 
+#: Selections by scalars, which drop the picked dim: (loader, the selection, the (date, band)
+#: files it keeps). Negative positions are dask's to normalise.
+SCALAR_SELECTIONS = {
+    "stackstac-band": ("stackstac", 'cube = cube.sel(band="nir")', [(0, "nir"), (1, "nir")]),
+    "stackstac-time": ("stackstac", "cube = cube.isel(time=-1)", [(1, "red"), (1, "nir")]),
+    "stackstac-both": ("stackstac", 'cube = cube.isel(time=1).sel(band="nir")', [(1, "nir")]),
+    # Chunks of 2 images x 2 bands: the reader is given the picked band's files alone.
+    "stackstac-band-in-chunk": (
+        "stackstac",
+        "cube = stackstac.stack(items, dtype='int16', fill_value=np.int16(-9999), "
+        "rescale=False, chunksize=(2, 2, 1024, 1024)).sel(band='nir')",
+        [(0, "nir"), (1, "nir")],
+    ),
+    "odc-stac-time": ("odc-stac", "cube = cube.isel(time=-1)", [(1, "red"), (1, "nir")]),
+    "odc-stac-both": ("odc-stac", 'cube = cube["nir"].isel(time=1)', [(1, "nir")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("selection", sorted(SCALAR_SELECTIONS))
+def test_selections_by_scalars_still_read_only_the_covered_tiles(
+    selection, case, stack, range_server, tmp_path
+):
+    # sel(band="nir") and isel(time=1) put dask's integer pick between the loader's chunks
+    # and the window: the window is read below it (one image or band wide), through the
+    # loader's reader, given only the picked files' readers, and picked after.
+    loader, code, files = SCALAR_SELECTIONS[selection]
+    geometry = CASES[case]
+    rows, cols = covered(geometry)
+    reference = tile_reader_bytes(range_server, stack, rows, cols, files)
+    out = tmp_path / "table.pkl"
+    script = extraction(loader, geometry, stack["items"], out).replace(
+        "        table = cube.ee.get_region",
+        f"        {code}\n"
+        "        for r in cube.ee.plan(shapely.from_wkt(GEOMETRY), geometry_crs=UTM).reads():\n"
+        "            assert r.granularity.startswith('storage blocks'), r\n"
+        "        table = cube.ee.get_region",
+    )
+    script = f"GEOMETRY = {geometry.wkt!r}\nUTM = {UTM!r}\n" + textwrap.dedent(script)
+    requests, size, _ = fetched(range_server, script)
+    assert size <= ALLOWANCE * reference, (selection, case, requests, size, reference)
+    table = pd.read_pickle(out)
+    dates = sorted({t for t, _ in files})
+    assert len(table) == len(rows) * len(dates)
+    columns = list(table.columns[4:])
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    for t, band in files:
+        # A band picked by a scalar is the array's one column, named after the array.
+        column = band if band in columns else columns[0]
+        assert len(columns) == len({b for _, b in files})
+        here = (table["time"] == pd.Timestamp(DATES[t])).to_numpy()
+        with rasterio.open(stack["root"] / _name(t, band)) as ds:
+            values = ds.read(1)
+        r, c = rasterio.transform.rowcol(TRANSFORM, x[here], y[here])
+        expected = values[np.asarray(r), np.asarray(c)].astype(float)
+        expected[expected == NODATA] = np.nan
+        np.testing.assert_array_equal(table[column].to_numpy(dtype=float)[here], expected)
+
+
+def test_a_pick_inside_a_chunk_of_several_images_is_read_by_chunks_and_says_so(stack):
+    # odc-stac's reader loads every image of its chunk: isel(time=1) of a chunk of 2 images
+    # is not steered below the pick. The chunk is read whole, and plan() says so.
+    import odc.stac
+
+    import xr_getregion  # noqa: F401  (registers .ee)
+
+    items = [pystac.Item.from_dict(d) for d in json.loads(stack["items"].read_text())]
+    cube = odc.stac.load(items, chunks={"time": 2}).isel(time=1)
+    geometry = CASES["polygon"]
+    with raise_if_dask_computes(0):
+        reads = cube.ee.plan(geometry, geometry_crs=UTM).reads()
+    assert all(r.granularity.startswith("dask chunks 2048 x 2048") for r in reads), reads
+    assert all(r.fetch_bytes is None for r in reads)
+    table = cube.ee.get_region(geometry, geometry_crs=UTM)
+    rows, _ = covered(geometry)
+    assert len(table) == len(rows)
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    r, c = rasterio.transform.rowcol(TRANSFORM, x, y)
+    for band in BANDS:
+        with rasterio.open(stack["root"] / _name(1, band)) as ds:
+            expected = ds.read(1)[np.asarray(r), np.asarray(c)].astype(float)
+        expected[expected == NODATA] = np.nan
+        np.testing.assert_array_equal(table[band].to_numpy(dtype=float), expected)
+
+
 def build(loader: str, items_path: Path) -> Any:
     """The cube as the fresh processes above build it, here in-process."""
     import pystac
@@ -336,6 +421,71 @@ def test_plan_reports_the_storage_blocks_it_will_read(loader, stack):
         else cube.dtype.itemsize
     )
     assert sum(r.nbytes for r in reads) == tiles * len(DATES) * len(BANDS) * TILE * TILE * itemsize
+
+
+def first_file_tile_bytes(root: Path, granularity: str, rows: Any, cols: Any) -> int:
+    """The bytes of the tiles holding those pixels in the one file ``granularity`` names
+    (``"... (from <url>)"``), from the TIFF metadata."""
+    name = granularity.rsplit("(from ", 1)[1].rstrip(")").split("/stack/", 1)[1]
+    tiles = set(zip((rows // TILE).tolist(), (cols // TILE).tolist(), strict=True))
+    with rasterio.open(root / "stack" / name) as ds:
+        return sum(
+            int(ds.get_tag_item(f"BLOCK_SIZE_{tx}_{ty}", "TIFF", bidx=1)) for ty, tx in tiles
+        )
+
+
+#: How far the bytes fetched may exceed the stored bytes ``plan().reads()`` reports, per file
+#: read: its header (16 KB, 32 KB where GDAL reads on into the first tile) and GDAL's rounding
+#: of each tile's range out to its 16 KB read chunks (both ends of each run of tiles).
+PER_FILE = 32 * 1024
+PER_TILE = 2 * 16 * 1024
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_plan_reports_the_bytes_it_will_fetch(loader, case, stack, range_server, tmp_path):
+    geometry = CASES[case]
+    rows, cols = covered(geometry)
+    files = len(DATES) * len(BANDS)
+    n_tiles = len(set(zip((rows // TILE).tolist(), (cols // TILE).tolist(), strict=True)))
+    cube = build(loader, stack["items"])
+    with raise_if_dask_computes(0):
+        reads = cube.ee.plan(geometry, geometry_crs=UTM).reads()
+    fetch = sum(r.fetch_bytes for r in reads)
+    # Exact for the file the layout was learnt from, scaled to the files read (GDAL's own
+    # TIFF tags, read here)...
+    for r in reads:
+        planes = files // len(reads)
+        assert r.fetch_bytes == planes * first_file_tile_bytes(
+            stack["root"], r.granularity, rows, cols
+        )
+    # ... and an estimate for all files: their tiles compress differently (within 1% here).
+    floor = tile_bytes(stack["root"], rows, cols)
+    assert abs(fetch - floor) <= 0.01 * floor, (fetch, floor)
+    # What the server sends for the same extraction in a fresh process: those tiles, the
+    # headers, GDAL's rounding.
+    out = tmp_path / "table.pkl"
+    _, size, _ = fetched(range_server, extraction(loader, geometry, stack["items"], out))
+    assert 0.99 * fetch <= size <= fetch + files * (PER_FILE + n_tiles * PER_TILE), (size, fetch)
+
+
+@pytest.mark.parametrize("loader", ["odc-stac", "stackstac"])
+def test_the_bytes_to_fetch_cost_one_header_read(loader, stack, range_server, tmp_path):
+    # plan().reads() in a fresh process fetches one file's header per array of the cube (the
+    # file its tile layout is learnt from: odc-stac gives one array per band), 16 KB in one
+    # request, and nothing more for the tiles' byte counts: the COG header holds them.
+    script = extraction(loader, CASES["points"], stack["items"], tmp_path / "unused.pkl")
+    script = script.replace("        table = cube.ee.get_region", "        reads = cube.ee.plan")
+    script = script.replace(
+        "        table.to_pickle(", "        print([r.fetch_bytes for r in reads], "
+    )
+    script = script.replace('geometry_crs="EPSG:32615")', 'geometry_crs="EPSG:32615").reads()')
+    requests, size, out = fetched(range_server, textwrap.dedent(script))
+    assert "None" not in out and out.startswith("["), out
+    arrays = {"odc-stac": len(BANDS), "stackstac": 1}[loader]
+    paths = [r["path"] for r in range_server.requests() if r["bytes"]]
+    assert len(set(paths)) == requests == arrays, paths
+    assert size == arrays * 16 * 1024
 
 
 def test_stackstac_reads_a_region_across_its_chunks_as_one_window_per_image(
@@ -451,6 +601,7 @@ def test_a_cube_computed_from_a_loader_is_read_by_whole_chunks_and_says_so(stack
     geometry = CASES["polygon"]
     (estimate,) = shifted.ee.plan(geometry, geometry_crs=UTM).reads()
     assert estimate.granularity.startswith("dask chunks 1024 x 1024")
+    assert estimate.fetch_bytes is None  # the storage behind the computed chunks is unknown
     table = shifted.ee.get_region(geometry, geometry_crs=UTM)
     check_values(table, stack["root"], len(covered(geometry)[0]))
 
@@ -487,6 +638,8 @@ def test_a_sharded_zarr_store_reads_the_inner_chunks_of_its_shards(range_server,
     (estimate,) = remote.ee.plan(polygon, geometry_crs=UTM).reads()
     assert estimate.granularity.startswith("storage blocks 128 x 128")
     assert (estimate.reads, estimate.blocks) == (2, 2)  # one inner chunk per image
+    # Zarr's stored chunk sizes cost a request each on object storage: not asked, unknown.
+    assert estimate.fetch_bytes is None
     range_server.reset()
     table = remote.ee.get_region(polygon, geometry_crs=UTM)
     fetched_bytes = sum(r["bytes"] for r in range_server.requests() if "/ndvi/c/" in r["path"])
@@ -498,6 +651,53 @@ def test_a_sharded_zarr_store_reads_the_inner_chunks_of_its_shards(range_server,
     rows, cols = np.arange(290, 330), np.arange(300, 340)
     expected = values[:, rows[:, None], cols[None, :]].reshape(2, -1)
     np.testing.assert_array_equal(table["ndvi"].to_numpy().reshape(2, -1), expected)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_local_zarr_store_reports_the_chunk_files_it_will_read(tmp_path, zarr_format):
+    # A Zarr store in a local directory tells each chunk's stored size by its file's size:
+    # plan().reads() sums the files of the chunks read (computing nothing), here 2 chunks of
+    # 128 x 128 per image inside one dask chunk of 512 x 512.
+    import os
+
+    import xarray as xr
+
+    import xr_getregion  # noqa: F401  (registers .ee)
+
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(2, 1024, 1024)).astype("float32")
+    values[1, :512] = 0  # compresses to far less than the other image's noise
+    cube = xr.DataArray(
+        values,
+        dims=("time", "y", "x"),
+        coords={
+            "time": np.array(["2022-05-03", "2022-05-13"], "datetime64[ns]"),
+            "y": Y0 - RES * (np.arange(1024) + 0.5),
+            "x": X0 + RES * (np.arange(1024) + 0.5),
+        },
+        name="ndvi",
+    )
+    store = tmp_path / "cube.zarr"
+    dataset = cube.to_dataset().rio.write_crs(UTM)
+    dataset["ndvi"].attrs["grid_mapping"] = "spatial_ref"
+    encoding = {"ndvi": {"chunks": (1, 128, 128)}}
+    dataset.to_zarr(store, encoding=encoding, zarr_format=zarr_format, consolidated=True)
+    local = xr.open_zarr(store, chunks={"y": 512, "x": 512}, decode_coords="all")
+    # Rows 250 to 330 are in chunk rows 1 and 2, columns 300 to 340 in chunk column 2.
+    polygon = shapely.box(X0 + RES * 300, Y0 - RES * 330, X0 + RES * 340, Y0 - RES * 250)
+    with raise_if_dask_computes(0):
+        (estimate,) = local.ee.plan(polygon, geometry_crs=UTM).reads()
+    assert estimate.granularity.startswith("storage blocks 128 x 128")
+    sep = "/" if zarr_format == 3 else "."
+    prefix = "c/" if zarr_format == 3 else ""
+    files = [
+        store / "ndvi" / f"{prefix}{t}{sep}{r}{sep}2".replace("/", os.sep)
+        for t in (0, 1)
+        for r in (1, 2)
+    ]
+    expected = sum(f.stat().st_size for f in files)
+    assert estimate.fetch_bytes == expected
+    assert estimate.fetch_bytes < estimate.nbytes == 4 * 128 * 128 * 4
 
 
 def test_a_files_tile_layout_is_read_once_for_many_extractions(stack):

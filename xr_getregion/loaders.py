@@ -25,11 +25,13 @@ import contextlib
 import copy
 import functools
 import importlib
+import itertools
 import math
+import os
 import sys
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask
@@ -45,6 +47,7 @@ from xr_getregion.grid import Grid
 __all__ = [
     "Tiles",
     "file_window",
+    "local_zarr_stored_bytes",
     "reaches_storage",
     "reads_image_windows",
     "storage_tiles",
@@ -56,17 +59,33 @@ __all__ = [
 class Tiles:
     """A grid of storage blocks on the cube's pixels: block ``(i, j)`` holds rows
     ``row0 + i * height`` to ``row0 + (i + 1) * height`` and the columns likewise. ``source``
-    says where the layout was learnt (for :func:`xr_getregion.plan`'s report)."""
+    says where the layout was learnt (for :func:`xr_getregion.plan`'s report).
+
+    ``sizes``, when known, holds the stored (compressed) bytes of each block of one band of
+    that file, ``sizes[i][j]`` for block ``(i, j)``: a GeoTIFF's ``TileByteCounts``, read
+    from the header the layout came from (a pixel-interleaved file's tile shared by its
+    bands, divided among them)."""
 
     height: int
     width: int
     row0: int = 0
     col0: int = 0
     source: str = "encoding"
+    sizes: tuple[tuple[int, ...], ...] | None = field(default=None, compare=False, repr=False)
 
     def of(self, iy: np.ndarray, ix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The block row and column holding each pixel ``(iy, ix)``."""
         return (iy - self.row0) // self.height, (ix - self.col0) // self.width
+
+    def stored_bytes(self, rows: range, cols: range) -> int | None:
+        """The stored bytes of blocks ``rows`` x ``cols`` of one band of :attr:`source`
+        (blocks off the file hold nothing), or ``None`` when :attr:`sizes` is unknown."""
+        if self.sizes is None:
+            return None
+        n_rows, n_cols = len(self.sizes), len(self.sizes[0]) if self.sizes else 0
+        rs = range(max(rows.start, 0), min(rows.stop, n_rows))
+        cs = range(max(cols.start, 0), min(cols.stop, n_cols))
+        return sum(self.sizes[r][c] for r in rs for c in cs)
 
 
 def storage_tiles(array: xr.DataArray, grid: Grid, ydim: str, xdim: str) -> Tiles | None:
@@ -110,15 +129,20 @@ def _first_file(array: xr.DataArray) -> str | None:
     # stackstac: the asset table's chunk of the images and bands the array's first chunk
     # reads (below a selection, not the stack's first file, which it may never read).
     first = next(iter(dask.core.flatten(data.__dask_keys__())))
-    inner, _, _ = _below_reshaping(data.dask, first, (slice(None),) * data.ndim)
+    inner, window, _ = _below_reshaping(data.dask, first, (slice(None),) * data.ndim)
     stackstac_chunks = [inner[1:3]] if inner[0].startswith("fetch_raster_window-") else []
     for name, layer in data.dask.layers.items():
         if name.startswith("asset-table-"):  # stackstac: a structured array of assets
             keys = [(name, *c) for c in stackstac_chunks if (name, *c) in layer]
-            for task in [layer[k] for k in keys] + list(layer.values()):
+            # The chunk's assets the window reads (below an integer pick: its image or band
+            # alone), then any asset.
+            tasks = [(layer[k], window[:2]) for k in keys]
+            for task, picked in tasks + [(t, (slice(None),) * 2) for t in layer.values()]:
                 table = getattr(task, "value", task)
                 names = getattr(getattr(table, "dtype", None), "names", None) or ()
                 if isinstance(table, np.ndarray) and "url" in names:
+                    if table.ndim == 2 and all(isinstance(w, slice) for w in picked):
+                        table = table[picked]
                     urls = [u for u in table["url"].ravel() if u]
                     if urls:
                         return str(urls[0])
@@ -155,6 +179,7 @@ def _file_tiles(href: str, grid: Grid) -> Tiles | None:
                     return None
                 height, width = ds.block_shapes[0]
                 transform, crs = ds.transform, ds.crs
+                sizes = _tile_sizes(ds, height, width)
     except Exception:  # not ours to report: the loader reports its own read errors
         return None
     a, b, c, d, e, f = grid.transform
@@ -167,7 +192,89 @@ def _file_tiles(href: str, grid: Grid) -> Tiles | None:
     col0, row0 = (transform.c - c) / a, (transform.f - f) / e
     if not (_whole(col0) and _whole(row0)):
         return None
-    return Tiles(int(height), int(width), round(row0), round(col0), source=href)
+    return Tiles(int(height), int(width), round(row0), round(col0), source=href, sizes=sizes)
+
+
+#: Most tiles whose byte counts are read from a GeoTIFF's header. Measured over HTTP with
+#: ``tests/range_server.py``: opening a COG and reading every tile's ``BLOCK_SIZE`` of files of
+#: 16, 64, 1,024 and 1,600 tiles fetched the same single 16 KB range as opening it alone (the
+#: COG header holds ``TileByteCounts``). Larger arrays may lie past the first range read.
+MAX_SIZED_TILES = 1600
+
+
+def _tile_sizes(ds: Any, height: int, width: int) -> tuple[tuple[int, ...], ...] | None:
+    """Each tile's stored bytes for one band of open GeoTIFF ``ds`` (GDAL's ``BLOCK_SIZE``
+    metadata, from ``TileByteCounts``), or ``None`` when unknown or beyond
+    :data:`MAX_SIZED_TILES`."""
+    n_rows, n_cols = -(-ds.height // height), -(-ds.width // width)
+    if n_rows * n_cols > MAX_SIZED_TILES:
+        return None
+    # A pixel-interleaved tile holds every band: each band's share of it.
+    share = ds.count if ds.interleaving is not None and ds.interleaving.name == "PIXEL" else 1
+    try:
+        rows = []
+        for r in range(n_rows):
+            row = []
+            for c in range(n_cols):
+                size = ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=1)
+                row.append(int(size or 0) // share)  # a sparse tile is not stored: 0
+            rows.append(tuple(row))
+    except Exception:  # a driver or GDAL without this metadata: sizes unknown
+        return None
+    return tuple(rows)
+
+
+def local_zarr_stored_bytes(
+    array: xr.DataArray, ydim: str, xdim: str, spans: list[tuple[range, range]]
+) -> int | None:
+    """The stored bytes of the chunks of a Zarr array in a local store (``xr.open_zarr`` of a
+    directory) that reads of chunk rows and columns ``spans`` fetch, over all of the
+    array's other axes: the sizes of those chunks' files, each counted once (a chunk never
+    written holds nothing). ``None`` for any other array: a store on object storage (a
+    request per chunk to learn its size), a sharded array (its inner chunks' sizes are in
+    the shards' indexes, a read each), an array indexed or reshaped after opening."""
+    data = array.variable.data
+    if not isinstance(data, da.Array):
+        return None
+    first = next(iter(dask.core.flatten(data.__dask_keys__())))
+    task = data.dask.get(first)
+    args: tuple[Any, ...] = tuple(getattr(task, "args", ()))
+    if getattr(task, "func", None) is not da.core.getter or len(args) != 2:
+        return None
+    node = _value(data.dask, args[0])
+    for _ in range(8):  # xarray's adapters down to its Zarr wrapper
+        if type(node).__name__ == "ZarrArrayWrapper":
+            break
+        node = getattr(node, "array", None)
+    zarray = getattr(node, "_array", None)
+    root = getattr(getattr(zarray, "store", None), "root", None)
+    if zarray is None or root is None or type(zarray.store).__name__ != "LocalStore":
+        return None
+    if getattr(zarray, "shards", None) is not None or tuple(zarray.shape) != data.shape:
+        return None
+    meta = zarray.metadata
+    names = getattr(meta, "dimension_names", None) or zarray.attrs.get("_ARRAY_DIMENSIONS")
+    if names is None or tuple(names) != tuple(array.dims):
+        return None  # dims renamed or transposed since opening: chunks not mapped
+    iy, ix = array.dims.index(ydim), array.dims.index(xdim)
+    grid = zarray.cdata_shape
+    others = [range(n) for a, n in enumerate(grid) if a not in (iy, ix)]
+    seen: set[tuple[int, ...]] = set()
+    total = 0
+    for rows, cols in spans:
+        for r in range(max(rows.start, 0), min(rows.stop, grid[iy])):
+            for c in range(max(cols.start, 0), min(cols.stop, grid[ix])):
+                for rest in itertools.product(*others):
+                    coords = list(rest)
+                    for a, v in sorted(((iy, r), (ix, c))):
+                        coords.insert(a, v)
+                    if tuple(coords) in seen:
+                        continue
+                    seen.add(tuple(coords))
+                    key = meta.encode_chunk_key(tuple(coords))
+                    path = os.path.join(str(root), zarray.path, key)
+                    total += os.path.getsize(path) if os.path.exists(path) else 0
+    return total
 
 
 def _whole(v: float) -> bool:
@@ -181,8 +288,10 @@ def window_tasks(
     ``block`` (its key in ``data``), the last under ``key``: through the loader's own reader
     where that is known, else ``getitem`` on the chunk, which dask folds into an xarray
     getter. A chunk that is another array's chunk with new axes (``xr.concat`` of
-    ``rioxarray.open_rasterio`` arrays, ``expand_dims``) is windowed below those steps, where
-    the getter is."""
+    ``rioxarray.open_rasterio`` arrays, ``expand_dims``), with axes dropped by an integer pick
+    (``sel(band="B04")``, ``isel(time=0)``) or taken by a list (``sel(band=[...])``) is
+    windowed below those steps, where the getter or the loader's reader is, the window one
+    position wide on a picked axis; the steps are applied to the window after."""
     task = file_window(data, block, window)
     if task is not None:
         return {key: task}
@@ -194,7 +303,7 @@ def window_tasks(
     inner, inner_window, restore = _below_reshaping(data.dask, block, window)
     read_key = (f"{key[0]}-inner", *key[1:]) if restore else key
     read = None
-    if restore and len(inner) == len(block):  # below selections by lists: the same axes
+    if restore:  # below selections by lists or integer picks (sel(band="B04"), isel(time=0))
         read = file_window(data, inner, inner_window)
         inner_layer = data.dask.layers.get(inner[0])
         if read is None and inner_layer is not None:
@@ -485,43 +594,69 @@ def _window_below(index: tuple, window: tuple) -> tuple[tuple, tuple] | None:
     return tuple(inner), tuple(back)
 
 
-def _absolute(data: da.Array, block: tuple, window: tuple[slice, ...], axis: int) -> slice:
-    """``window[axis]``, counted from the start of chunk ``block``, in the array's indices.
-    A window may reach past its chunk, into the next ones (stackstac's reader reads any
-    window of an image: see ``Source._spatial_reads``); an open end stops at the chunk's."""
-    start = int(sum(data.chunks[axis][: block[1 + axis]]))
-    size = data.chunks[axis][block[1 + axis]]
-    w = window[axis]
+def _absolute(chunks: tuple[int, ...], index: int, w: slice) -> slice:
+    """Window ``w`` of chunk ``index`` of an axis chunked ``chunks``, counted from the
+    axis's start. A window may reach past its chunk, into the next ones (stackstac's reader
+    reads any window of an image: see ``Source._spatial_reads``); an open end stops at the
+    chunk's."""
+    start = int(sum(chunks[:index]))
+    size = chunks[index]
     first = 0 if w.start is None else w.start
     stop = size if w.stop is None else w.stop
-    if first < 0 or stop < first or start + stop > data.shape[axis] or w.step not in (None, 1):
-        raise ValueError(f"window {w} of chunk {block} is not a window of the array")
+    if first < 0 or stop < first or start + stop > sum(chunks) or w.step not in (None, 1):
+        raise ValueError(f"window {w} of chunk {index} is not a window of the axis {chunks}")
     return slice(start + first, start + stop)
 
 
+def _layer_chunks(graph: HighLevelGraph, name: str) -> tuple[tuple[int, ...], ...] | None:
+    """The chunks of the array layer ``name`` of ``graph`` produces (dask records them in
+    the layer's annotations), or ``None`` where it does not."""
+    layer = graph.layers.get(name)
+    chunks = (getattr(layer, "collection_annotations", None) or {}).get("chunks")
+    return chunks if isinstance(chunks, tuple) else None
+
+
+def _whole_chunk(w: slice, size: int | None) -> bool:
+    """Whether window ``w`` of one axis takes all of a chunk ``size`` long."""
+    return w == slice(None) or (size is not None and w.indices(size) == (0, size, 1))
+
+
 def file_window(data: da.Array, block: tuple, window: tuple[slice, ...]) -> tuple | None:
-    """The task reading ``window`` of chunk ``block`` through the loader's reader of its
-    files, which reads any window of an image, within the chunk or past it (stackstac's
-    ``fetch_raster_window``); ``None`` for other loaders."""
+    """The task reading ``window`` of chunk ``block`` (a chunk of ``data`` or of an array
+    below it) through the loader's reader of its files, which reads any window of an image,
+    within the chunk or past it (stackstac's ``fetch_raster_window``); ``None`` for other
+    loaders."""
     layer = data.dask.layers.get(block[0])
     if layer is None or not block[0].startswith("fetch_raster_window-"):
         return None
-    return _stackstac_window(data, layer, block, window)
+    return _stackstac_window(layer, block, window)
 
 
-def _stackstac_window(data: da.Array, layer: Any, block: tuple, window: tuple) -> tuple | None:
+def _stackstac_window(layer: Any, block: tuple, window: tuple) -> tuple | None:
     """stackstac's chunk task is ``fetch_raster_window(readers, (ys, xs), dtype, fill)``
-    over a ``(time, band, y, x)`` array: the same call with the window's slices."""
+    over a ``(time, band, y, x)`` array, ``readers`` the chunk's ``(time, band)`` table of
+    file readers and ``(ys, xs)`` the chunk's slices (a ``dask.layers.ArraySliceDep``): the
+    same call with the window's slices, and with only the readers of the window's images
+    and bands (an integer pick below, ``sel(band="B04")``, reads that band's files alone)."""
     from stackstac.to_dask import fetch_raster_window
 
     indices = getattr(layer, "indices", None)
-    if data.ndim != 4 or not indices or len(indices) != 4:
+    if len(block) != 5 or not indices or len(indices) != 4:
         return None
     readers, dtype, fill = indices[0][0], indices[2][0], indices[3][0]
-    if any(w != slice(None) for w in window[:2]):
+    dep = indices[1][0]  # dask keeps a BlockwiseDep by name in the layer's io_deps
+    dep = (getattr(layer, "io_deps", None) or {}).get(dep, dep) if isinstance(dep, str) else dep
+    yx_chunks = getattr(dep, "chunks", None)
+    if not (isinstance(yx_chunks, tuple) and len(yx_chunks) == 2):
         return None
-    ys, xs = _absolute(data, block, window, 2), _absolute(data, block, window, 3)
-    return (fetch_raster_window, (readers, block[1], block[2]), (ys, xs), dtype, fill)
+    if any(not isinstance(w, slice) or w.step not in (None, 1) for w in window[:2]):
+        return None
+    ys = _absolute(yx_chunks[0], block[3], window[2])
+    xs = _absolute(yx_chunks[1], block[4], window[3])
+    table: Any = (readers, block[1], block[2])
+    if any(w != slice(None) for w in window[:2]):
+        table = (getitem, table, tuple(window[:2]))
+    return (fetch_raster_window, table, (ys, xs), dtype, fill)
 
 
 @dataclass(frozen=True)
@@ -556,7 +691,13 @@ def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, 
     tiles = getattr(tiles, "value", tiles)
     ydim = len(getattr(args[3], "value", args[3]))  # prefix dims before y, after time
     ys, xs = window[1 + ydim], window[2 + ydim]
-    if any(w != slice(None) for i, w in enumerate(window) if i not in (1 + ydim, 2 + ydim)):
+    # Other axes are taken whole: an integer pick below (isel(time=0)) asks for all of a
+    # chunk of one image, the chunk's own size read from dask's record of the layer.
+    chunks = _layer_chunks(graph, block[0])
+    sizes = [None if chunks is None else chunks[i][block[1 + i]] for i in range(len(window))]
+    if not all(
+        _whole_chunk(w, sizes[i]) for i, w in enumerate(window) if i not in (1 + ydim, 2 + ydim)
+    ):
         return None
     args[1] = _OneTile(tiles[tuple(iyx)][ys, xs])
     return Task(key, _dask_loader_tyx, *args, **task.kwargs)

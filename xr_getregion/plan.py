@@ -107,9 +107,11 @@ class Plan:
 
     def reads(self) -> list[Any]:
         """What reading this plan will fetch, per array of the cube: the storage blocks (or
-        dask chunks) read and their bytes before compression, computed from the plan and
-        the cube's chunks (a COG-backed cube's tile layout costs one header read). See
-        :func:`xr_getregion.reads.estimate`."""
+        dask chunks) read, their bytes before compression and, where the storage tells
+        (COGs' tile byte counts), their stored bytes, the bytes fetched. Computed from the
+        plan, the cube's chunks and, for a COG-backed cube, one file's header (one ranged
+        read, which the loader would make anyway); no value is read, nothing computed. See
+        :class:`xr_getregion.reads.ReadEstimate`."""
         from xr_getregion.reads import estimate  # reads builds on plans: imported on use
 
         return estimate(self)

@@ -41,6 +41,7 @@ from xr_getregion.errors import ArgumentError, CubeError
 from xr_getregion.grid import Grid
 from xr_getregion.loaders import (
     Tiles,
+    local_zarr_stored_bytes,
     reaches_storage,
     reads_image_windows,
     storage_tiles,
@@ -517,12 +518,25 @@ class ReadEstimate:
         The storage blocks those reads touch (COG tiles, Zarr chunks), or the dask chunks
         when the storage's blocks are unknown; 0 for an array read up front.
     nbytes
-        Their bytes before compression: what is decoded. A store fetches about this
-        times its compression ratio.
+        Their bytes before compression: what is decoded.
     granularity
         How the array is read: ``"storage blocks 512 x 512 (from ...)"``, ``"dask chunks
         ..."`` (the storage's blocks are unknown, or no smaller than a chunk), or
         ``"covered pixels"`` (not backed by dask).
+    fetch_bytes
+        The stored (compressed) bytes of the storage blocks the reads fetch, each fetched
+        whole; file headers and a store's rounding of ranges (GDAL's 16 KB) not included.
+        Known for GeoTIFFs (COGs behind stackstac, odc-stac and rioxarray cubes): the
+        ``TileByteCounts`` of the blocks read in the file the tile layout was learnt from
+        (named by ``granularity``; read from the header already fetched for the layout, no
+        other request), times the images x bands read. Exact for that file's blocks; for
+        the other files an estimate, as their tiles compress differently (they are not
+        opened before the reads). For a Zarr array in a local directory (``xr.open_zarr``),
+        exact: the sizes of the chunk files read, each counted once. ``None`` where the
+        store does not tell its blocks' stored sizes without a request per block (Zarr on
+        object storage or HTTP, sharded Zarr, netCDF/HDF5), where the storage's blocks are
+        unknown (a cube computed from a loaded one) and for arrays not backed by dask:
+        then ``nbytes`` is the only size, before compression.
     """
 
     bands: tuple[str, ...]
@@ -530,6 +544,7 @@ class ReadEstimate:
     blocks: int
     nbytes: int
     granularity: str
+    fetch_bytes: int | None = None
 
 
 def estimate(plan: Plan) -> list[ReadEstimate]:
@@ -541,7 +556,7 @@ def estimate(plan: Plan) -> list[ReadEstimate]:
     for source in Source.of(plan.cube):
         names = tuple(b.name for b in source.bands)
         if not plan.n_pixels:
-            out.append(ReadEstimate(names, 0, 0, 0, "nothing to read"))
+            out.append(ReadEstimate(names, 0, 0, 0, "nothing to read", 0))
             continue
         if plan.level or not source.lazy:
             out.append(_chunk_estimate(plan, source, names, iy, ix))
@@ -569,18 +584,26 @@ def _window_estimate(
     chunks = data.chunks
     tiles = source.tiles
     windows = blocks = pixels = 0
+    stored: int | None = 0 if tiles is not None and tiles.sizes is not None else None
+    spans: list[tuple[range, range]] = []
     for _, _, origin, shape, _, window in source._spatial_reads(iy, ix):
         windows += 1
         ys = window[0] if window else slice(0, shape[0])
         xs = window[1] if window else slice(0, shape[1])
-        small = tiles is not None and (tiles.height < shape[0] or tiles.width < shape[1])
-        if small:
-            assert tiles is not None
+        if tiles is not None:
+            # The blocks the read's window spans, each fetched whole.
             r0, c0 = tiles.of(np.array([origin[0] + ys.start]), np.array([origin[1] + xs.start]))
             r1, c1 = tiles.of(
                 np.array([origin[0] + ys.stop - 1]), np.array([origin[1] + xs.stop - 1])
             )
-            n = int((r1 - r0 + 1)[0] * (c1 - c0 + 1)[0])
+            spanned = (range(int(r0[0]), int(r1[0]) + 1), range(int(c0[0]), int(c1[0]) + 1))
+            spans.append(spanned)
+            if stored is not None:
+                stored += tiles.stored_bytes(*spanned) or 0
+        small = tiles is not None and (tiles.height < shape[0] or tiles.width < shape[1])
+        if small:
+            assert tiles is not None
+            n = len(spanned[0]) * len(spanned[1])
             blocks += n
             pixels += n * tiles.height * tiles.width
         else:
@@ -599,8 +622,26 @@ def _window_estimate(
             else f"(storage blocks {tiles.height} x {tiles.width})"
         )
     return ReadEstimate(
-        names, windows * n_layers, blocks * n_layers, pixels * depth * itemsize, kind
+        names,
+        windows * n_layers,
+        blocks * n_layers,
+        pixels * depth * itemsize,
+        kind,
+        _fetch_bytes(source, stored, depth, spans),
     )
+
+
+def _fetch_bytes(
+    source: Source, stored: int | None, depth: int, spans: list[tuple[range, range]]
+) -> int | None:
+    """:attr:`ReadEstimate.fetch_bytes`: a GeoTIFF's tile byte counts (``stored``, over one
+    band of one file) times the ``depth`` images x bands read, else the chunk files of a
+    local Zarr store the blocks ``spans`` (rows, columns) are in, else unknown."""
+    if stored is not None:
+        return stored * depth
+    if source.tiles is None or source.tiles.source != "encoding" or not spans:
+        return None
+    return local_zarr_stored_bytes(source.array, source.ydim, source.xdim, spans)
 
 
 def _chunk_estimate(
