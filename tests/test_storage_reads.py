@@ -511,61 +511,49 @@ def test_stackstac_reads_a_region_across_its_chunks_as_one_window_per_image(
     check_values(pd.read_pickle(out), stack["root"], len(rows))
 
 
-@pytest.mark.parametrize("masked", [False, True])
-def test_rioxarray_windows_are_read_without_its_process_wide_lock(stack, masked):
-    # open_rasterio's default lock=None reads every file through one cached handle under one
-    # lock for the whole process (rioxarray._io.RASTERIO_LOCK): one read at a time. Window
-    # reads of a GeoTIFF run rioxarray's own read on a handle of the reading thread instead:
-    # with that lock held here all along, the extraction still ends, with rasterio's values
-    # (masked: NaN where the file has nodata, in the top-left corner's tile).
-    import threading
-
+def test_rioxarray_windows_are_read_through_its_own_handle_and_options(tmp_path):
+    # rioxarray opens its file once, under whatever rasterio.Env is active then, and reads
+    # through that handle. A window read here goes through rioxarray's own getter and handle:
+    # a handle opened later, in a read thread, would not see that Env. Here the Env turns
+    # GDAL's .aux.xml sidecars off, and the sidecar declares another nodata: the table must
+    # mask exactly what rioxarray masks (a review found a per-thread handle taking the
+    # sidecar's nodata, a silently wrong table).
+    import rasterio
     import rioxarray
-    import rioxarray._io
-    import xarray as xr
 
-    urls = [f"{stack['url']}/{_name(t, band)}" for t in range(len(DATES)) for band in BANDS]
-    layers = [rioxarray.open_rasterio(url, chunks=True, masked=masked) for url in urls]
-    # What the reads rely on, pinned: each file's chunk task reads rioxarray's wrapper under
-    # the default lock, through a cached file manager.
-    from xr_getregion.loaders import _rioxarray_wrapper
-
-    for layer in layers:
-        (node,) = [v for k, v in dict(layer.data.dask).items() if isinstance(k, str)]
-        assert _rioxarray_wrapper(getattr(node, "value", node)) is not None
-    cube = xr.concat(
-        [
-            xr.concat(layers[t * len(BANDS) : (t + 1) * len(BANDS)], dim="band").assign_coords(
-                band=list(BANDS)
-            )
-            for t in range(len(DATES))
-        ],
-        dim="time",
-    ).assign_coords(time=[np.datetime64(d.replace(tzinfo=None)) for d in DATES])
-    corner = shapely.box(X0 + RES * 1, Y0 - RES * 40, X0 + RES * 30, Y0 - RES * 1)
-    geometry = shapely.union(CASES["polygon"], corner)
-    result: dict[str, Any] = {}
-
-    def extract() -> None:
-        try:
-            result["table"] = cube.ee.get_region(geometry, geometry_crs=UTM)
-        except BaseException as error:  # reported below, in the test's thread
-            result["error"] = error
-
-    with rioxarray._io.RASTERIO_LOCK:
-        worker = threading.Thread(target=extract, daemon=True)
-        worker.start()
-        worker.join(60)
-        blocked = worker.is_alive()
-    worker.join()
-    assert not blocked, "the window reads waited for rioxarray's lock"
-    assert "error" not in result, result.get("error")
-    table = result["table"]
-    if not masked:  # the raw values: nodata is a value; as the table masks it, so do we
-        for band in BANDS:
-            table[band] = table[band].astype(float)
-    check_values(table, stack["root"], len(covered(geometry)[0]))
-    assert table[BANDS[0]].isna().sum() == len(DATES) * 4  # 2 x 2 of the corner's 3 x 3
+    data = np.random.default_rng(0).integers(0, 1000, (4, 300, 260)).astype(np.int16)
+    data[:, :5, :5] = -9999
+    path = tmp_path / "e.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=260,
+        height=300,
+        count=4,
+        dtype="int16",
+        crs=UTM,
+        transform=rasterio.transform.from_origin(X0, Y0, RES, RES),
+        nodata=-9999,
+        tiled=True,
+        blockxsize=64,
+        blockysize=64,
+    ) as dst:
+        dst.write(data)
+    sidecar = int(data[0, 10, 10])
+    (tmp_path / "e.tif.aux.xml").write_text(
+        f'<PAMDataset><PAMRasterBand band="1"><NoDataValue>{sidecar}</NoDataValue>'
+        "</PAMRasterBand></PAMDataset>"
+    )
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        cube = rioxarray.open_rasterio(path, chunks={"x": 128, "y": 128, "band": 1}, masked=True)
+    cube = cube.expand_dims(time=[np.datetime64("2020-01-01")])
+    region = shapely.box(X0, Y0 - RES * 20, X0 + RES * 20, Y0)
+    table = cube.ee.get_region(region, geometry_crs=UTM)
+    expected = cube.isel(band=0, y=slice(0, 20), x=slice(0, 20)).values
+    assert len(table) == 400
+    # The nodata of the file (the corner's 5 x 5), not the sidecar's.
+    assert int(table["1"].isna().sum()) == int(np.isnan(expected).sum()) == 25
 
 
 def test_a_lock_the_user_gives_rioxarray_is_honoured(stack):

@@ -20,16 +20,12 @@ against the real package (``tests/test_storage_reads.py``). When a graph is not 
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import copy
 import functools
 import importlib
 import itertools
 import math
 import os
 import sys
-import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -354,10 +350,7 @@ def _getter_window(graph: HighLevelGraph, block: Any, window: tuple, key: tuple)
     for i, w in zip(index, window, strict=True):
         start, stop, _ = w.indices(i.stop - i.start)
         narrowed.append(slice(i.start + start, i.start + stop))
-    getter: Any = da.core.getter
-    if _rioxarray_wrapper(_value(graph, task.args[0])) is not None:
-        getter = _thread_getter
-    return Task(key, getter, task.args[0], DataNode(None, tuple(narrowed)), **task.kwargs)
+    return Task(key, da.core.getter, task.args[0], DataNode(None, tuple(narrowed)), **task.kwargs)
 
 
 def _value(graph: HighLevelGraph, arg: Any) -> Any:
@@ -384,91 +377,6 @@ def _takes() -> tuple[Any, ...]:
 
 
 _TAKES = _takes()
-
-
-# --- rioxarray's default lock ---------------------------------------------------------------
-#
-# ``rioxarray.open_rasterio(url, chunks=...)`` with its default ``lock=None`` reads every file
-# through one cached handle per file, under one lock shared by all files of the process
-# (``rioxarray._io.RASTERIO_LOCK``): the lock makes the shared handle safe, and lets one read
-# run at a time. A window read here runs rioxarray's own read (``RasterioArrayWrapper``: the
-# band selection, masking, scaling and unsigned conversion) on a handle of the calling
-# thread, opened with the file manager's own opener and arguments, so that reads of a GeoTIFF
-# (a driver GDAL reads from several handles at once, as stackstac does) run in parallel. A
-# lock the user passed, ``lock=False`` (a handle per read) and other drivers are left as
-# they are.
-
-#: Handles a thread keeps open (the least recently used is closed first).
-THREAD_HANDLES = 8
-
-_threads = threading.local()
-
-
-def _rioxarray_wrapper(array: Any) -> Any:
-    """The ``RasterioArrayWrapper`` at the bottom of xarray's lazily indexed ``array``, when
-    it reads under rioxarray's default lock through a cached file manager; else ``None``."""
-    io = sys.modules.get("rioxarray._io")  # a cube rioxarray opened has imported it
-    if io is None:
-        return None
-    from xarray.backends.file_manager import CachingFileManager
-
-    for _ in range(8):
-        if isinstance(array, io.RasterioArrayWrapper):
-            manager = getattr(array, "manager", None)
-            if array.lock is io.RASTERIO_LOCK and isinstance(manager, CachingFileManager):
-                return array
-            return None
-        array = getattr(array, "array", None)
-    return None
-
-
-class _Handle:
-    """Stands for a file manager in one thread's read: ``acquire`` gives its handle."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def acquire(self, needs_lock: bool = True) -> Any:
-        return self.dataset
-
-
-def _thread_handle(manager: Any) -> Any:
-    """The calling thread's handle of ``manager``'s file, opened as the manager opens it."""
-    handles = _threads.__dict__.setdefault("handles", collections.OrderedDict())
-    key = manager._key
-    dataset = handles.get(key)
-    if dataset is None or dataset.closed:
-        dataset = manager._opener(*manager._args, mode=manager._mode, **manager._kwargs)
-        handles[key] = dataset
-        if len(handles) > THREAD_HANDLES:
-            handles.popitem(last=False)[1].close()  # only this thread ever reads it
-    handles.move_to_end(key)
-    return dataset
-
-
-def _thread_getter(array: Any, index: tuple, **kwargs: Any) -> Any:
-    """dask's ``getter(array, index)`` for a lazily indexed rioxarray file, reading a GeoTIFF
-    through the calling thread's handle without rioxarray's process-wide lock: the same
-    chain of xarray's adapters over a copy of rioxarray's wrapper, its manager the thread's
-    handle and its lock none."""
-    wrapper = _rioxarray_wrapper(array)
-    if wrapper is not None:
-        dataset = _thread_handle(wrapper.manager)
-        if dataset.driver == "GTiff":
-            chain = []
-            node = array
-            while node is not wrapper:
-                chain.append(node)
-                node = node.array
-            unlocked = copy.copy(wrapper)
-            unlocked.manager = _Handle(dataset)
-            unlocked.lock = contextlib.nullcontext()
-            for adapter in reversed(chain):
-                adapter = copy.copy(adapter)
-                adapter.array = unlocked
-                unlocked = adapter
-            array = unlocked
-    return da.core.getter(array, index, **kwargs)
 
 
 def reaches_storage(data: da.Array) -> bool:
