@@ -525,10 +525,27 @@ def test_an_az_zarr_job_as_a_program_prints_nothing_on_stderr(local, az_inputs, 
         ("abfss://box@acct.dfs.core.windows.net/a/b.tif", "/vsiaz/box/a/b.tif"),
     ],
 )
-def test_azure_urls_name_the_container_and_key_to_gdal(url, vsi):
+def test_azure_urls_name_the_container_and_key_to_gdal(url, vsi, monkeypatch):
     from xr_getregion.storage import gdal_path
 
+    for name in ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=acct;AccountKey=k")
     assert gdal_path(url) == vsi
+
+
+def test_an_azure_url_naming_another_account_than_gdals_is_refused(monkeypatch):
+    # GDAL's /vsiaz/ paths hold no account: it reads with the environment's. A URL naming
+    # another would read the same container and key of that other account, silently.
+    from xr_getregion import ArgumentError
+    from xr_getregion.storage import gdal_path
+
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_NAME", raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", "devacct")
+    with pytest.raises(ArgumentError, match=r"'prodacct'.*'devacct'"):
+        gdal_path("abfs://data@prodacct.dfs.core.windows.net/cogs/a.tif")
+    assert gdal_path("abfs://data@devacct.dfs.core.windows.net/a.tif") == "/vsiaz/data/a.tif"
 
 
 def test_gdal_takes_adlfs_account_and_key_unless_its_own_or_a_connection_string_is_set(

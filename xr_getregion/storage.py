@@ -164,12 +164,37 @@ def gdal_path(url: str) -> str:
         return f"/vsigs/{rest}"
     if scheme in ("az", "abfs", "abfss"):
         # abfs[s]://container@account.dfs.core.windows.net/key: GDAL takes the account from
-        # its environment, the path is container/key.
+        # its environment, the path is container/key. An account named in the URL must be
+        # that one: else GDAL would read the same container and key of another account.
         container, _, key = rest.partition("/")
-        return f"/vsiaz/{container.split('@', 1)[0]}/{key}"
+        name, _, host = container.partition("@")
+        named = host.split(".", 1)[0] if host else None
+        used = _gdal_azure_account()
+        if named and used and named != used:
+            raise ArgumentError(
+                f"{url} names the Azure account {named!r}, but GDAL reads COGs with the "
+                f"account {used!r} from the environment (AZURE_STORAGE_ACCOUNT, "
+                "AZURE_STORAGE_ACCOUNT_NAME or the connection string's AccountName). Set the "
+                f"environment for account {named!r}, or drop the account from the URL."
+            )
+        return f"/vsiaz/{name}/{key}"
     if scheme in ("http", "https"):
         return f"/vsicurl/{url}"
     return url
+
+
+def _gdal_azure_account() -> str | None:
+    """The Azure account GDAL's ``/vsiaz/`` reads with, from the environment (with
+    :func:`gdal_options`), or ``None`` when none is set."""
+    env = {**os.environ, **gdal_options()}
+    if env.get("AZURE_STORAGE_ACCOUNT"):
+        return env["AZURE_STORAGE_ACCOUNT"]
+    fields = dict(
+        part.split("=", 1)
+        for part in env.get("AZURE_STORAGE_CONNECTION_STRING", "").split(";")
+        if "=" in part
+    )
+    return fields.get("AccountName") or None
 
 
 def read_options(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
