@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import geopandas as gpd
@@ -90,8 +91,13 @@ def test_s3_zarr_and_gpkg_to_s3_parquet_on_two_workers_equals_the_local_run(
                "--out", out, "--workers", "2") == 0  # fmt: skip
     assert f"wrote {out}" in capsys.readouterr().out
     same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet"))
-    # The table's objects: its parts and the manifest; no stage is left.
-    keys = [k for k in s3_server.keys(bucket) if k.startswith(("out.", ".out."))]
+    assert_published(s3_server.keys(bucket))
+
+
+def assert_published(keys: list[str]) -> None:
+    """The objects of table ``out.parquet`` among ``keys`` are its parts and its manifest;
+    no stage is left."""
+    keys = [k for k in keys if k.startswith(("out.", ".out."))]
     assert f"out.parquet/{MANIFEST}" in keys
     parts = [k for k in keys if k != f"out.parquet/{MANIFEST}"]
     assert parts and all(k.startswith("out.parquet/part.") for k in parts)
@@ -303,13 +309,20 @@ def slow_job(tmp_path_factory):
 def test_sigterm_mid_write_to_s3_leaves_nothing_then_overwrite_succeeds(
     slow_job, s3_server, s3_bucket, suffix
 ):
-    out = f"s3://{s3_bucket}/t{suffix}"
-    argv = [sys.executable, "-m", "xr_getregion", "extract", str(slow_job / "cube.zarr"),
-            "--geometry", str(slow_job / "points.geojson"), "--out", out]  # fmt: skip
+    sigterm_mid_write(slow_job, s3_server, s3_bucket, f"s3://{s3_bucket}", suffix)
+
+
+def sigterm_mid_write(slow_job: Path, server: Any, container: str, root: str, suffix: str) -> None:
+    """SIGTERM to a job writing ``root/t{suffix}`` on ``server`` once some parts are in the
+    stage: exit 143 with one line, nothing left in ``container``, no table for a reader;
+    then the same job with ``--overwrite`` succeeds."""
+    out = f"{root}/t{suffix}"
+    argv = [sys.executable, "-m", "xr_getregion", "extract", str(slow_job / "cube.zarr")]
+    argv += ["--geometry", str(slow_job / "points.geojson"), "--out", out]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     # Signalled once some parts are in the stage: the job is mid-write.
-    while len(s3_server.keys(s3_bucket, f".t{suffix}.tmp-")) < 3:
+    while len(server.keys(container, f".t{suffix}.tmp-")) < 3:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "never saw the stage"
         time.sleep(0.02)
@@ -317,7 +330,7 @@ def test_sigterm_mid_write_to_s3_leaves_nothing_then_overwrite_succeeds(
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert err == "xr-getregion: stopped by SIGTERM; no table was written.\n"
-    assert s3_server.keys(s3_bucket) == []
+    assert server.keys(container) == []
     with pytest.raises(FileNotFoundError):
         read_table(out)
     assert run(*argv[4:], "--overwrite") == 0
@@ -478,10 +491,7 @@ def test_az_zarr_and_gpkg_to_az_parquet_on_two_workers_equals_the_local_run(
     assert run(*argv, "--workers", "2") == 0
     assert f"wrote {out}" in capsys.readouterr().out
     same(read_table(out), local_table(local, tmp_path, "cube.zarr", "fields.gpkg", ".parquet"))
-    keys = [k for k in azure_server.keys(az_inputs) if k.startswith(("out.", ".out."))]
-    assert f"out.parquet/{MANIFEST}" in keys
-    parts = [k for k in keys if k != f"out.parquet/{MANIFEST}"]
-    assert parts and all(k.startswith("out.parquet/part.") for k in parts)
+    assert_published(azure_server.keys(az_inputs))
 
 
 def test_abfs_zarr_to_abfs_csv_equals_the_local_run(local, az_inputs, azure_server, tmp_path):
@@ -680,25 +690,7 @@ def test_stac_items_on_azure_with_relative_hrefs_equal_rasterio_reads_of_the_fil
 def test_sigterm_mid_write_to_azure_leaves_nothing_then_overwrite_succeeds(
     slow_job, azure_server, az_container, suffix
 ):
-    out = f"az://{az_container}/t{suffix}"
-    argv = [sys.executable, "-m", "xr_getregion", "extract", str(slow_job / "cube.zarr")]
-    argv += ["--geometry", str(slow_job / "points.geojson"), "--out", out]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    # Signalled once some parts are in the stage: the job is mid-write.
-    while len(azure_server.keys(az_container, f".t{suffix}.tmp-")) < 3:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "never saw the stage"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert err == "xr-getregion: stopped by SIGTERM; no table was written.\n"
-    assert azure_server.keys(az_container) == []
-    with pytest.raises(FileNotFoundError):
-        read_table(out)
-    assert run(*argv[4:], "--overwrite") == 0
-    assert len(read_table(out)) > 0
+    sigterm_mid_write(slow_job, azure_server, az_container, f"az://{az_container}", suffix)
 
 
 def test_a_task_failing_after_parts_were_written_leaves_no_azure_table(

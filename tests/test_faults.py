@@ -477,6 +477,10 @@ def test_a_python_job_killed_in_to_parquet_removes_its_temporary(tmp_path):
     assert list(out_dir.iterdir()) == []
 
 
+def _sigint_as_a_terminal_gives_it() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _mapped(pid: int, library: str) -> bool:
     try:
         return library in Path(f"/proc/{pid}/maps").read_text()
@@ -506,7 +510,10 @@ def test_ctrl_c_during_start_up_is_one_line_and_status_130(tmp_path, how):
             str(tmp_path / "f.geojson"),
             "--out",
             str(tmp_path / "t.csv"),
-        ]
+        ],
+        # A shell's background job inherits SIGINT ignored (POSIX, without job control), and
+        # so would the child: Ctrl-C is the terminal's, given here as a terminal would.
+        preexec_fn=_sigint_as_a_terminal_gives_it,
     )
     wait_for(lambda: _mapped(proc.pid, "_multiarray_umath"), proc, "numpy's import")
     proc.send_signal(signal.SIGINT)

@@ -274,6 +274,37 @@ SELECTIONS = {
 }
 
 
+def selected_table(
+    loader: str, selection: str, case: str, files: Any, stack: Any, server: Any, tmp: Path
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The table of ``loader``'s cube after ``selection``, extracted in a fresh process that
+    fetched at most ALLOWANCE x the tile reader's bytes of ``files``; and the covered rows
+    and columns."""
+    geometry = CASES[case]
+    rows, cols = covered(geometry)
+    reference = tile_reader_bytes(server, stack, rows, cols, files)
+    out = tmp / "table.pkl"
+    script = selected_extraction(loader, selection, geometry, stack["items"], out)
+    requests, size, _ = fetched(server, script)
+    assert size <= ALLOWANCE * reference, (loader, selection, case, requests, size, reference)
+    return pd.read_pickle(out), rows, cols
+
+
+def selected_extraction(
+    loader: str, selection: str, geometry: shapely.Geometry, items: Any, out: Path
+) -> str:
+    """The extraction script of ``loader`` with ``selection`` (a line of code changing
+    ``cube``) run first, and a check that the plan still reads storage blocks."""
+    script = extraction(loader, geometry, items, out).replace(
+        "        table = cube.ee.get_region",
+        f"        {selection}\n"
+        "        for r in cube.ee.plan(shapely.from_wkt(GEOMETRY), geometry_crs=UTM).reads():\n"
+        "            assert r.granularity.startswith('storage blocks'), r\n"
+        "        table = cube.ee.get_region",
+    )
+    return f"GEOMETRY = {geometry.wkt!r}\nUTM = {UTM!r}\n" + textwrap.dedent(script)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("loader", sorted(SELECTIONS))
 def test_selections_by_lists_still_read_only_the_covered_tiles(
@@ -281,22 +312,8 @@ def test_selections_by_lists_still_read_only_the_covered_tiles(
 ):
     # sel(band=[...]) and isel(time=[...]) put a take of dask's between the loader's chunks
     # and the window: the window is read below it, through the loader's reader.
-    geometry = CASES[case]
     selection, files = SELECTIONS[loader]
-    rows, cols = covered(geometry)
-    reference = tile_reader_bytes(range_server, stack, rows, cols, files)
-    out = tmp_path / "table.pkl"
-    script = extraction(loader, geometry, stack["items"], out).replace(
-        "        table = cube.ee.get_region",
-        f"        {selection}\n"
-        "        for r in cube.ee.plan(shapely.from_wkt(GEOMETRY), geometry_crs=UTM).reads():\n"
-        "            assert r.granularity.startswith('storage blocks'), r\n"
-        "        table = cube.ee.get_region",
-    )
-    script = f"GEOMETRY = {geometry.wkt!r}\nUTM = {UTM!r}\n" + textwrap.dedent(script)
-    requests, size, _ = fetched(range_server, script)
-    assert size <= ALLOWANCE * reference, (loader, case, requests, size, reference)
-    table = pd.read_pickle(out)
+    table, rows, _ = selected_table(loader, selection, case, files, stack, range_server, tmp_path)
     assert list(table.columns[4:]) == ["nir"]
     assert len(table) == len(rows)
     x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
@@ -336,21 +353,7 @@ def test_selections_by_scalars_still_read_only_the_covered_tiles(
     # and the window: the window is read below it (one image or band wide), through the
     # loader's reader, given only the picked files' readers, and picked after.
     loader, code, files = SCALAR_SELECTIONS[selection]
-    geometry = CASES[case]
-    rows, cols = covered(geometry)
-    reference = tile_reader_bytes(range_server, stack, rows, cols, files)
-    out = tmp_path / "table.pkl"
-    script = extraction(loader, geometry, stack["items"], out).replace(
-        "        table = cube.ee.get_region",
-        f"        {code}\n"
-        "        for r in cube.ee.plan(shapely.from_wkt(GEOMETRY), geometry_crs=UTM).reads():\n"
-        "            assert r.granularity.startswith('storage blocks'), r\n"
-        "        table = cube.ee.get_region",
-    )
-    script = f"GEOMETRY = {geometry.wkt!r}\nUTM = {UTM!r}\n" + textwrap.dedent(script)
-    requests, size, _ = fetched(range_server, script)
-    assert size <= ALLOWANCE * reference, (selection, case, requests, size, reference)
-    table = pd.read_pickle(out)
+    table, rows, _ = selected_table(loader, code, case, files, stack, range_server, tmp_path)
     dates = sorted({t for t, _ in files})
     assert len(table) == len(rows) * len(dates)
     columns = list(table.columns[4:])
@@ -604,16 +607,7 @@ def test_a_sharded_zarr_store_reads_the_inner_chunks_of_its_shards(range_server,
 
     rng = np.random.default_rng(5)
     values = rng.normal(size=(2, 1024, 1024)).astype("float32")
-    cube = xr.DataArray(
-        values,
-        dims=("time", "y", "x"),
-        coords={
-            "time": np.array(["2022-05-03", "2022-05-13"], "datetime64[ns]"),
-            "y": Y0 - RES * (np.arange(1024) + 0.5),
-            "x": X0 + RES * (np.arange(1024) + 0.5),
-        },
-        name="ndvi",
-    )
+    cube = ndvi_cube(values)
     encoding = {"ndvi": {"chunks": (1, 128, 128), "shards": (1, 512, 512)}}
     store = range_server.root / "sharded.zarr"
     dataset = cube.to_dataset().rio.write_crs(UTM)
@@ -641,6 +635,22 @@ def test_a_sharded_zarr_store_reads_the_inner_chunks_of_its_shards(range_server,
     np.testing.assert_array_equal(table["ndvi"].to_numpy().reshape(2, -1), expected)
 
 
+def ndvi_cube(values: np.ndarray) -> Any:
+    """Two images of 1024 x 1024 ``values`` named ``ndvi``, on the stack's grid."""
+    import xarray as xr
+
+    return xr.DataArray(
+        values,
+        dims=("time", "y", "x"),
+        coords={
+            "time": np.array(["2022-05-03", "2022-05-13"], "datetime64[ns]"),
+            "y": Y0 - RES * (np.arange(1024) + 0.5),
+            "x": X0 + RES * (np.arange(1024) + 0.5),
+        },
+        name="ndvi",
+    )
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_a_local_zarr_store_reports_the_chunk_files_it_will_read(tmp_path, zarr_format):
     # A Zarr store in a local directory tells each chunk's stored size by its file's size:
@@ -655,16 +665,7 @@ def test_a_local_zarr_store_reports_the_chunk_files_it_will_read(tmp_path, zarr_
     rng = np.random.default_rng(7)
     values = rng.normal(size=(2, 1024, 1024)).astype("float32")
     values[1, :512] = 0  # compresses to far less than the other image's noise
-    cube = xr.DataArray(
-        values,
-        dims=("time", "y", "x"),
-        coords={
-            "time": np.array(["2022-05-03", "2022-05-13"], "datetime64[ns]"),
-            "y": Y0 - RES * (np.arange(1024) + 0.5),
-            "x": X0 + RES * (np.arange(1024) + 0.5),
-        },
-        name="ndvi",
-    )
+    cube = ndvi_cube(values)
     store = tmp_path / "cube.zarr"
     dataset = cube.to_dataset().rio.write_crs(UTM)
     dataset["ndvi"].attrs["grid_mapping"] = "spatial_ref"
