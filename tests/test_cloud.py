@@ -357,17 +357,29 @@ def test_a_task_failing_after_parts_were_written_leaves_no_s3_table(
     assert run(f"s3://{damaged}", *args, "--workers", "2") == 1
     assert "extract failed and nothing was written at --out" in capsys.readouterr().err
     assert [k for k in s3_server.keys(bucket) if k.startswith(("t.", ".t."))] == []
-    assert run(f"s3://{bucket}/cube.zarr", *args) == 0
+    old_table_outlives_a_failed_overwrite(
+        s3_server, bucket, f"s3://{bucket}/cube.zarr", f"s3://{damaged}", args, capsys
+    )
+
+
+def old_table_outlives_a_failed_overwrite(
+    server: Any, container: str, good: str, bad: str, args: list[str], capsys: Any
+) -> None:
+    """A good job writes table ``t.parquet`` (``args`` hold ``--out``); a failing job with
+    ``--overwrite`` keeps it whole, objects and all; a good one with ``--overwrite``
+    replaces its parts with new ones."""
+    out = args[args.index("--out") + 1]
+    assert run(good, *args) == 0
     before = read_table(out)
-    keys = s3_server.keys(bucket, "t.parquet/")
-    assert run(f"s3://{damaged}", *args, "--overwrite") == 1
+    keys = server.keys(container, "t.parquet/")
+    assert run(bad, *args, "--overwrite") == 1
     assert "extract failed and the old table is kept at --out" in capsys.readouterr().err
-    assert [k for k in s3_server.keys(bucket) if k.startswith(("t.", ".t."))] == keys
+    assert [k for k in server.keys(container) if k.startswith(("t.", ".t."))] == keys
     pd.testing.assert_frame_equal(read_table(out), before)
-    assert run(f"s3://{bucket}/cube.zarr", *args, "--overwrite") == 0
+    assert run(good, *args, "--overwrite") == 0
     pd.testing.assert_frame_equal(read_table(out), before)
-    assert s3_server.keys(bucket, "t.parquet/") != keys  # new parts, the old ones deleted
-    assert len(s3_server.keys(bucket, "t.parquet/")) == len(keys)
+    assert server.keys(container, "t.parquet/") != keys  # new parts, the old ones deleted
+    assert len(server.keys(container, "t.parquet/")) == len(keys)
 
 
 # --- STAC items whose COGs are served over HTTP ----------------------------------------------
@@ -713,17 +725,9 @@ def test_a_task_failing_after_parts_were_written_leaves_no_azure_table(
     assert run(bad, *args) == 1
     assert "extract failed and nothing was written at --out" in capsys.readouterr().err
     assert [k for k in azure_server.keys(az_inputs) if k.startswith(("t.", ".t."))] == []
-    assert run(f"{root}/cube.zarr", *args) == 0
-    before = read_table(out)
-    keys = azure_server.keys(az_inputs, "t.parquet/")
-    assert run(bad, *args, "--overwrite") == 1
-    assert "extract failed and the old table is kept at --out" in capsys.readouterr().err
-    assert [k for k in azure_server.keys(az_inputs) if k.startswith(("t.", ".t."))] == keys
-    pd.testing.assert_frame_equal(read_table(out), before)
-    assert run(f"{root}/cube.zarr", *args, "--overwrite") == 0
-    pd.testing.assert_frame_equal(read_table(out), before)
-    assert azure_server.keys(az_inputs, "t.parquet/") != keys  # new parts, the old ones deleted
-    assert len(azure_server.keys(az_inputs, "t.parquet/")) == len(keys)
+    old_table_outlives_a_failed_overwrite(
+        azure_server, az_inputs, f"{root}/cube.zarr", bad, args, capsys
+    )
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])

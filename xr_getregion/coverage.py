@@ -326,16 +326,8 @@ def follow_curves(
     pyproj's densifying helpers split by count or length in the source CRS, none by the
     stray in the target's pixels, which is what decides a pixel near an edge.
     """
-    if exact is not None and exact.any():
-        # Lines are followed in every shape; rings of the exact shapes' polygons are not.
-        parts, owner = flat_parts(shapes)
-        polygon = shapely.get_type_id(parts) == GeometryType.POLYGON
-        keep = polygon & ~exact[owner]
-        rings, k = shapely.get_rings(parts[keep], return_index=True)
-        lines = np.concatenate([parts[is_line(parts)], rings])
-        owner = np.concatenate([owner[is_line(parts)], owner[keep][k]]).astype(np.intp)
-    else:
-        lines, owner = edge_lines(shapes)
+    # Lines are followed in every shape; rings of the exact shapes' polygons are not.
+    lines, owner = edge_lines(shapes, None if exact is None else ~exact)
     if len(lines) == 0:
         return shapes
     xy, line = shapely.get_coordinates(lines, return_index=True)

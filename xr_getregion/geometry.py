@@ -576,12 +576,15 @@ def is_line(geoms: shapely.Geometry | np.ndarray) -> np.ndarray:
     return np.isin(shapely.get_type_id(geoms), _LINES)
 
 
-def edge_lines(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def edge_lines(geoms: np.ndarray, rings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The lines and polygon rings of an array of geometries (multi-parts and collections
-    flattened), and for each the position of the geometry it came from."""
+    flattened), and for each the position of the geometry it came from; the rings only of
+    the geometries ``rings`` marks, when given."""
     parts, owner = flat_parts(geoms)
     line = is_line(parts)
     polygon = shapely.get_type_id(parts) == GeometryType.POLYGON
+    if rings is not None:
+        polygon &= rings[owner]
     rings, k = shapely.get_rings(parts[polygon], return_index=True)
     lines = np.concatenate([parts[line], rings])
     return lines, np.concatenate([owner[line], owner[polygon][k]]).astype(np.intp)
