@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -514,19 +515,45 @@ def test_stackstac_reads_a_region_across_its_chunks_as_one_window_per_image(
     check_values(pd.read_pickle(out), stack["root"], len(rows))
 
 
-def test_rioxarray_windows_are_read_through_its_own_handle_and_options(tmp_path):
-    # rioxarray opens its file once, under whatever rasterio.Env is active then, and reads
-    # through that handle. A window read here goes through rioxarray's own getter and handle:
-    # a handle opened later, in a read thread, would not see that Env. Here the Env turns
-    # GDAL's .aux.xml sidecars off, and the sidecar declares another nodata: the table must
-    # mask exactly what rioxarray masks (a review found a per-thread handle taking the
-    # sidecar's nodata, a silently wrong table).
-    import rasterio
-    import rioxarray
+class _CountingLock:
+    """Stands for the lock inside rioxarray's process-wide lock: counts who takes it."""
 
+    def __init__(self, lock: Any) -> None:
+        self.lock, self.takers = lock, []
+
+    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        import threading
+
+        self.takers.append(threading.current_thread().name)
+        return self.lock.acquire(*args, **kwargs)
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *args: Any) -> None:
+        self.release()
+
+    def locked(self) -> bool:
+        return self.lock.locked()
+
+
+@pytest.fixture
+def rioxarray_lock(monkeypatch: pytest.MonkeyPatch) -> _CountingLock:
+    """rioxarray's default lock, counting the threads that take it."""
+    import rioxarray._io
+
+    counting = _CountingLock(rioxarray._io.RASTERIO_LOCK.lock)
+    monkeypatch.setattr(rioxarray._io.RASTERIO_LOCK, "lock", counting)
+    return counting
+
+
+def _local_geotiff(path: Path) -> np.ndarray:
+    """A 4-band tiled GeoTIFF at ``path`` with nodata in its top-left 5 x 5: its values."""
     data = np.random.default_rng(0).integers(0, 1000, (4, 300, 260)).astype(np.int16)
     data[:, :5, :5] = -9999
-    path = tmp_path / "e.tif"
     with rasterio.open(
         path,
         "w",
@@ -543,6 +570,77 @@ def test_rioxarray_windows_are_read_through_its_own_handle_and_options(tmp_path)
         blockysize=64,
     ) as dst:
         dst.write(data)
+    return data
+
+
+def _open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on ``path``."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_rioxarray_windows_are_read_without_its_process_wide_lock(tmp_path, rioxarray_lock, masked):
+    # open_rasterio's default lock=None reads every file through one cached handle under one
+    # lock for the whole process (rioxarray._io.RASTERIO_LOCK): one read at a time. Window
+    # reads of a GeoTIFF run rioxarray's own read on a handle of the reading thread instead,
+    # taking the lock once, to check that handle against rioxarray's: on one I/O thread,
+    # once in all, however many windows are read. The values are rasterio's (masked: NaN
+    # where the file has nodata), and no handle is left open after.
+    import dask
+    import rioxarray
+
+    from xr_getregion.loaders import IO_THREAD_PREFIX, _rioxarray_wrapper
+
+    path = tmp_path / "e.tif"
+    data = _local_geotiff(path)
+    layer = rioxarray.open_rasterio(path, chunks={"x": 64, "y": 64}, masked=masked)
+    # What the reads rely on, pinned: each chunk task reads rioxarray's wrapper under the
+    # default lock, through a cached file manager.
+    (node,) = [v for k, v in dict(layer.data.dask).items() if isinstance(k, str)]
+    assert _rioxarray_wrapper(getattr(node, "value", node)) is not None
+    cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+    assert _open_files(path) == 1  # rioxarray's own handle
+    # Pixels in four tiles far apart, the nodata corner among them: four window reads.
+    region = shapely.union_all(
+        [
+            shapely.box(X0 + RES * c, Y0 - RES * (r + 3), X0 + RES * (c + 3), Y0 - RES * r)
+            for r, c in ((2, 2), (2, 200), (200, 2), (200, 200))
+        ]
+    )
+    with dask.config.set({"xr_getregion.io_threads": 1}):
+        table = cube.ee.get_region(region, geometry_crs=UTM)
+    assert len(table) == 4 * 9
+    assert [t for t in rioxarray_lock.takers if t.startswith(IO_THREAD_PREFIX)] == [
+        f"{IO_THREAD_PREFIX}_0"
+    ]
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    with rasterio.open(path) as ds:
+        rows, cols = (np.asarray(v) for v in rasterio.transform.rowcol(ds.transform, x, y))
+    for b in range(4):
+        expected = data[b, rows, cols].astype(float)
+        expected[expected == -9999] = np.nan  # the table masks nodata, masked or not
+        np.testing.assert_array_equal(table[str(b + 1)].to_numpy(dtype=float), expected)
+    assert int(table["1"].isna().sum()) == 9  # 3 x 3 inside the corner's 5 x 5
+    assert _open_files(path) == 1  # the threads' handles closed with them
+
+
+def test_rioxarray_windows_are_read_through_its_own_handle_where_options_differ(
+    tmp_path, rioxarray_lock
+):
+    # rioxarray opens its file once, under whatever rasterio.Env is active then, and reads
+    # through that handle; a handle opened later, in a read thread, does not see that Env.
+    # Here the Env turns GDAL's .aux.xml sidecars off, and the sidecar declares another
+    # nodata: a thread's handle says another nodata than rioxarray's, so every window is read
+    # through rioxarray's handle, under its lock, and the table masks exactly what rioxarray
+    # masks (a review found a per-thread handle taking the sidecar's nodata).
+    import rasterio
+    import rioxarray
+
+    from xr_getregion.loaders import IO_THREAD_PREFIX
+
+    path = tmp_path / "e.tif"
+    data = _local_geotiff(path)
     sidecar = int(data[0, 10, 10])
     (tmp_path / "e.tif.aux.xml").write_text(
         f'<PAMDataset><PAMRasterBand band="1"><NoDataValue>{sidecar}</NoDataValue>'
@@ -557,6 +655,9 @@ def test_rioxarray_windows_are_read_through_its_own_handle_and_options(tmp_path)
     assert len(table) == 400
     # The nodata of the file (the corner's 5 x 5), not the sidecar's.
     assert int(table["1"].isna().sum()) == int(np.isnan(expected).sum()) == 25
+    # Each of the 4 band reads took the lock: for its check (a thread's first look) or read.
+    assert len([t for t in rioxarray_lock.takers if t.startswith(IO_THREAD_PREFIX)]) >= 4
+    assert _open_files(path) == 1
 
 
 def test_a_lock_the_user_gives_rioxarray_is_honoured(stack):

@@ -40,6 +40,7 @@ from xr_getregion.cube import Band, Cube
 from xr_getregion.errors import ArgumentError, CubeError
 from xr_getregion.grid import Grid
 from xr_getregion.loaders import (
+    IO_THREAD_PREFIX,
     Tiles,
     local_zarr_stored_bytes,
     reaches_storage,
@@ -61,6 +62,7 @@ __all__ = [
     "distinct_pixels",
     "estimate",
     "gather",
+    "io_pool",
     "io_threads",
     "optimized_reads",
     "pyramid_blocks",
@@ -121,16 +123,26 @@ def compute(*collections: Any, largest_read: int = 0) -> tuple[Any, ...]:
     threaded scheduler (the default) runs it; any other scheduler (a distributed client, a
     ``scheduler=`` the user set) runs it as configured. Reads are I/O: on 2 cores a pool of
     2 threads leaves the network idle. With ``largest_read`` (the decoded bytes of the
-    largest read), no more reads run at once than :data:`IO_MEMORY` holds, and at least 2."""
+    largest read), no more reads run at once than :data:`IO_MEMORY` holds, and at least 2
+    (or :func:`io_threads`, if fewer)."""
     if _threaded_default():
         threads = io_threads()
         if largest_read:
-            threads = max(2, min(threads, IO_MEMORY // largest_read))
-        with ThreadPoolExecutor(threads) as pool:
+            # At least 2 (one read's decode need not wait for another's fetch), unless the
+            # user asked for fewer.
+            threads = max(min(threads, 2), min(threads, IO_MEMORY // largest_read))
+        with io_pool(threads) as pool:
             # The pool as the scheduler: dask runs it as its threaded scheduler would, and
             # does not import distributed to look for a client first.
             return dask.compute(*collections, scheduler=pool)
     return dask.compute(*collections)
+
+
+def io_pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of ``threads`` threads for reads, named so that the loaders' readers know
+    they run there (see :data:`xr_getregion.loaders.IO_THREAD_PREFIX`): what a read thread
+    keeps open closes when the pool ends."""
+    return ThreadPoolExecutor(threads, thread_name_prefix=IO_THREAD_PREFIX)
 
 
 def _threaded_default() -> bool:

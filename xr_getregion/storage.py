@@ -59,7 +59,6 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -598,9 +597,9 @@ def _run(pending: Any, progress: bool) -> None:
 
         if dask.config.get("scheduler", None) in (None, "threads", "threading"):
             # Reads wait on the network: as many in flight as reads.compute keeps.
-            from xr_getregion.reads import io_threads
+            from xr_getregion.reads import io_pool, io_threads
 
-            with ThreadPoolExecutor(io_threads()) as pool:
+            with io_pool(io_threads()) as pool:
                 dask.compute(pending, scheduler=pool)
         else:
             dask.compute(pending)
