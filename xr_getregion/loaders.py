@@ -28,6 +28,7 @@ import importlib
 import itertools
 import math
 import os
+import posixpath
 import sys
 import threading
 import warnings
@@ -48,6 +49,7 @@ __all__ = [
     "IO_THREAD_PREFIX",
     "Tiles",
     "file_window",
+    "local_hdf5_stored_bytes",
     "local_zarr_stored_bytes",
     "reaches_storage",
     "reads_image_windows",
@@ -231,51 +233,237 @@ def local_zarr_stored_bytes(
     """The stored bytes of the chunks of a Zarr array in a local store (``xr.open_zarr`` of a
     directory) that reads of chunk rows and columns ``spans`` fetch, over all of the
     array's other axes: the sizes of those chunks' files, each counted once (a chunk never
-    written holds nothing). ``None`` for any other array: a store on object storage (a
-    request per chunk to learn its size), a sharded array (its inner chunks' sizes are in
-    the shards' indexes, a read each), an array indexed or reshaped after opening."""
+    written holds nothing).
+
+    In a sharded array (Zarr v3) the chunks are the shards' inner chunks, which zarr reads
+    one byte range each: their sizes come from each shard's index (a small read of the end,
+    or start, of each shard file touched), and each read adds the index it reads first,
+    once per shard it touches (a read covering a whole shard fetches the shard file in one
+    request instead: the same bytes). ``None`` for any other array: a store on object
+    storage (a request per chunk to learn its size), an index written by codecs other than
+    the default, an array indexed or reshaped after opening.
+    """
     data = array.variable.data
     if not isinstance(data, da.Array):
         return None
-    first = next(iter(dask.core.flatten(data.__dask_keys__())))
-    task = data.dask.get(first)
-    args: tuple[Any, ...] = tuple(getattr(task, "args", ()))
-    if getattr(task, "func", None) is not da.core.getter or len(args) != 2:
-        return None
-    node = _value(data.dask, args[0])
-    for _ in range(8):  # xarray's adapters down to its Zarr wrapper
-        if type(node).__name__ == "ZarrArrayWrapper":
-            break
-        node = getattr(node, "array", None)
+    node = _backend_array(data, "ZarrArrayWrapper")
     zarray = getattr(node, "_array", None)
     root = getattr(getattr(zarray, "store", None), "root", None)
     if zarray is None or root is None or type(zarray.store).__name__ != "LocalStore":
         return None
-    if getattr(zarray, "shards", None) is not None or tuple(zarray.shape) != data.shape:
+    if tuple(zarray.shape) != data.shape:
         return None
     meta = zarray.metadata
     names = getattr(meta, "dimension_names", None) or zarray.attrs.get("_ARRAY_DIMENSIONS")
     if names is None or tuple(names) != tuple(array.dims):
         return None  # dims renamed or transposed since opening: chunks not mapped
     iy, ix = array.dims.index(ydim), array.dims.index(xdim)
-    grid = zarray.cdata_shape
-    others = [range(n) for a, n in enumerate(grid) if a not in (iy, ix)]
-    seen: set[tuple[int, ...]] = set()
+    chunks = tuple(int(c) for c in zarray.chunks)  # the inner chunks of a sharded array
+    grid = tuple(-(-n // c) for n, c in zip(zarray.shape, chunks, strict=True))
+    directory = os.path.join(str(root), zarray.path)
+    if getattr(zarray, "shards", None) is None:
+        total = 0
+        for coords in _covered_chunks(grid, iy, ix, spans):
+            path = os.path.join(directory, meta.encode_chunk_key(coords))
+            total += os.path.getsize(path) if os.path.exists(path) else 0
+        return total
+    return _sharded_stored_bytes(zarray, directory, data, chunks, grid, iy, ix, spans)
+
+
+def _sharded_stored_bytes(
+    zarray: Any,
+    directory: str,
+    data: da.Array,
+    chunks: tuple[int, ...],
+    grid: tuple[int, ...],
+    iy: int,
+    ix: int,
+    spans: list[tuple[range, range]],
+) -> int | None:
+    """:func:`local_zarr_stored_bytes` of a sharded Zarr v3 array: the inner chunks the
+    reads cover, from the shards' indexes, plus one index per read and shard it touches."""
+    codecs = zarray.metadata.codecs
+    if len(codecs) != 1 or type(codecs[0]).__name__ != "ShardingCodec":
+        return None  # a sharding codec nested in others: not the layout read below
+    codec = codecs[0]
+    per_shard = tuple(int(s) // c for s, c in zip(zarray.shards, chunks, strict=True))
+    index_nbytes = _shard_index_nbytes(codec, per_shard)
+    if index_nbytes is None:
+        return None
+    at_start = getattr(codec.index_location, "value", codec.index_location) == "start"
+    indexes: dict[tuple[int, ...], np.ndarray | None] = {}
+
+    def index(shard: tuple[int, ...]) -> np.ndarray | None:
+        # Each shard's index is read once here, however many of its chunks are covered.
+        if shard not in indexes:
+            path = os.path.join(directory, zarray.metadata.encode_chunk_key(shard))
+            table = None
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    f.seek(
+                        0 if at_start else -index_nbytes, os.SEEK_SET if at_start else os.SEEK_END
+                    )
+                    raw = f.read(16 * math.prod(per_shard))
+                if len(raw) == 16 * math.prod(per_shard):  # else a truncated shard: unread
+                    table = np.frombuffer(raw, "<u8").reshape(*per_shard, 2)
+            indexes[shard] = table
+        return indexes[shard]
+
     total = 0
+    for coords in _covered_chunks(grid, iy, ix, spans):
+        shard = tuple(c // n for c, n in zip(coords, per_shard, strict=True))
+        table = index(shard)
+        if table is None:
+            continue  # a shard never written: zarr finds no file, fetches nothing
+        offset, nbytes = table[tuple(c % n for c, n in zip(coords, per_shard, strict=True))]
+        total += 0 if offset == 2**64 - 1 else int(nbytes)  # an empty inner chunk: no entry
+    # The index reads: each read task reads one dask chunk of the other axes (a time
+    # chunk) and the window ``span`` of the y and x axes, and zarr reads the index of
+    # each shard that selection touches, every time (it keeps none between reads).
+    others = [a for a in range(len(grid)) if a not in (iy, ix)]
+    along = []
+    for a in others:
+        stops = np.cumsum(data.chunks[a])
+        starts = stops - np.asarray(data.chunks[a])
+        shard_size = per_shard[a] * chunks[a]
+        along.append(
+            [
+                range(int(s0) // shard_size, (int(s1) - 1) // shard_size + 1)
+                for s0, s1 in zip(starts, stops, strict=True)
+            ]
+        )
+    for rows, cols in spans:
+        ys = range(
+            max(rows.start, 0) // per_shard[iy], (min(rows.stop, grid[iy]) - 1) // per_shard[iy] + 1
+        )
+        xs = range(
+            max(cols.start, 0) // per_shard[ix], (min(cols.stop, grid[ix]) - 1) // per_shard[ix] + 1
+        )
+        for layer in itertools.product(*along):
+            for rest in itertools.product(*layer):
+                for r, c in itertools.product(ys, xs):
+                    shard = _with_yx(rest, iy, r, ix, c)
+                    if index(shard) is not None:
+                        total += index_nbytes
+    return total
+
+
+def _shard_index_nbytes(codec: Any, per_shard: tuple[int, ...]) -> int | None:
+    """The bytes of a shard's index written by zarr's default index codecs (little-endian
+    ``(offset, nbytes)`` pairs of uint64, then a CRC32C checksum, or none), else ``None``."""
+    kinds = [type(c).__name__ for c in codec.index_codecs]
+    endian = getattr(getattr(codec.index_codecs[0], "endian", None), "value", None)
+    if kinds not in (["BytesCodec"], ["BytesCodec", "Crc32cCodec"]) or endian != "little":
+        return None
+    return 16 * math.prod(per_shard) + 4 * (len(kinds) == 2)
+
+
+def local_hdf5_stored_bytes(
+    array: xr.DataArray, ydim: str, xdim: str, spans: list[tuple[range, range]]
+) -> int | None:
+    """The stored bytes of the chunks of a chunked HDF5 dataset (a netCDF4 file's variable
+    opened by ``xr.open_dataset(..., chunks=...)`` with the h5netcdf or netcdf4 engine, from
+    a local file) that reads of chunk rows and columns ``spans`` fetch, over all of the
+    array's other axes, each chunk counted once: their sizes in the dataset's chunk index
+    (h5py's ``get_chunk_info_by_coord``, which reads the index's B-tree, no data). A chunk
+    never written holds nothing.
+
+    ``None`` for a contiguous variable, whose reads fetch byte runs (HDF5's sieve buffer of
+    each row segment of the window) that the file's layout does not tell ahead of the read,
+    and for a file on object storage or HTTP, or an array indexed, transposed or with its
+    dimensions renamed after opening.
+    """
+    data = array.variable.data
+    if not isinstance(data, da.Array):
+        return None
+    node = _backend_array(data, "H5NetCDFArrayWrapper", "NetCDF4ArrayWrapper")
+    path = array.encoding.get("source")
+    if node is None or not isinstance(path, str) or not os.path.isfile(path):
+        return None
+    try:
+        with node.datastore.lock:  # the file handle the reads share: used under their lock
+            variable = node.get_array(needs_lock=False)
+            dims = tuple(variable.dimensions)
+            name = variable.name
+            if type(variable).__module__.startswith("netCDF4"):
+                name = posixpath.join(variable.group().path, variable.name)
+    except Exception:  # not ours to report: the read reports its own errors
+        return None
+    if tuple(node.shape) != data.shape or dims != tuple(array.dims):
+        return None  # indexed, or dims renamed or transposed, since opening
+    import h5py
+
+    iy, ix = array.dims.index(ydim), array.dims.index(xdim)
+    total = 0
+    try:
+        with h5py.File(path, "r") as f:
+            dataset = f.get(name)
+            if not isinstance(dataset, h5py.Dataset) or dataset.chunks is None:
+                return None
+            if dataset.shape != data.shape:
+                return None
+            chunks = dataset.chunks
+            grid = tuple(-(-n // c) for n, c in zip(dataset.shape, chunks, strict=True))
+            for coords in _covered_chunks(grid, iy, ix, spans):
+                offset = tuple(c * n for c, n in zip(coords, chunks, strict=True))
+                info = dataset.id.get_chunk_info_by_coord(offset)
+                total += 0 if info.byte_offset is None else int(info.size)
+    except OSError:  # not HDF5 (a netCDF3 file), or locked by a writer: unknown
+        return None
+    return total
+
+
+def _backend_array(data: da.Array, *names: str) -> Any:
+    """The backend array of xarray's named class (``ZarrArrayWrapper``) that the getter of
+    ``data``'s first chunk reads, or ``None``: another task, or a backend array indexed
+    before the dask array was made (``open_dataset(...).isel(...).chunk(...)``), whose
+    chunks the dask array's indices do not name."""
+    first = next(iter(dask.core.flatten(data.__dask_keys__())))
+    task = data.dask.get(first)
+    args: tuple[Any, ...] = tuple(getattr(task, "args", ()))
+    if getattr(task, "func", None) is not da.core.getter or len(args) != 2:
+        return None
+    node = _value(data.dask, args[0])
+    for _ in range(12):  # xarray's adapters and CF decoders down to its backend array
+        kind = type(node).__name__
+        if kind in names:
+            return node
+        if kind == "LazilyVectorizedIndexedArray":
+            return None
+        key = getattr(getattr(node, "key", None), "tuple", None)
+        shape = getattr(getattr(node, "array", None), "shape", None)
+        if kind == "LazilyIndexedArray" and key is not None and shape is not None:
+            whole = all(
+                isinstance(k, slice) and range(*k.indices(n)) == range(n)
+                for k, n in zip(key, shape, strict=False)
+            )
+            if not whole:
+                return None
+        node = getattr(node, "array", None)
+    return None
+
+
+def _covered_chunks(
+    grid: tuple[int, ...], iy: int, ix: int, spans: list[tuple[range, range]]
+) -> list[tuple[int, ...]]:
+    """The chunks (indices on chunk ``grid``) in rows and columns ``spans`` of axes ``iy``
+    and ``ix``, over every chunk of the other axes, each once, in the order first met."""
+    others = [range(n) for a, n in enumerate(grid) if a not in (iy, ix)]
+    seen: dict[tuple[int, ...], None] = {}
     for rows, cols in spans:
         for r in range(max(rows.start, 0), min(rows.stop, grid[iy])):
             for c in range(max(cols.start, 0), min(cols.stop, grid[ix])):
                 for rest in itertools.product(*others):
-                    coords = list(rest)
-                    for a, v in sorted(((iy, r), (ix, c))):
-                        coords.insert(a, v)
-                    if tuple(coords) in seen:
-                        continue
-                    seen.add(tuple(coords))
-                    key = meta.encode_chunk_key(tuple(coords))
-                    path = os.path.join(str(root), zarray.path, key)
-                    total += os.path.getsize(path) if os.path.exists(path) else 0
-    return total
+                    seen.setdefault(_with_yx(rest, iy, r, ix, c))
+    return list(seen)
+
+
+def _with_yx(rest: tuple[int, ...], iy: int, r: int, ix: int, c: int) -> tuple[int, ...]:
+    """Indices ``rest`` of the other axes with ``r`` and ``c`` put in at axes ``iy``, ``ix``."""
+    coords = list(rest)
+    for a, v in sorted(((iy, r), (ix, c))):
+        coords.insert(a, v)
+    return tuple(coords)
 
 
 def _whole(v: float) -> bool:

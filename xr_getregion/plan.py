@@ -108,10 +108,12 @@ class Plan:
     def reads(self) -> list[Any]:
         """What reading this plan will fetch, per array of the cube: the storage blocks (or
         dask chunks) read, their bytes before compression and, where the storage tells
-        (COGs' tile byte counts, a local Zarr store's chunk files), their stored bytes, the
-        bytes fetched. Computed from the plan, the cube's chunks and, for a COG-backed cube,
-        one file's header (one ranged read, which the loader would make anyway), for a local
-        Zarr store a stat per chunk read; no value is read, nothing computed. See
+        (COGs' tile byte counts, a local Zarr store's chunk files or shard indexes, a local
+        netCDF4/HDF5 file's chunk index), their stored bytes, the bytes fetched. Computed
+        from the plan, the cube's chunks and, for a COG-backed cube, one file's header (one
+        ranged read, which the loader would make anyway), for a local Zarr store a stat per
+        chunk read (a read of each shard's index in a sharded one), for a netCDF4 file its
+        chunk index's B-tree; no value is read, nothing computed. See
         :class:`xr_getregion.reads.ReadEstimate`."""
         from xr_getregion.reads import estimate  # reads builds on plans: imported on use
 

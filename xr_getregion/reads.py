@@ -42,6 +42,7 @@ from xr_getregion.grid import Grid
 from xr_getregion.loaders import (
     IO_THREAD_PREFIX,
     Tiles,
+    local_hdf5_stored_bytes,
     local_zarr_stored_bytes,
     reaches_storage,
     reads_image_windows,
@@ -544,11 +545,18 @@ class ReadEstimate:
         other request), times the images x bands read. Exact for that file's blocks; for
         the other files an estimate, as their tiles compress differently (they are not
         opened before the reads). For a Zarr array in a local directory (``xr.open_zarr``),
-        exact: the sizes of the chunk files read, each counted once. ``None`` where the
-        store does not tell its blocks' stored sizes without a request per block (Zarr on
-        object storage or HTTP, sharded Zarr, netCDF/HDF5), where the storage's blocks are
-        unknown (a cube computed from a loaded one) and for arrays not backed by dask:
-        then ``nbytes`` is the only size, before compression.
+        exact: the sizes of the chunk files read, each counted once; in a sharded store,
+        the inner chunks' sizes from the shards' indexes, plus the index each read
+        fetches per shard it touches. For a chunked netCDF4/HDF5 variable in a local file
+        (``xr.open_dataset(..., chunks=...)``, h5netcdf or netcdf4), exact: the stored
+        sizes of the chunks read, from the file's chunk index, each counted once. ``None``
+        where the store does not tell its blocks' stored sizes without a request per block
+        (Zarr or netCDF on object storage or HTTP), for a contiguous (unchunked) netCDF
+        variable (its reads' byte runs are HDF5's, not the file's layout), where the
+        storage's blocks are unknown (a cube computed from a loaded one) and for arrays not
+        backed by dask: then ``nbytes`` is the only size, before compression. A block is
+        counted once even where dask chunks that split the storage's blocks (xarray warns of
+        them when opening) make several reads fetch it.
     """
 
     bands: tuple[str, ...]
@@ -647,13 +655,18 @@ def _fetch_bytes(
     source: Source, stored: int | None, depth: int, spans: list[tuple[range, range]]
 ) -> int | None:
     """:attr:`ReadEstimate.fetch_bytes`: a GeoTIFF's tile byte counts (``stored``, over one
-    band of one file) times the ``depth`` images x bands read, else the chunk files of a
-    local Zarr store the blocks ``spans`` (rows, columns) are in, else unknown."""
+    band of one file) times the ``depth`` images x bands read, else the stored chunks of a
+    local Zarr store or HDF5 (netCDF4) file the blocks ``spans`` (rows, columns) are in,
+    else unknown."""
     if stored is not None:
         return stored * depth
     if source.tiles is None or source.tiles.source != "encoding" or not spans:
         return None
-    return local_zarr_stored_bytes(source.array, source.ydim, source.xdim, spans)
+    for stored_bytes in (local_zarr_stored_bytes, local_hdf5_stored_bytes):
+        found = stored_bytes(source.array, source.ydim, source.xdim, spans)
+        if found is not None:
+            return found
+    return None
 
 
 def _chunk_estimate(
