@@ -210,6 +210,39 @@ def test_any_number_of_reads_in_flight_gives_the_same_table(threads):
         pd.testing.assert_frame_equal(cube.ee.get_region(poly, geometry_crs=UTM), expected)
 
 
+@pytest.mark.parametrize("threads", [1, 3, 64])
+def test_reads_run_on_exactly_the_threads_set_all_started_before_the_reads(threads):
+    # The pool's threads are all started before dask fires a read (a start waits for the new
+    # thread to take the GIL, which stalled the scheduler mid-read), and the reads run on
+    # exactly as many threads as set, named as the loaders' per-thread handles expect.
+    import threading
+
+    from xr_getregion.loaders import IO_THREAD_PREFIX
+
+    cube, _ = counted((1, 1, 7, 13))
+    seen: set[str] = set()
+    start = threading.Thread.start
+    started: list[str] = []
+
+    def record(block: np.ndarray) -> np.ndarray:
+        seen.add(threading.current_thread().name)
+        return block
+
+    def counting_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    cube = cube.copy(data=cube.data.map_blocks(record, dtype=cube.dtype))
+    seen.clear()  # map_blocks called it on an empty block, to learn its output
+    with dask.config.set({"xr_getregion.io_threads": threads}):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(threading.Thread, "start", counting_start)
+            cube.ee.get_region(box(3, 4, 60, 80), geometry_crs=UTM)
+    io = [name for name in started if name.startswith(IO_THREAD_PREFIX)]
+    assert len(io) == threads
+    assert seen <= set(io) and seen
+
+
 @pytest.mark.parametrize("threads", [0, -2, "many"])
 def test_a_bad_number_of_reads_in_flight_is_refused_naming_the_setting(threads):
     cube, _ = counted((1, 1, 7, 13))
