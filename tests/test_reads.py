@@ -243,6 +243,37 @@ def test_reads_run_on_exactly_the_threads_set_all_started_before_the_reads(threa
     assert seen <= set(io) and seen
 
 
+def test_a_thread_that_fails_to_start_leaves_no_thread_of_the_pool_waiting():
+    # The pool's threads wait at a barrier until all have started: when a start fails (no
+    # more threads allowed), those started must not wait forever (the interpreter would hang
+    # at exit joining them).
+    import threading
+    import time
+
+    from xr_getregion.loaders import IO_THREAD_PREFIX
+    from xr_getregion.reads import io_pool
+
+    start = threading.Thread.start
+    calls = []
+
+    def failing_start(thread: threading.Thread) -> None:
+        calls.append(thread.name)
+        if len(calls) == 3:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threading.Thread, "start", failing_start)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            io_pool(5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not any(t.name.startswith(IO_THREAD_PREFIX) for t in threading.enumerate()):
+            break
+        time.sleep(0.01)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(IO_THREAD_PREFIX)]
+
+
 @pytest.mark.parametrize("threads", [0, -2, "many"])
 def test_a_bad_number_of_reads_in_flight_is_refused_naming_the_setting(threads):
     cube, _ = counted((1, 1, 7, 13))

@@ -550,9 +550,9 @@ def rioxarray_lock(monkeypatch: pytest.MonkeyPatch) -> _CountingLock:
     return counting
 
 
-def _local_geotiff(path: Path) -> np.ndarray:
+def _geotiff(path: Path, offset: int = 0) -> np.ndarray:
     """A 4-band tiled GeoTIFF at ``path`` with nodata in its top-left 5 x 5: its values."""
-    data = np.random.default_rng(0).integers(0, 1000, (4, 300, 260)).astype(np.int16)
+    data = np.random.default_rng(0).integers(0, 1000, (4, 300, 260)).astype(np.int16) + offset
     data[:, :5, :5] = -9999
     with rasterio.open(
         path,
@@ -573,60 +573,80 @@ def _local_geotiff(path: Path) -> np.ndarray:
     return data
 
 
-def _open_files(path: Path) -> int:
-    """How many of this process's file descriptors are open on ``path``."""
-    fds = Path("/proc/self/fd")
-    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path))
-
-
-@pytest.mark.parametrize("masked", [False, True])
-def test_rioxarray_windows_are_read_without_its_process_wide_lock(tmp_path, rioxarray_lock, masked):
-    # open_rasterio's default lock=None reads every file through one cached handle under one
-    # lock for the whole process (rioxarray._io.RASTERIO_LOCK): one read at a time. Window
-    # reads of a GeoTIFF run rioxarray's own read on a handle of the reading thread instead,
-    # taking the lock once, to check that handle against rioxarray's: on one I/O thread,
-    # once in all, however many windows are read. The values are rasterio's (masked: NaN
-    # where the file has nodata), and no handle is left open after.
-    import dask
-    import rioxarray
-
-    from xr_getregion.loaders import IO_THREAD_PREFIX, _rioxarray_wrapper
-
-    path = tmp_path / "e.tif"
-    data = _local_geotiff(path)
-    layer = rioxarray.open_rasterio(path, chunks={"x": 64, "y": 64}, masked=masked)
-    # What the reads rely on, pinned: each chunk task reads rioxarray's wrapper under the
-    # default lock, through a cached file manager.
-    (node,) = [v for k, v in dict(layer.data.dask).items() if isinstance(k, str)]
-    assert _rioxarray_wrapper(getattr(node, "value", node)) is not None
-    cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
-    assert _open_files(path) == 1  # rioxarray's own handle
-    # Pixels in four tiles far apart, the nodata corner among them: four window reads.
-    region = shapely.union_all(
-        [
-            shapely.box(X0 + RES * c, Y0 - RES * (r + 3), X0 + RES * (c + 3), Y0 - RES * r)
-            for r, c in ((2, 2), (2, 200), (200, 2), (200, 200))
-        ]
-    )
-    with dask.config.set({"xr_getregion.io_threads": 1}):
-        table = cube.ee.get_region(region, geometry_crs=UTM)
-    assert len(table) == 4 * 9
-    assert [t for t in rioxarray_lock.takers if t.startswith(IO_THREAD_PREFIX)] == [
-        f"{IO_THREAD_PREFIX}_0"
+#: Pixels in four 64-tiles far apart, one inside the nodata corner: four window reads.
+FOUR_TILES = shapely.union_all(
+    [
+        shapely.box(X0 + RES * c, Y0 - RES * (r + 3), X0 + RES * (c + 3), Y0 - RES * r)
+        for r, c in ((2, 2), (2, 200), (200, 2), (200, 200))
     ]
+)
+
+
+def _check_four_tiles(table: pd.DataFrame, data: np.ndarray) -> None:
+    """The table of :data:`FOUR_TILES` holds the file's values (``data``), nodata masked."""
+    assert len(table) == 4 * 9
     x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
-    with rasterio.open(path) as ds:
-        rows, cols = (np.asarray(v) for v in rasterio.transform.rowcol(ds.transform, x, y))
+    transform = rasterio.transform.from_origin(X0, Y0, RES, RES)
+    rows, cols = (np.asarray(v) for v in rasterio.transform.rowcol(transform, x, y))
     for b in range(4):
         expected = data[b, rows, cols].astype(float)
         expected[expected == -9999] = np.nan  # the table masks nodata, masked or not
         np.testing.assert_array_equal(table[str(b + 1)].to_numpy(dtype=float), expected)
     assert int(table["1"].isna().sum()) == 9  # 3 x 3 inside the corner's 5 x 5
-    assert _open_files(path) == 1  # the threads' handles closed with them
+
+
+def _io_takers(lock: _CountingLock) -> int:
+    """How many times the package's I/O threads took rioxarray's lock."""
+    from xr_getregion.loaders import IO_THREAD_PREFIX
+
+    return len([t for t in lock.takers if t.startswith(IO_THREAD_PREFIX)])
+
+
+def _open_handles() -> int:
+    """rasterio datasets open in this process, after a garbage collection."""
+    import gc
+
+    from rasterio.io import DatasetReader
+
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, DatasetReader) and not o.closed)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_rioxarray_windows_are_read_without_its_process_wide_lock(
+    range_server, rioxarray_lock, masked
+):
+    # open_rasterio's default lock=None reads every file through one cached handle under one
+    # lock for the whole process (rioxarray._io.RASTERIO_LOCK): one read at a time. Window
+    # reads of a remote GeoTIFF run rioxarray's own read on a handle of the reading thread
+    # instead, taking the lock once, to check that handle against rioxarray's: on one I/O
+    # thread, once in all, for four windows. The values are rasterio's (masked: NaN where
+    # the file has nodata), and no handle is left open after.
+    import dask
+    import rioxarray
+
+    from xr_getregion.loaders import _rioxarray_wrapper
+
+    name = f"lock-free-{masked}.tif"
+    data = _geotiff(range_server.root / name)
+    layer = rioxarray.open_rasterio(
+        f"{range_server.url}/{name}", chunks={"x": 64, "y": 64}, masked=masked
+    )
+    # What the reads rely on, pinned: each chunk task reads rioxarray's wrapper under the
+    # default lock, through a cached file manager.
+    (node,) = [v for k, v in dict(layer.data.dask).items() if isinstance(k, str)]
+    assert _rioxarray_wrapper(getattr(node, "value", node)) is not None
+    cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+    handles = _open_handles()
+    with dask.config.set({"xr_getregion.io_threads": 1}):
+        table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
+    assert _io_takers(rioxarray_lock) == 1
+    _check_four_tiles(table, data)
+    assert _open_handles() == handles  # the thread's handle closed with it
 
 
 def test_rioxarray_windows_are_read_through_its_own_handle_where_options_differ(
-    tmp_path, rioxarray_lock
+    range_server, rioxarray_lock
 ):
     # rioxarray opens its file once, under whatever rasterio.Env is active then, and reads
     # through that handle; a handle opened later, in a read thread, does not see that Env.
@@ -637,17 +657,16 @@ def test_rioxarray_windows_are_read_through_its_own_handle_where_options_differ(
     import rasterio
     import rioxarray
 
-    from xr_getregion.loaders import IO_THREAD_PREFIX
-
-    path = tmp_path / "e.tif"
-    data = _local_geotiff(path)
+    data = _geotiff(range_server.root / "pam.tif")
     sidecar = int(data[0, 10, 10])
-    (tmp_path / "e.tif.aux.xml").write_text(
+    (range_server.root / "pam.tif.aux.xml").write_text(
         f'<PAMDataset><PAMRasterBand band="1"><NoDataValue>{sidecar}</NoDataValue>'
         "</PAMRasterBand></PAMDataset>"
     )
     with rasterio.Env(GDAL_PAM_ENABLED="NO"):
-        cube = rioxarray.open_rasterio(path, chunks={"x": 128, "y": 128, "band": 1}, masked=True)
+        cube = rioxarray.open_rasterio(
+            f"{range_server.url}/pam.tif", chunks={"x": 128, "y": 128, "band": 1}, masked=True
+        )
     cube = cube.expand_dims(time=[np.datetime64("2020-01-01")])
     region = shapely.box(X0, Y0 - RES * 20, X0 + RES * 20, Y0)
     table = cube.ee.get_region(region, geometry_crs=UTM)
@@ -656,8 +675,63 @@ def test_rioxarray_windows_are_read_through_its_own_handle_where_options_differ(
     # The nodata of the file (the corner's 5 x 5), not the sidecar's.
     assert int(table["1"].isna().sum()) == int(np.isnan(expected).sum()) == 25
     # Each of the 4 band reads took the lock: for its check (a thread's first look) or read.
-    assert len([t for t in rioxarray_lock.takers if t.startswith(IO_THREAD_PREFIX)]) >= 4
-    assert _open_files(path) == 1
+    assert _io_takers(rioxarray_lock) >= 4
+
+
+def test_rioxarray_local_files_are_read_through_its_own_handle(tmp_path, rioxarray_lock):
+    # A local file replaced since rioxarray opened it is still read, old, through rioxarray's
+    # open descriptor; a handle opened now would read the new one. Local files keep
+    # rioxarray's handle and lock: the table is rioxarray's.
+    import dask
+    import rioxarray
+
+    path = tmp_path / "local.tif"
+    data = _geotiff(path)
+    cube = rioxarray.open_rasterio(path, chunks={"x": 64, "y": 64}).expand_dims(
+        time=[np.datetime64("2020-01-01")]
+    )
+    (tmp_path / "new.tif").unlink(missing_ok=True)
+    _geotiff(tmp_path / "new.tif", offset=1)
+    os.replace(tmp_path / "new.tif", path)  # same name, same layout, other values
+    with dask.config.set({"xr_getregion.io_threads": 1}):
+        table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
+    _check_four_tiles(table, data)
+    assert _io_takers(rioxarray_lock) == 4  # each window's read, under the lock
+
+
+def test_rioxarray_reads_fall_back_to_its_handle_where_a_thread_cannot_open_or_read(
+    range_server, rioxarray_lock
+):
+    # A thread's open can fail where rioxarray's succeeded (credentials only in the Env of
+    # its open), and an option GDAL reads at open can change values unseen
+    # (GTIFF_IGNORE_READ_ERRORS): both leave every read to rioxarray's handle.
+    import dask
+    import rasterio
+    import rioxarray
+
+    data = _geotiff(range_server.root / "fallback.tif")
+    url = f"{range_server.url}/fallback.tif"
+    for case in ("open fails", "option set"):
+        rioxarray_lock.takers.clear()
+        layer = rioxarray.open_rasterio(url, chunks={"x": 64, "y": 64}, cache=False)
+        env = rasterio.Env()
+        if case == "open fails":
+            (node,) = [v for k, v in dict(layer.data.dask).items() if isinstance(k, str)]
+            from xr_getregion.loaders import _rioxarray_wrapper
+
+            manager = _rioxarray_wrapper(getattr(node, "value", node)).manager
+            manager._opener = _refuse  # rioxarray's handle is open already, and cached
+        else:
+            env = rasterio.Env(GTIFF_IGNORE_READ_ERRORS="YES")
+        cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+        with env, dask.config.set({"xr_getregion.io_threads": 1}):
+            table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
+        _check_four_tiles(table, data)
+        assert _io_takers(rioxarray_lock) == 4, case  # each read under rioxarray's lock
+
+
+def _refuse(*args: Any, **kwargs: Any) -> Any:
+    raise rasterio.errors.RasterioIOError("HTTP 403: no credentials")
 
 
 def test_a_lock_the_user_gives_rioxarray_is_honoured(stack):

@@ -566,19 +566,27 @@ def _value(graph: HighLevelGraph, arg: Any) -> Any:
 # ``rioxarray.open_rasterio(url, chunks=...)`` with its default ``lock=None`` reads every file
 # through one cached handle per file, under one lock shared by every file of the process
 # (``rioxarray._io.RASTERIO_LOCK``): one read at a time, which over a network leaves it idle
-# (30 ms a request: 1.9-2.2x a tile reader's time on small regions). Window reads of a
+# (30 ms a request: 1.9-2.2x a tile reader's time on small regions). Window reads of a remote
 # GeoTIFF on this package's own I/O threads (see :data:`IO_THREAD_PREFIX`) run rioxarray's own
 # read (its band selection, masking, scaling and unsigned conversion) on a handle of the
 # reading thread, opened with the file manager's own opener and arguments, as stackstac and
 # odc-stac read a file from several handles at once.
 #
-# rioxarray's handle was opened under whatever ``rasterio.Env`` was active then, and a later
-# handle does not see it: GDAL's options can change what a file says (a sidecar's nodata,
-# scales, georeferencing, a mask file). A thread's handle is therefore used only when it
-# describes the file exactly as rioxarray's handle does (:func:`_description`); otherwise that
-# file is read through rioxarray's handle under its lock. A lock the user passed, ``lock=False``
-# (a handle per read, rioxarray's own), a warped VRT and other drivers are left as they are.
-# Handles live in their thread: they close when the extraction's pool ends.
+# That handle must read what rioxarray's would, and a handle opened later may not:
+# - rioxarray's handle was opened under whatever ``rasterio.Env`` was active then, and
+#   GDAL's options can change what a file says (a sidecar's nodata, scales, georeferencing,
+#   a mask file): a thread's handle is used only when it describes the file exactly as
+#   rioxarray's handle does (:func:`_description`);
+# - some options GDAL reads at open change values and nothing else
+#   (:data:`OPEN_TIME_READ_OPTIONS`): with one set at read time, no thread handle is opened;
+# - a local file replaced or removed since rioxarray opened it is still read, old, through
+#   rioxarray's open descriptor: local files keep rioxarray's handle (a remote file is read
+#   by ranged requests by either handle, with no descriptor to hold on to);
+# - a handle that fails to open (credentials only in the ``Env`` of the open) or to read
+#   leaves the read to rioxarray's own handle, which gives its value or its error.
+# A lock the user passed, ``lock=False`` (a handle per read, rioxarray's own), a warped VRT
+# and other drivers are left as they are. Handles live in their thread: they close when the
+# extraction's pool ends.
 
 #: Name prefix of the threads :func:`xr_getregion.reads.compute` runs reads on; only there are
 #: rioxarray's GeoTIFFs read through per-thread handles, which close with the threads.
@@ -587,13 +595,21 @@ IO_THREAD_PREFIX = "xr-getregion-io"
 #: Handles a thread keeps open (the least recently used is closed first).
 THREAD_HANDLES = 8
 
+#: GDAL options read when a GeoTIFF is opened that change what reads return (zeros for a
+#: corrupt tile instead of an error) without showing in :func:`_description`: with one set
+#: when a read thread would open its handle, it reads through rioxarray's handle instead.
+OPEN_TIME_READ_OPTIONS = ("GTIFF_IGNORE_READ_ERRORS",)
+
+#: GDAL's virtual file systems that read a remote object by ranged requests.
+_REMOTE_VSI = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift")
+
 _threads = threading.local()
 
 
 def _rioxarray_wrapper(array: Any) -> Any:
     """The ``RasterioArrayWrapper`` at the bottom of xarray's lazily indexed ``array``, when
-    it reads a file without a warped VRT under rioxarray's default lock through a cached
-    file manager; else ``None``."""
+    it reads a remote file without a warped VRT under rioxarray's default lock through a
+    cached file manager; else ``None``."""
     io = sys.modules.get("rioxarray._io")  # a cube rioxarray opened has imported it
     if io is None:
         return None
@@ -606,11 +622,23 @@ def _rioxarray_wrapper(array: Any) -> Any:
                 array.lock is io.RASTERIO_LOCK
                 and isinstance(manager, CachingFileManager)
                 and getattr(array, "vrt_params", None) is None
+                and _remote(manager._args[0] if manager._args else None)
             ):
                 return array
             return None
         array = getattr(array, "array", None)
     return None
+
+
+def _remote(name: Any) -> bool:
+    """Whether ``name`` (what rioxarray opened) is a file GDAL reads by ranged requests: a
+    URL (``https://``, ``s3://``, ...) or a path of GDAL's network file systems."""
+    if not isinstance(name, str):
+        return False  # a local path, or a dataset or file object rioxarray was handed
+    scheme = name.split("://", 1)[0].lower() if "://" in name else ""
+    if scheme:
+        return scheme not in ("file", "zip", "tar", "gzip")
+    return name.startswith(_REMOTE_VSI)
 
 
 def _description(dataset: Any) -> tuple:
@@ -649,22 +677,29 @@ class _Handle:
 
 def _thread_handle(wrapper: Any) -> Any:
     """The calling thread's handle of ``wrapper``'s file, opened as its manager opens it,
-    or ``None`` where it does not describe the file as rioxarray's handle does."""
+    or ``None`` where it could not be opened or would not read what rioxarray's does."""
+    import rasterio
+
     handles = _threads.__dict__.setdefault("handles", collections.OrderedDict())
     manager = wrapper.manager
     key = manager._key
     if key in handles:
         handles.move_to_end(key)
         return handles[key]
-    dataset = manager._opener(*manager._args, mode=manager._mode, **manager._kwargs)
-    if dataset.driver == "GTiff":
-        with wrapper.lock:  # rioxarray's handle is read under its lock only
-            same = _description(manager.acquire(needs_lock=False)) == _description(dataset)
-    else:
+    dataset = None
+    if not any(rasterio.env.get_gdal_config(o) for o in OPEN_TIME_READ_OPTIONS):
+        try:
+            dataset = manager._opener(*manager._args, mode=manager._mode, **manager._kwargs)
+        except Exception:  # credentials only in the Env of rioxarray's open, say
+            dataset = None
+    if dataset is not None:
         same = False
-    if not same:
-        dataset.close()
-        dataset = None
+        if dataset.driver == "GTiff":
+            with wrapper.lock:  # rioxarray's handle is read under its lock only
+                same = _description(manager.acquire(needs_lock=False)) == _description(dataset)
+        if not same:
+            dataset.close()
+            dataset = None
     handles[key] = dataset  # None: this file is read through rioxarray's handle
     if len(handles) > THREAD_HANDLES:
         oldest = handles.popitem(last=False)[1]
@@ -675,9 +710,9 @@ def _thread_handle(wrapper: Any) -> Any:
 
 def _io_getter(array: Any, index: tuple, **kwargs: Any) -> Any:
     """dask's ``getter(array, index)`` for a lazily indexed rioxarray file: on this
-    package's I/O threads, a GeoTIFF is read through the thread's own handle, with the same
-    chain of xarray's adapters over a copy of rioxarray's wrapper, its manager that handle
-    and its lock none."""
+    package's I/O threads, a remote GeoTIFF is read through the thread's own handle, with
+    the same chain of xarray's adapters over a copy of rioxarray's wrapper, its manager that
+    handle and its lock none. A read that fails there is read by rioxarray, as it would be."""
     wrapper = _rioxarray_wrapper(array)
     if wrapper is not None and threading.current_thread().name.startswith(IO_THREAD_PREFIX):
         dataset = _thread_handle(wrapper)
@@ -694,7 +729,10 @@ def _io_getter(array: Any, index: tuple, **kwargs: Any) -> Any:
                 adapter = copy.copy(adapter)
                 adapter.array = unlocked
                 unlocked = adapter
-            array = unlocked
+            try:
+                return da.core.getter(unlocked, index, **kwargs)
+            except Exception:  # rioxarray's own read gives its value, or its error
+                pass
     return da.core.getter(array, index, **kwargs)
 
 

@@ -140,20 +140,31 @@ def compute(*collections: Any, largest_read: int = 0) -> tuple[Any, ...]:
     return dask.compute(*collections)
 
 
+#: Threads :func:`io_pool` starts before the reads; more start as reads come.
+PRESTARTED_THREADS = 64
+
+
 def io_pool(threads: int) -> ThreadPoolExecutor:
     """A pool of ``threads`` threads for reads, named so that the loaders' readers know
     they run there (see :data:`xr_getregion.loaders.IO_THREAD_PREFIX`): what a read thread
     keeps open closes when the pool ends."""
     pool = ThreadPoolExecutor(threads, thread_name_prefix=IO_THREAD_PREFIX)
-    # Start every thread now, while nothing else runs. A pool starts its threads as tasks
+    # Start the threads now, while nothing else runs. A pool starts its threads as tasks
     # come, and each start waits for the new thread to take the GIL: during the reads, with
     # the other threads busy, that took 65-380 ms in all for 16 threads (the ~1 km2 polygon
     # of benchmarks.cogs, 0 ms latency: 0.6-0.8 s in all), the scheduler's thread stalled
-    # meanwhile. Each thread waits at the barrier, so each task starts one thread.
-    barrier = threading.Barrier(threads + 1)
-    for _ in range(threads):
-        pool.submit(barrier.wait)
-    barrier.wait()
+    # meanwhile. Each thread waits at the barrier, so each task starts one thread; if a
+    # start fails (or Ctrl-C comes), the barrier is broken, so none is left waiting.
+    n = min(threads, PRESTARTED_THREADS)
+    barrier = threading.Barrier(n + 1)
+    try:
+        for _ in range(n):
+            pool.submit(barrier.wait)
+        barrier.wait()
+    except BaseException:
+        barrier.abort()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     return pool
 
 
@@ -248,6 +259,10 @@ class Source:
         """The storage blocks of the array on the cube's grid (a COG's tiles, a Zarr array's
         chunks), or ``None`` when unknown or out of reach (a window of a chunk would not reach
         the storage): see :mod:`xr_getregion.loaders`."""
+        return self._find_tiles()
+
+    def _find_tiles(self) -> Tiles | None:
+        """:attr:`tiles`, found (a header read, for a COG)."""
         if not self.lazy or not reaches_storage(self.array.variable.data):
             return None
         return storage_tiles(self.array, self.grid, self.ydim, self.xdim)
@@ -778,8 +793,11 @@ def _learn_tiles(sources: list[Source]) -> None:
     Dataset's variable) reads the header of a file of its own, a request each, which would
     otherwise wait for one another (3 x 12 ms on the ~1 km2 polygon of ``benchmarks.cogs``)."""
     if len(sources) > 1:
+        # Found apart and stored where the property caches it: on Python 3.11 a
+        # cached_property holds one lock for every instance, which would read them in turn.
         with ThreadPoolExecutor(min(len(sources), io_threads())) as pool:
-            list(pool.map(lambda source: source.tiles, sources))
+            for source, tiles in zip(sources, pool.map(Source._find_tiles, sources), strict=True):
+                source.__dict__["tiles"] = tiles
 
 
 def _gather_pyramid(plan: Plan) -> dict[str, np.ndarray]:
