@@ -371,27 +371,82 @@ def test_selections_by_scalars_still_read_only_the_covered_tiles(
         np.testing.assert_array_equal(table[column].to_numpy(dtype=float)[here], expected)
 
 
-def test_a_pick_inside_a_chunk_of_several_images_is_read_by_chunks_and_says_so(stack):
-    # odc-stac's reader loads every image of its chunk: isel(time=1) of a chunk of 2 images
-    # is not steered below the pick. The chunk is read whole, and plan() says so.
+def test_odc_stacs_chunk_task_reads_each_image_from_its_own_sources(stack):
+    # What a pick inside a chunk of several images relies on: odc-stac's chunk task is
+    # _dask_loader_tyx(sources, tiles, (iy, ix), ...), ``sources`` a list with one list per
+    # image of the chunk, in time order, of the tasks opening that image's files.
+    import dask.core
+    import odc.loader._builder
     import odc.stac
 
-    import xr_getregion  # noqa: F401  (registers .ee)
-
     items = [pystac.Item.from_dict(d) for d in json.loads(stack["items"].read_text())]
-    cube = odc.stac.load(items, chunks={"time": 2}).isel(time=1)
-    geometry = CASES["polygon"]
-    with raise_if_dask_computes(0):
-        reads = cube.ee.plan(geometry, geometry_crs=UTM).reads()
-    assert all(r.granularity.startswith("dask chunks 2048 x 2048") for r in reads), reads
-    assert all(r.fetch_bytes is None for r in reads)
-    table = cube.ee.get_region(geometry, geometry_crs=UTM)
-    rows, _ = covered(geometry)
+    data = odc.stac.load(items, chunks={"time": 2})["nir"].data
+    (key,) = dask.core.flatten(data.__dask_keys__())
+    task = data.dask[key]
+    assert task.func is odc.loader._builder._dask_loader_tyx
+    per_image = task.args[0].args
+    assert len(per_image) == len(DATES)
+    for t, refs in enumerate(per_image):
+        (ref,) = refs.args
+        opener = data.dask[ref.key]  # (_dask_open_reader, RasterSource, driver, env, state)
+        assert opener[0] is odc.loader._builder._dask_open_reader
+        assert opener[1].uri == f"{stack['url']}/{_name(t, 'nir')}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_pick_inside_an_odc_stac_chunk_of_several_images_reads_that_image_alone(
+    case, stack, range_server, tmp_path
+):
+    # isel(time=1) of a chunk of 2 images: odc-stac's loader is given the picked image's
+    # sources alone and the window's GeoBox, so only that image's covered tiles are fetched
+    # (before: the whole chunk, both images, every tile). plan() says it reads blocks.
+    selection = "cube = odc.stac.load(items, chunks={'time': 2}).isel(time=1)"
+    files = [(1, "red"), (1, "nir")]
+    table, rows, cols = selected_table(
+        "odc-stac", selection, case, files, stack, range_server, tmp_path
+    )
     assert len(table) == len(rows)
+    assert (table["time"] == pd.Timestamp(DATES[1])).all()
     x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
     r, c = rasterio.transform.rowcol(TRANSFORM, x, y)
     for band in BANDS:
         with rasterio.open(stack["root"] / _name(1, band)) as ds:
+            expected = ds.read(1)[np.asarray(r), np.asarray(c)].astype(float)
+        expected[expected == NODATA] = np.nan
+        np.testing.assert_array_equal(table[band].to_numpy(dtype=float), expected)
+    # The plan's estimate: one image's covered tiles per band, as the files' tags count them.
+    import odc.stac
+
+    items = [pystac.Item.from_dict(d) for d in json.loads(stack["items"].read_text())]
+    picked = odc.stac.load(items, chunks={"time": 2}).isel(time=1)
+    with raise_if_dask_computes(0):
+        reads = picked.ee.plan(CASES[case], geometry_crs=UTM).reads()
+    assert all(r.granularity.startswith(f"storage blocks {TILE} x {TILE}") for r in reads)
+    tiles = len(set(zip((rows // TILE).tolist(), (cols // TILE).tolist(), strict=True)))
+    assert sum(r.blocks for r in reads) == tiles * len(BANDS)
+    for r in reads:
+        assert r.fetch_bytes == first_file_tile_bytes(stack["root"], r.granularity, rows, cols)
+
+
+def test_a_sel_inside_an_odc_stac_chunk_of_several_images_and_chunks_reads_that_image_alone(
+    stack, range_server, tmp_path
+):
+    # The same by a label, on chunks of 2 images x 1024 x 1024 (4 tiles): the points' tiles
+    # of the first image only.
+    selection = (
+        "cube = odc.stac.load(items, chunks={'time': 2, 'x': 1024, 'y': 1024})"
+        ".sel(time=np.datetime64('2022-05-03T00:00:00'))"
+    )
+    files = [(0, "red"), (0, "nir")]
+    table, rows, _ = selected_table(
+        "odc-stac", selection, "points", files, stack, range_server, tmp_path
+    )
+    assert len(table) == len(rows)
+    assert (table["time"] == pd.Timestamp(DATES[0])).all()
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    r, c = rasterio.transform.rowcol(TRANSFORM, x, y)
+    for band in BANDS:
+        with rasterio.open(stack["root"] / _name(0, band)) as ds:
             expected = ds.read(1)[np.asarray(r), np.asarray(c)].astype(float)
         expected[expected == NODATA] = np.nan
         np.testing.assert_array_equal(table[band].to_numpy(dtype=float), expected)

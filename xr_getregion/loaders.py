@@ -598,7 +598,8 @@ class _OneTile:
 
 def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, key: tuple) -> Any:
     """odc-stac's chunk task is ``_dask_loader_tyx(sources, tiles, (iy, ix), ...)``, which
-    loads ``tiles[iy, ix]``, a GeoBox: the same call with that GeoBox cut to the window."""
+    loads ``tiles[iy, ix]``, a GeoBox, from ``sources``, one list per image: the same call
+    with that GeoBox cut to the window and only the window's images' sources."""
     from dask._task_spec import Task, TaskRef
 
     # A cube odc-stac built has imported its loader: importing it here for any other cube
@@ -618,17 +619,42 @@ def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, 
     tiles = getattr(tiles, "value", tiles)
     ydim = len(getattr(args[3], "value", args[3]))  # prefix dims before y, after time
     ys, xs = window[1 + ydim], window[2 + ydim]
-    # Other axes are taken whole: an integer pick below (isel(time=0)) asks for all of a
-    # chunk of one image, the chunk's own size read from dask's record of the layer.
+    # Axes other than time, y and x are taken whole (the chunk's own size read from dask's
+    # record of the layer); on time, the window's images are read alone (an integer pick
+    # below, isel(time=0), asks for one image of a chunk of several).
     chunks = _layer_chunks(graph, block[0])
     sizes = [None if chunks is None else chunks[i][block[1 + i]] for i in range(len(window))]
     if not all(
-        _whole_chunk(w, sizes[i]) for i, w in enumerate(window) if i not in (1 + ydim, 2 + ydim)
+        _whole_chunk(w, sizes[i]) for i, w in enumerate(window) if i not in (0, 1 + ydim, 2 + ydim)
     ):
         return None
+    if not _whole_chunk(window[0], sizes[0]):
+        picked = _odc_sources(args[0], window[0], sizes[0])
+        if picked is None:
+            return None
+        args[0] = picked
     args[1] = _OneTile(tiles[tuple(iyx)][ys, xs])
     args[7] = _odc_read_env(args[7], args[1].geobox.shape)
     return Task(key, _dask_loader_tyx, *args, **task.kwargs)
+
+
+def _odc_sources(srcs: Any, window: slice, size: int | None) -> Any:
+    """odc-stac's sources of a chunk, a list with one list of readers per image of the chunk
+    (``_dask_loader_tyx`` loads image ``i`` of its output from ``srcs[i]``), cut to the images
+    of ``window``; ``None`` where they are not such a list or the window not such a cut."""
+    from dask._task_spec import List
+
+    images = getattr(srcs, "args", None)
+    if not isinstance(srcs, List) or not isinstance(images, tuple):
+        return None
+    if size is not None and len(images) != size:
+        return None
+    if not isinstance(window, slice) or window.step not in (None, 1):
+        return None
+    start, stop, _ = window.indices(len(images))
+    if not 0 <= start < stop:
+        return None
+    return List(*images[start:stop])
 
 
 #: GDAL's default ``GDAL_MAX_RAW_BLOCK_CACHE_SIZE`` (10 MiB): how many stored bytes of its
