@@ -25,8 +25,10 @@ as a ratio to a tile-by-tile rasterio reader of exactly the covered tiles (8 thr
 process) at each latency. Output: a Markdown table and ``benchmarks/results/cogs[-quick].json``.
 
 Fails (exit 1) when a table's rows or sampled values disagree with rasterio reads of the files,
-and, in ``--quick`` (unless ``--no-assert``), when a loader fetches more than
-:data:`BYTES_TARGET` times the tile reader's bytes.
+and (unless ``--no-assert``) when a loader fetches more than :data:`BYTES_TARGET` times the
+tile reader's bytes: in ``--quick`` (CI) and in the full run, whose 1,000 points read every
+image whole with odc-stac (36 images of 22 MB stored, more than GDAL fetches in one request
+by default: see ``xr_getregion.loaders._odc_read_env``).
 A timing never fails the run.
 """
 
@@ -126,20 +128,29 @@ def main() -> int:
     parser.add_argument(
         "--no-assert",
         action="store_true",
-        help=f"report, but do not fail --quick on bytes over {BYTES_TARGET}x the tile reader's",
+        help=f"report, but do not fail on bytes over {BYTES_TARGET}x the tile reader's",
     )
     parser.add_argument("--loader", action="append", choices=LOADERS, help="only this loader")
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs per case and contender; median wall time"
     )
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=sorted({case for stack in (FULL, QUICK) for case, *_ in stack.cases}),
+        help="only this case (of the stack run: full or --quick)",
+    )
     args = parser.parse_args()
     stack: Stack = QUICK if args.quick else FULL
+    cases = [c for c in stack.cases if not args.case or c[0] in args.case]
+    if not cases:
+        parser.error(f"--case: none of {args.case} is a case of the {stack.name} stack")
     mode = stack.name
     latencies = [float(v) for v in (args.latency_ms or ("0" if args.quick else "0,30")).split(",")]
     loaders = [name for name in LOADERS if not args.loader or name in args.loader]
     folder = ensure_stack(stack)
     files = stack.files()
-    floors = {case: floor(folder, files, geometries(stack, case)) for case, *_ in stack.cases}
+    floors = {case: floor(folder, files, geometries(stack, case)) for case, *_ in cases}
 
     runs: dict[tuple[str, str, float], dict[str, Any]] = {}
     started = time.perf_counter()
@@ -148,7 +159,7 @@ def main() -> int:
         for latency in latencies:
             with serve_ranges(folder, log, latency) as server:
                 base = server.url
-                for case, label, *_ in stack.cases:
+                for case, label, *_ in cases:
                     contenders = (READER, *loaders)
                     done: dict[str, list[dict[str, Any]]] = {who: [] for who in contenders}
                     # Rounds, every other one in reverse, so a shared machine's slow spell
@@ -170,7 +181,7 @@ def main() -> int:
 
     failures, over = [], []
     results = []
-    for case, label, *_ in stack.cases:
+    for case, label, *_ in cases:
         fl = floors[case]
         for who in (READER, *loaders):
             entry: dict[str, Any] = {
@@ -217,7 +228,7 @@ def main() -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     RESULTS.mkdir(exist_ok=True)
     name = "cogs-quick.json" if args.quick else "cogs.json"
-    if args.loader:
+    if args.loader or args.case:
         name = "cogs-partial.json"
     summary = {
         "stack": {
@@ -277,7 +288,7 @@ def main() -> int:
     print("\nEvery table has rasterio's rows, and its sampled values equal rasterio's reads.")
     if over:
         print(f"\nOver the bytes target ({BYTES_TARGET}x):\n" + "\n".join(over))
-        if args.quick and not args.no_assert:
+        if not args.no_assert:
             return 1
     return 0
 

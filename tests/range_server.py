@@ -3,7 +3,8 @@
 Python's ``http.server`` answers every GET with the whole file; GDAL's ``/vsicurl/`` and
 fsspec's HTTP files read COGs and Parquet footers by ranges, so the tests need a server that
 honours them. Every request is appended to a log (one JSON line: method, path, status,
-bytes sent) so a test can count requests and bytes. An optional latency (milliseconds) is
+bytes sent, the offset of the first byte sent) so a test can count requests and bytes and
+tell which byte ranges were read. An optional latency (milliseconds) is
 waited before each answer, as object storage makes every request wait; requests wait side by
 side, each on its own thread, so it costs round trips, not throughput.
 
@@ -33,8 +34,15 @@ class RangeHandler(SimpleHTTPRequestHandler):
     latency_s = 0.0
     lock = threading.Lock()
 
-    def _record(self, status: int, sent: int) -> None:
-        entry = {"method": self.command, "path": self.path, "status": status, "bytes": sent}
+    def _record(self, status: int, sent: int, first: int | None = None) -> None:
+        entry: dict[str, object] = {
+            "method": self.command,
+            "path": self.path,
+            "status": status,
+            "bytes": sent,
+        }
+        if first is not None:  # the range sent, so a test can tell which blocks were read
+            entry["start"] = first
         with self.lock, self.log_path.open("a") as log:
             log.write(json.dumps(entry) + "\n")
 
@@ -85,7 +93,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.end_headers()
         # Logged before the body goes out: a client that has its bytes finds them counted.
-        self._record(status, 0 if head else length)
+        self._record(status, 0 if head else length, start)
         if not head:
             with path.open("rb") as f:
                 f.seek(start)

@@ -48,6 +48,7 @@ from xr_getregion.loaders import (
     reaches_storage,
     reads_image_windows,
     storage_tiles,
+    whole_chunk_tasks,
     window_tasks,
 )
 from xr_getregion.plan import Plan
@@ -113,10 +114,9 @@ def io_threads() -> int:
 
 #: The decoded bytes of reads kept in flight at once: the pool of :func:`compute` shrinks
 #: below :func:`io_threads` when each read is large (whole 4096 x 4096 images: 4 threads),
-#: so memory does not grow with the concurrency. Measured on 36 such COGs read whole by
-#: odc-stac (``python -m benchmarks.cogs``, 1,000 points): 16 threads fetched 1.08x the
-#: tile reader's bytes (GDAL's shared range cache thrashed), 8 threads 1.02x, 4 threads 0.97x
-#: and the fastest.
+#: so memory does not grow with the concurrency. (The extra bytes once measured with more
+#: threads on such images, 1.08x the tile reader's with 16, came from GDAL's cache of ranges,
+#: not from memory: see :func:`xr_getregion.loaders._odc_read_env`.)
 IO_MEMORY = 256 * 2**20
 
 
@@ -406,6 +406,13 @@ class Source:
                         window_key = (f"{name}-window", *key[1:])
                         dsk.update(window_tasks(data, block, tuple(index), window_key))
                         block = window_key
+                    else:
+                        # odc-stac's chunk, read whole with the GDAL options of our reads.
+                        window_key = (f"{name}-window", *key[1:])
+                        whole = whole_chunk_tasks(data, block, window_key)
+                        if whole is not None:
+                            dsk.update(whole)
+                            block = window_key
                     dsk[key] = (_pick, block, liy, lix, axes)
                     set_keys.append(key)
                     targets.append((bands, images, pixels))
