@@ -327,11 +327,11 @@ def _reprojected_polygon_cells(
     return sure, {c for c, u in zip(cells, unsure, strict=True) if u}
 
 
-def _squares(
+def _square_rings(
     cols: np.ndarray, rows: np.ndarray, pad: float, grid: BruteGrid, crs: CRS
 ) -> np.ndarray:
-    """The pixel squares ``[col - pad, col + 1 + pad] x [row - pad, row + 1 + pad]`` taken
-    into ``crs``, each side densified by SQUARE_SIDE_POINTS, as polygons."""
+    """The outlines of pixel squares ``[col - pad, col + 1 + pad] x [row - pad, row + 1 + pad]``
+    taken into ``crs``, each side densified by SQUARE_SIDE_POINTS: ``(squares, points, 2)``."""
     t = np.linspace(0.0, 1.0, SQUARE_SIDE_POINTS, endpoint=False)
     lo, hi = -pad, 1.0 + pad
     span = hi - lo
@@ -340,8 +340,12 @@ def _squares(
     u = cols[:, None] + su[None]
     v = rows[:, None] + sv[None]
     x, y = _back(u.ravel(), v.ravel(), grid, crs)
-    ring = np.stack([x, y], axis=-1).reshape(len(cols), len(su), 2)
-    return shapely.polygons(np.concatenate([ring, ring[:, :1]], axis=1))
+    return np.stack([x, y], axis=-1).reshape(len(cols), len(su), 2)
+
+
+def _squares(rings: np.ndarray) -> np.ndarray:
+    """Polygons of :func:`_square_rings`' outlines."""
+    return shapely.polygons(np.concatenate([rings, rings[:, :1]], axis=1))
 
 
 def _reprojected_line_cells(
@@ -353,13 +357,87 @@ def _reprojected_line_cells(
     vertices = shapely.get_coordinates(pixel_space(line, geometry_crs, grid))
     sure = {_point_cell(x, y) for x, y in vertices if math.isfinite(x) and math.isfinite(y)}
     cols, rows = _reach(line, geometry_crs, grid)
+    rings = _square_rings(cols, rows, AMBIGUOUS, grid, geometry_crs)
+    polar = _at_poles(cols, rows, geometry_crs, grid)
+    if geometry_crs.is_geographic:  # outlines jumping across the antimeridian
+        polar |= (np.abs(np.diff(rings[..., 0], axis=1)) > 180.0).any(axis=1)
+        polar |= np.abs(rings[..., 0][:, -1] - rings[..., 0][:, 0]) > 180.0
     shapely.prepare(line)
-    grown = shapely.intersects(line, _squares(cols, rows, AMBIGUOUS, grid, geometry_crs))
-    cols, rows = cols[grown], rows[grown]
-    shrunk = shapely.intersects(line, _squares(cols, rows, -AMBIGUOUS, grid, geometry_crs))
-    cells = list(zip(cols.tolist(), rows.tolist(), strict=True))
-    sure |= {c for c, s in zip(cells, shrunk, strict=True) if s}
+    grown = shapely.intersects(line, _squares(rings))
+    grown[polar] = False
+    shrunk = np.zeros(len(cols), bool)
+    shrunk[grown] = shapely.intersects(
+        line, _squares(_square_rings(cols[grown], rows[grown], -AMBIGUOUS, grid, geometry_crs))
+    )
+    if polar.any():
+        fine = _fine_pixel_line(line, geometry_crs, grid)
+        shapely.prepare(fine)
+        grown[polar] = shapely.intersects(fine, _pixel_squares(cols[polar], rows[polar], AMBIGUOUS))
+        shrunk[polar] = shapely.intersects(
+            fine, _pixel_squares(cols[polar], rows[polar], -AMBIGUOUS)
+        )
+    cells = list(zip(cols[grown].tolist(), rows[grown].tolist(), strict=True))
+    sure |= {c for c, s in zip(cells, shrunk[grown], strict=True) if s}
     return sure, {c for c in cells if c not in sure}
+
+
+# A pixel square reaching a pole of a lon/lat geometry CRS, or straddling its antimeridian,
+# is no polygon there: the pole is one point on the grid but a whole line of longitudes in
+# lon/lat, and the square's outline taken there jumps along it (a square with a corner on the
+# South Pole, on a polar stereographic grid, became a wedge sweeping through longitudes the
+# square never reaches); across the antimeridian its outline jumps from +180 to -180 and the
+# polygon spans the other way round the globe. Both were found by the thorough profile. Such
+# squares are tested in the grid's pixel space instead, against the line taken there
+# densified uniformly in its own CRS to points FINE_STEP pixels apart: over such a step the
+# curve strays from the chord by step**2 / (8 * radius) pixels, under AMBIGUOUS / 4 for any
+# curve bent less sharply than a radius of 0.0125 pixel (a line passing within 1/80 of a pixel
+# of the pole would be bent more: no test draws one).
+FINE_STEP = 0.01
+
+
+def _at_poles(cols: np.ndarray, rows: np.ndarray, geometry_crs: CRS, grid: BruteGrid) -> np.ndarray:
+    """Which pixel squares, grown by AMBIGUOUS, hold a pole of the lon/lat ``geometry_crs``."""
+    polar = np.zeros(len(cols), bool)
+    if not geometry_crs.is_geographic or grid.crs.is_geographic:
+        return polar
+    to_grid = pyproj.Transformer.from_crs(EPSG4326, grid.crs, always_xy=True)
+    for lat in (90.0, -90.0):
+        x, y = to_grid.transform(0.0, lat)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        u, v = grid.to_pixel(np.array([x]), np.array([y]))
+        near = (cols - AMBIGUOUS <= u[0]) & (u[0] <= cols + 1 + AMBIGUOUS)
+        near &= (rows - AMBIGUOUS <= v[0]) & (v[0] <= rows + 1 + AMBIGUOUS)
+        polar |= near
+    return polar
+
+
+def _fine_pixel_line(
+    line: shapely.LineString, geometry_crs: CRS, grid: BruteGrid
+) -> shapely.LineString:
+    """``line`` in ``grid``'s pixel space, each edge split uniformly in its own CRS into
+    points at most about FINE_STEP pixels apart (measured on a first split of 1,024)."""
+    to_grid = pyproj.Transformer.from_crs(geometry_crs, grid.crs, always_xy=True)
+
+    def pixels(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        gx, gy = to_grid.transform(x, y)
+        return np.stack(grid.to_pixel(gx, gy), axis=-1)
+
+    xy = shapely.get_coordinates(line)
+    out = [pixels(xy[:1, 0], xy[:1, 1])]
+    for (x0, y0), (x1, y1) in itertools.pairwise(xy):
+        t = np.linspace(0.0, 1.0, 1025)
+        first = pixels(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
+        longest = float(np.hypot(*np.diff(first, axis=0).T).max())
+        n = 1024 * max(1, math.ceil(longest / FINE_STEP))
+        t = np.linspace(0.0, 1.0, n + 1)[1:]
+        out.append(pixels(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t))
+    return shapely.LineString(np.concatenate(out))
+
+
+def _pixel_squares(cols: np.ndarray, rows: np.ndarray, pad: float) -> np.ndarray:
+    """The pixel-space squares ``[col - pad, col + 1 + pad] x [row - pad, row + 1 + pad]``."""
+    return shapely.box(cols - pad, rows - pad, cols + 1 + pad, rows + 1 + pad)
 
 
 def reprojected_cells(
