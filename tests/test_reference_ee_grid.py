@@ -130,8 +130,11 @@ def point_pixels(lon: np.ndarray, lat: np.ndarray, s: float) -> set[tuple[int, i
     }
 
 
-def polygon_pixels(polygon: shapely.Polygon, crs: str, s: float) -> set[tuple[int, int]]:
-    """EE pixels whose centre lies inside ``polygon`` (in ``crs``), tested in ``crs``."""
+def polygon_pixels(
+    polygon: shapely.Polygon, crs: str, s: float, nudge: tuple[float, float] = (0.0, 0.0)
+) -> set[tuple[int, int]]:
+    """EE pixels whose centre lies inside ``polygon`` (in ``crs``), tested in ``crs``; with
+    ``nudge``, each centre moved by that many pixels (east, north) first."""
     outline = shapely.segmentize(polygon.exterior, polygon.exterior.length / 4000)
     xy = shapely.get_coordinates(outline)
     lon, lat = (np.asarray(v) for v in _to(crs, "EPSG:4326").transform(xy[:, 0], xy[:, 1]))
@@ -163,7 +166,7 @@ def polygon_pixels(polygon: shapely.Polygon, crs: str, s: float) -> set[tuple[in
             keep |= (lon_c + shift >= west) & (lon_c + shift <= east)
         cols, lon_c = cols[keep], lon_c[keep]
     cc, rr = (a.ravel() for a in np.meshgrid(cols, rows))
-    lon_cc, lat_cc = (cc + 0.5) * s, (rr + 0.5) * s
+    lon_cc, lat_cc = (cc + 0.5 + nudge[0]) * s, (rr + 0.5 + nudge[1]) * s
     if crs == "EPSG:4326":
         # A lon/lat polygon may label the place with a turn added: try the centre there too.
         hit = np.zeros(len(cc), bool)
@@ -173,6 +176,30 @@ def polygon_pixels(polygon: shapely.Polygon, crs: str, s: float) -> set[tuple[in
         x, y = _to("EPSG:4326", crs).transform(lon_cc, lat_cc)
         hit = shapely.contains_xy(polygon, np.asarray(x), np.asarray(y))
     return set(zip(cc[hit].tolist(), rr[hit].tolist(), strict=True))
+
+
+# docs/semantics.md section 4: a polygon's edges are straight in its own CRS and followed on
+# the grid within 0.001 pixel, so a centre closer than that to an edge of a polygon in another
+# CRS may fall either side. The contract's number, written out.
+CURVE_TOLERANCE = 1e-3
+
+
+def open_centres(geometry: shapely.Geometry, crs: str, scale: float) -> set[tuple[float, float]]:
+    """The ``(longitude, latitude)`` of EE pixels the contract leaves open for ``geometry``:
+    centres whose answer changes when moved by twice the curve tolerance, any way round, for
+    polygons in another CRS than the grid's lon/lat."""
+    if crs == "EPSG:4326":
+        return set()
+    s = step(scale)
+    unsure: set[tuple[int, int]] = set()
+    for part in getattr(geometry, "geoms", [geometry]):
+        if not isinstance(part, shapely.Polygon):
+            continue
+        exact = polygon_pixels(part, crs, s)
+        for angle in np.arange(8) * np.pi / 4:
+            nudge = (2 * CURVE_TOLERANCE * math.cos(angle), 2 * CURVE_TOLERANCE * math.sin(angle))
+            unsure |= exact ^ polygon_pixels(part, crs, s, nudge)
+    return {(float((c + 0.5) * s), float((r + 0.5) * s)) for c, r in unsure}
 
 
 def line_samples(line: shapely.LineString, crs: str, s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -446,6 +473,9 @@ def test_random_geometries_near_poles_and_180_equal_the_reference(case):
         return
     got = got_table(cube, shape, crs, scale)
     expected = reference(cube, shape, crs, scale)
+    unsure = open_centres(shape, crs, scale)  # either answer is right there
+    got = {row for row in got if row[:2] not in unsure}
+    expected = {row for row in expected if row[:2] not in unsure}
     assert got == expected, (sorted(got - expected)[:3], sorted(expected - got)[:3])
 
 
