@@ -681,16 +681,20 @@ def test_stackstac_reads_a_region_across_its_chunks_as_one_window_per_image(
 
 
 class _CountingLock:
-    """Stands for the lock inside rioxarray's process-wide lock: counts who takes it."""
+    """Stands for the lock inside rioxarray's process-wide lock: counts who takes it to wait
+    for it (a read, or a check of a thread's handle), not who only looks whether it is free;
+    ``busy`` makes every look find it taken."""
 
     def __init__(self, lock: Any) -> None:
-        self.lock, self.takers = lock, []
+        self.lock, self.takers, self.busy = lock, [], False
 
-    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         import threading
 
+        if not blocking:  # a look at whether it is free, not a read or check under it
+            return not self.busy and self.lock.acquire(False)  # busy: as if a read held it
         self.takers.append(threading.current_thread().name)
-        return self.lock.acquire(*args, **kwargs)
+        return self.lock.acquire(blocking, timeout)
 
     def release(self) -> None:
         self.lock.release()
@@ -803,11 +807,30 @@ def test_rioxarray_windows_are_read_without_its_process_wide_lock(
     assert _rioxarray_wrapper(getattr(node, "value", node)) is not None
     cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
     handles = _open_handles()
+    rioxarray_lock.busy = True  # other reads keep it: a thread opens a handle of its own
     with dask.config.set({"xr_getregion.io_threads": 1}):
         table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
     assert _io_takers(rioxarray_lock) == 1
     _check_four_tiles(table, data)
     assert _open_handles() == handles  # the thread's handle closed with it
+
+
+def test_rioxarray_windows_are_read_through_its_handle_while_its_lock_is_free(
+    range_server, rioxarray_lock
+):
+    # While no other read holds rioxarray's lock, a window is read through rioxarray's own
+    # handle, as rioxarray would, and no handle of the thread's is opened: on one I/O thread,
+    # each of the four windows takes the lock for its read.
+    import dask
+    import rioxarray
+
+    data = _geotiff(range_server.root / "free.tif")
+    layer = rioxarray.open_rasterio(f"{range_server.url}/free.tif", chunks={"x": 64, "y": 64})
+    cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+    with dask.config.set({"xr_getregion.io_threads": 1}):
+        table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
+    assert _io_takers(rioxarray_lock) == 4
+    _check_four_tiles(table, data)
 
 
 def test_rioxarray_windows_are_read_through_its_own_handle_where_options_differ(
@@ -834,6 +857,7 @@ def test_rioxarray_windows_are_read_through_its_own_handle_where_options_differ(
         )
     cube = cube.expand_dims(time=[np.datetime64("2020-01-01")])
     region = shapely.box(X0, Y0 - RES * 20, X0 + RES * 20, Y0)
+    rioxarray_lock.busy = True  # other reads keep it: each thread opens and checks a handle
     table = cube.ee.get_region(region, geometry_crs=UTM)
     expected = cube.isel(band=0, y=slice(0, 20), x=slice(0, 20)).values
     assert len(table) == 400
@@ -876,6 +900,7 @@ def test_rioxarray_reads_fall_back_to_its_handle_where_a_thread_cannot_open_or_r
 
     data = _geotiff(range_server.root / "fallback.tif")
     url = f"{range_server.url}/fallback.tif"
+    rioxarray_lock.busy = True  # other reads keep it: a thread would open a handle
     for case in ("open fails", "option set"):
         rioxarray_lock.takers.clear()
         layer = rioxarray.open_rasterio(url, chunks={"x": 64, "y": 64}, cache=False)
