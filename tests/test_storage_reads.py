@@ -69,17 +69,20 @@ def _name(t: int, band: str) -> str:
     return f"stack/{t}_{band}.tif"
 
 
-@pytest.fixture(scope="module")
-def stack(range_server: Any) -> dict[str, Any]:
-    """The files on the server and their STAC items (dicts), with the server's URLs."""
-    root = range_server.root / "stack"
-    root.mkdir(exist_ok=True)
-    rng = np.random.default_rng(16)
-    x1, y1 = X0 + SIZE * RES, Y0 - SIZE * RES
+def write_stack(
+    folder: Path, url: str, size: int, dates: list[dt.datetime], seed: int, name: Any
+) -> list[dict[str, Any]]:
+    """COGs of ``size`` x ``size`` int16 at TRANSFORM, one per date and band, at
+    ``folder / name(t, band)`` (served at ``url``), and their STAC items
+    (dicts): smooth fields plus noise, so tiles compress to different sizes, as real ones do;
+    nodata in each top-left 3 x 3."""
+    rng = np.random.default_rng(seed)
+    x1, y1 = X0 + size * RES, Y0 - size * RES
     lon, lat = TO_LONLAT.transform([X0, x1, X0, x1], [Y0, Y0, y1, y1])
     bbox = [min(lon), min(lat), max(lon), max(lat)]
+    yy, xx = np.mgrid[0:size, 0:size]
     items = []
-    for t, when in enumerate(DATES):
+    for t, when in enumerate(dates):
         item = pystac.Item(
             id=f"T{t}",
             geometry=shapely.geometry.mapping(shapely.box(*bbox)),
@@ -88,21 +91,36 @@ def stack(range_server: Any) -> dict[str, Any]:
             properties={},
         )
         for band in BANDS:
-            # Smooth fields plus noise: tiles compress to different sizes, as real ones do.
-            yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-            values = (yy + 2 * xx + rng.integers(0, 400, (SIZE, SIZE))).astype("int16")
+            values = (yy + 2 * xx + rng.integers(0, 400, (size, size))).astype("int16")
             values[:3, :3] = NODATA
-            path = range_server.root / _name(t, band)
-            write_geotiff(path, values, TRANSFORM, crs=UTM, nodata=NODATA, tile=TILE, cog=True)
-            url = f"{range_server.url}/{_name(t, band)}"
-            item.add_asset(band, pystac.Asset(href=url, media_type=pystac.MediaType.COG))
+            write_geotiff(
+                folder / name(t, band),
+                values,
+                TRANSFORM,
+                crs=UTM,
+                nodata=NODATA,
+                tile=TILE,
+                cog=True,
+            )
+            item.add_asset(
+                band, pystac.Asset(href=f"{url}/{name(t, band)}", media_type=pystac.MediaType.COG)
+            )
         proj = ProjectionExtension.ext(item, add_if_missing=True)
         proj.epsg = 32615
         proj.transform = list(TRANSFORM)[:6]
-        proj.shape = [SIZE, SIZE]
+        proj.shape = [size, size]
         proj.bbox = [X0, y1, x1, Y0]
         item.properties["proj:epsg"] = 32615  # stackstac 0.5.1 reads v1's proj:epsg only
         items.append(item.to_dict())
+    return items
+
+
+@pytest.fixture(scope="module")
+def stack(range_server: Any) -> dict[str, Any]:
+    """The files on the server and their STAC items (dicts), with the server's URLs."""
+    root = range_server.root / "stack"
+    root.mkdir(exist_ok=True)
+    items = write_stack(range_server.root, range_server.url, SIZE, DATES, 16, _name)
     (root / "items.json").write_text(json.dumps(items))
     return {"items": root / "items.json", "root": range_server.root, "url": range_server.url}
 
@@ -268,6 +286,18 @@ def check_values(table: pd.DataFrame, root: Path, n_pixels: int) -> None:
             np.testing.assert_array_equal(got[here], expected)
 
 
+def check_image_values(table: pd.DataFrame, root: Path, t: int) -> None:
+    """Every value of a table of image ``t`` alone is the file's value at the row's centre."""
+    assert (table["time"] == pd.Timestamp(DATES[t])).all()
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    r, c = rasterio.transform.rowcol(TRANSFORM, x, y)
+    for band in BANDS:
+        with rasterio.open(root / _name(t, band)) as ds:
+            expected = ds.read(1)[np.asarray(r), np.asarray(c)].astype(float)
+        expected[expected == NODATA] = np.nan
+        np.testing.assert_array_equal(table[band].to_numpy(dtype=float), expected)
+
+
 #: Selections by lists, as users make them: (the selection, the (date, band) files it keeps).
 SELECTIONS = {
     "stackstac": ('cube = cube.sel(band=["nir"]).isel(time=[1])', [(1, "nir")]),
@@ -407,14 +437,7 @@ def test_a_pick_inside_an_odc_stac_chunk_of_several_images_reads_that_image_alon
         "odc-stac", selection, case, files, stack, range_server, tmp_path
     )
     assert len(table) == len(rows)
-    assert (table["time"] == pd.Timestamp(DATES[1])).all()
-    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
-    r, c = rasterio.transform.rowcol(TRANSFORM, x, y)
-    for band in BANDS:
-        with rasterio.open(stack["root"] / _name(1, band)) as ds:
-            expected = ds.read(1)[np.asarray(r), np.asarray(c)].astype(float)
-        expected[expected == NODATA] = np.nan
-        np.testing.assert_array_equal(table[band].to_numpy(dtype=float), expected)
+    check_image_values(table, stack["root"], 1)
     # The plan's estimate: one image's covered tiles per band, as the files' tags count them.
     import odc.stac
 
@@ -443,14 +466,7 @@ def test_a_sel_inside_an_odc_stac_chunk_of_several_images_and_chunks_reads_that_
         "odc-stac", selection, "points", files, stack, range_server, tmp_path
     )
     assert len(table) == len(rows)
-    assert (table["time"] == pd.Timestamp(DATES[0])).all()
-    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
-    r, c = rasterio.transform.rowcol(TRANSFORM, x, y)
-    for band in BANDS:
-        with rasterio.open(stack["root"] / _name(0, band)) as ds:
-            expected = ds.read(1)[np.asarray(r), np.asarray(c)].astype(float)
-        expected[expected == NODATA] = np.nan
-        np.testing.assert_array_equal(table[band].to_numpy(dtype=float), expected)
+    check_image_values(table, stack["root"], 0)
 
 
 #: Images of 3072 x 3072 int16 (13.7 MiB stored each, 36 tiles): more stored bytes than GDAL
@@ -463,34 +479,8 @@ def large_stack(range_server: Any) -> dict[str, Any]:
     """4 dates x 2 bands of LARGE x LARGE COGs on the server, and their STAC items."""
     root = range_server.root / "large"
     root.mkdir(exist_ok=True)
-    rng = np.random.default_rng(61)
-    yy, xx = np.mgrid[0:LARGE, 0:LARGE]
-    transform = TRANSFORM
-    x1, y1 = X0 + LARGE * RES, Y0 - LARGE * RES
-    lon, lat = TO_LONLAT.transform([X0, x1, X0, x1], [Y0, Y0, y1, y1])
-    bbox = [min(lon), min(lat), max(lon), max(lat)]
-    items = []
-    for t in range(4):
-        when = dt.datetime(2022, 6, 1 + t, tzinfo=dt.UTC)
-        item = pystac.Item(
-            id=f"L{t}",
-            geometry=shapely.geometry.mapping(shapely.box(*bbox)),
-            bbox=bbox,
-            datetime=when,
-            properties={},
-        )
-        for band in BANDS:
-            values = (yy + 2 * xx + rng.integers(0, 400, (LARGE, LARGE))).astype("int16")
-            path = root / f"{t}_{band}.tif"
-            write_geotiff(path, values, transform, crs=UTM, nodata=NODATA, tile=TILE, cog=True)
-            url = f"{range_server.url}/large/{t}_{band}.tif"
-            item.add_asset(band, pystac.Asset(href=url, media_type=pystac.MediaType.COG))
-        proj = ProjectionExtension.ext(item, add_if_missing=True)
-        proj.epsg = 32615
-        proj.transform = list(transform)[:6]
-        proj.shape = [LARGE, LARGE]
-        proj.bbox = [X0, y1, x1, Y0]
-        items.append(item.to_dict())
+    dates = [dt.datetime(2022, 6, 1 + t, tzinfo=dt.UTC) for t in range(4)]
+    items = write_stack(root, f"{range_server.url}/large", LARGE, dates, 61, "{}_{}.tif".format)
     (root / "items.json").write_text(json.dumps(items))
     return {"items": root / "items.json", "root": root, "files": sorted(root.glob("*.tif"))}
 
@@ -540,6 +530,7 @@ def test_odc_stac_fetches_each_tile_of_large_images_read_whole_in_parallel_once(
             with rasterio.open(large_stack["root"] / f"{t}_{band}.tif") as ds:
                 values = ds.read(1)
             expected = values[np.asarray(r)[here], np.asarray(c)[here]].astype(float)
+            expected[expected == NODATA] = np.nan
             np.testing.assert_array_equal(table[band].to_numpy(dtype=float)[here], expected)
 
 
