@@ -606,7 +606,9 @@ def estimate(plan: Plan) -> list[ReadEstimate]:
     width = plan.cube.grid.shape[1]  # type: ignore[index]
     iy, ix, _ = distinct_pixels(plan.iy, plan.ix, width)
     out = []
-    for source in Source.of(plan.cube):
+    sources = Source.of(plan.cube)
+    _learn_tiles([s for s in sources if plan.n_pixels and s.lazy and not plan.level])
+    for source in sources:
         names = tuple(b.name for b in source.bands)
         if not plan.n_pixels:
             out.append(ReadEstimate(names, 0, 0, 0, "nothing to read", 0))
