@@ -211,20 +211,24 @@ def test_any_number_of_reads_in_flight_gives_the_same_table(threads):
 
 
 @pytest.mark.parametrize("threads", [1, 3, 64])
-def test_reads_run_on_exactly_the_threads_set_all_started_before_the_reads(threads):
-    # The pool's threads are all started before dask fires a read (a start waits for the new
-    # thread to take the GIL, which stalled the scheduler mid-read), and the reads run on
-    # exactly as many threads as set, named as the loaders' per-thread handles expect.
+def test_reads_run_on_the_pools_threads_started_before_the_reads(threads):
+    # The pool's first threads are started before dask fires a read (a start waits for the
+    # new thread to take the GIL, which stalled the scheduler mid-read); reads run on them,
+    # named as the loaders' per-thread handles expect, and never on more than set.
     import threading
 
+    from xr_getregion.iopool import first_threads
     from xr_getregion.loaders import IO_THREAD_PREFIX
 
     cube, _ = counted((1, 1, 7, 13))
     seen: set[str] = set()
     start = threading.Thread.start
     started: list[str] = []
+    before_first_read: list[int] = []
 
     def record(block: np.ndarray) -> np.ndarray:
+        if not before_first_read:
+            before_first_read.append(len([n for n in started if n.startswith(IO_THREAD_PREFIX)]))
         seen.add(threading.current_thread().name)
         return block
 
@@ -234,24 +238,109 @@ def test_reads_run_on_exactly_the_threads_set_all_started_before_the_reads(threa
 
     cube = cube.copy(data=cube.data.map_blocks(record, dtype=cube.dtype))
     seen.clear()  # map_blocks called it on an empty block, to learn its output
+    before_first_read.clear()
     with dask.config.set({"xr_getregion.io_threads": threads}):
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(threading.Thread, "start", counting_start)
             cube.ee.get_region(box(3, 4, 60, 80), geometry_crs=UTM)
     io = [name for name in started if name.startswith(IO_THREAD_PREFIX)]
-    assert len(io) == threads
+    assert first_threads(threads) <= len(io) <= threads
+    assert before_first_read == [first_threads(threads)]
     assert seen <= set(io) and seen
 
 
-def test_a_thread_that_fails_to_start_leaves_no_thread_of_the_pool_waiting():
-    # The pool's threads wait at a barrier until all have started: when a start fails (no
-    # more threads allowed), those started must not wait forever (the interpreter would hang
-    # at exit joining them).
+@pytest.fixture
+def machine_idle(monkeypatch):
+    """The machine's cores as the pool sees them: all idle (``True``) or all busy."""
+    import time
+
+    from xr_getregion import iopool
+
+    state = {"idle": True}
+    busy_since = iopool._idle_seconds()
+
+    def idle_seconds() -> float:
+        if state["idle"]:
+            return time.perf_counter() * iopool.HOST_CPUS
+        return busy_since
+
+    monkeypatch.setattr(iopool, "_idle_seconds", idle_seconds)
+    return state
+
+
+def test_the_pool_adds_threads_while_reads_wait_and_not_past_its_most(machine_idle):
+    # Reads that wait without using a core (here: sleep) on a machine with idle cores show
+    # room for more in flight: the pool grows from its first threads to its most, doubling
+    # at most, and runs every task once.
     import threading
     import time
 
-    from xr_getregion.loaders import IO_THREAD_PREFIX
-    from xr_getregion.reads import io_pool
+    from xr_getregion.iopool import IOPool
+
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def wait(i: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return i
+
+    with IOPool(12, "test-pool", cores=2) as pool:
+        assert pool.threads == 4
+        first = [pool.submit(wait, i) for i in range(4)]
+        assert [f.result() for f in first] == list(range(4))
+        later = [pool.submit(wait, i) for i in range(48)]
+        assert [f.result() for f in later] == list(range(48))
+        assert pool.threads == 12
+    assert peak == 12
+    assert not [t for t in threading.enumerate() if t.name.startswith("test-pool")]
+
+
+def test_the_pool_adds_no_thread_while_the_cores_are_busy(machine_idle):
+    # The same waiting reads on a machine without idle cores: waiting for a core (or for a
+    # server on the same machine) is not waiting for the network.
+    import time
+
+    from xr_getregion.iopool import IOPool
+
+    machine_idle["idle"] = False
+    with IOPool(12, "busy-pool", cores=2) as pool:
+        done = [pool.submit(lambda i: time.sleep(0.02) or i, i) for i in range(60)]
+        assert [f.result() for f in done] == list(range(60))
+        assert pool.threads == 4
+
+
+def test_the_threads_wanted_are_the_cores_worth_of_waiting_reads():
+    from xr_getregion.iopool import first_threads, wanted_threads
+
+    assert first_threads(16, cores=2) == 4
+    assert first_threads(3, cores=2) == 3
+    assert first_threads(16, cores=32) == 16
+    # Reads busy on a core half the time: two per core.
+    assert wanted_threads(wall=4.0, cpu=2.0, current=1, most=16, cores=2) == 4
+    # Reads waiting on the network 9 parts in 10: ten per core, up to the most.
+    assert wanted_threads(wall=10.0, cpu=1.0, current=4, most=16, cores=1) == 10
+    assert wanted_threads(wall=10.0, cpu=1.0, current=4, most=16, cores=2) == 16
+    # Never fewer than running, whatever the times; no CPU time at all wants the most.
+    assert wanted_threads(wall=1.0, cpu=1.0, current=6, most=16, cores=2) == 6
+    assert wanted_threads(wall=1.0, cpu=0.0, current=4, most=16, cores=2) == 16
+    assert wanted_threads(wall=0.0, cpu=0.0, current=4, most=16, cores=2) == 4
+
+
+def test_a_thread_that_fails_to_start_leaves_no_thread_of_the_pool_waiting():
+    # The pool's first threads wait at a barrier until all have started: when a start fails
+    # (no more threads allowed), those started must not wait forever (the interpreter would
+    # hang at exit joining them).
+    import threading
+    import time
+
+    from xr_getregion.iopool import IOPool
 
     start = threading.Thread.start
     calls = []
@@ -265,13 +354,59 @@ def test_a_thread_that_fails_to_start_leaves_no_thread_of_the_pool_waiting():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(threading.Thread, "start", failing_start)
         with pytest.raises(RuntimeError, match="can't start new thread"):
-            io_pool(5)
+            IOPool(5, "failing-pool", cores=2)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if not any(t.name.startswith(IO_THREAD_PREFIX) for t in threading.enumerate()):
+        if not any(t.name.startswith("failing-pool") for t in threading.enumerate()):
             break
         time.sleep(0.01)
-    assert not [t.name for t in threading.enumerate() if t.name.startswith(IO_THREAD_PREFIX)]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("failing-pool")]
+
+
+def test_a_pool_that_cannot_grow_goes_on_with_the_threads_it_has(machine_idle):
+    import threading
+    import time
+
+    from xr_getregion.iopool import IOPool
+
+    start = threading.Thread.start
+
+    def no_more(thread: threading.Thread) -> None:
+        if thread.name.startswith("capped-pool") and int(thread.name.rsplit("_")[-1]) >= 2:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threading.Thread, "start", no_more)
+        with IOPool(8, "capped-pool", cores=1) as pool:
+            assert pool.threads == 2
+            results = [pool.submit(lambda i: time.sleep(0.01) or i, i) for i in range(20)]
+            assert [f.result() for f in results] == list(range(20))
+            assert pool.threads == 2
+    assert not [t for t in threading.enumerate() if t.name.startswith("capped-pool")]
+
+
+def test_leaving_the_pool_on_an_error_runs_nothing_more():
+    import threading
+
+    from xr_getregion.iopool import IOPool
+
+    release = threading.Event()
+    ran: list[int] = []
+
+    def job(i: int) -> None:
+        release.wait(10)
+        ran.append(i)
+
+    futures = []
+    with pytest.raises(KeyboardInterrupt), IOPool(1, "stopped-pool") as pool:
+        futures = [pool.submit(job, i) for i in range(5)]
+        release.set()
+        raise KeyboardInterrupt
+    assert len(ran) <= 1
+    assert sum(f.cancelled() for f in futures) >= 4
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(job, 9)
 
 
 @pytest.mark.parametrize("threads", [0, -2, "many"])

@@ -21,7 +21,6 @@ is :mod:`xr_getregion.plan`.
 from __future__ import annotations
 
 import sys
-import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ from dask.highlevelgraph import HighLevelGraph
 from xr_getregion.cube import Band, Cube
 from xr_getregion.errors import ArgumentError, CubeError
 from xr_getregion.grid import Grid
+from xr_getregion.iopool import IOPool
 from xr_getregion.loaders import (
     IO_THREAD_PREFIX,
     Tiles,
@@ -81,13 +81,15 @@ PYRAMID_CHUNK = 2048
 #: small features) span most of a chunk, where windows measured slower than whole chunks.
 WINDOW_SHARE = 0.25
 
-#: Reads kept in flight on dask's threaded scheduler (see :func:`io_threads`). Reads wait on
-#: the network far more than on a core. Measured with ``python -m benchmarks.cogs --quick
+#: The most reads kept in flight on dask's threaded scheduler (see :func:`io_threads`); the
+#: pool starts with fewer and adds threads while reads wait on the network (see
+#: :mod:`xr_getregion.iopool`). Measured with ``python -m benchmarks.cogs --quick
 #: --latency-ms 30 --loader odc-stac`` on 2 cores (wall time, x a tile reader with 8
 #: threads; 12 points / 1 km2 / 25 km2 / 250 points): 2 threads (dask's default here) 1.26 /
 #: 2.77 / 1.06 / 0.64; 8 threads 0.81 / 1.62 / 1.03 / 0.58; 16 threads 0.82 / 2.17 / 1.00 /
-#: 0.83; 48 threads 0.81 / 2.02 / 1.01 / 0.59. Past 8 the differences are the shared
-#: machine's noise; 16 leaves room for stacks of more files than this one.
+#: 0.83; 48 threads 0.81 / 2.02 / 1.01 / 0.59. On the full stack at 30 ms, 16 threads beat
+#: 8 on every loader: 50 points 2.98-3.91 s against 4.04-5.32 s, ~100 km2 0.57-0.73 s
+#: against 0.65-0.88 s.
 IO_THREADS = 16
 
 
@@ -140,32 +142,13 @@ def compute(*collections: Any, largest_read: int = 0) -> tuple[Any, ...]:
     return dask.compute(*collections)
 
 
-#: Threads :func:`io_pool` starts before the reads; more start as reads come.
-PRESTARTED_THREADS = 64
-
-
-def io_pool(threads: int) -> ThreadPoolExecutor:
-    """A pool of ``threads`` threads for reads, named so that the loaders' readers know
-    they run there (see :data:`xr_getregion.loaders.IO_THREAD_PREFIX`): what a read thread
-    keeps open closes when the pool ends."""
-    pool = ThreadPoolExecutor(threads, thread_name_prefix=IO_THREAD_PREFIX)
-    # Start the threads now, while nothing else runs. A pool starts its threads as tasks
-    # come, and each start waits for the new thread to take the GIL: during the reads, with
-    # the other threads busy, that took 65-380 ms in all for 16 threads (the ~1 km2 polygon
-    # of benchmarks.cogs, 0 ms latency: 0.6-0.8 s in all), the scheduler's thread stalled
-    # meanwhile. Each thread waits at the barrier, so each task starts one thread; if a
-    # start fails (or Ctrl-C comes), the barrier is broken, so none is left waiting.
-    n = min(threads, PRESTARTED_THREADS)
-    barrier = threading.Barrier(n + 1)
-    try:
-        for _ in range(n):
-            pool.submit(barrier.wait)
-        barrier.wait()
-    except BaseException:
-        barrier.abort()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    return pool
+def io_pool(threads: int) -> IOPool:
+    """A pool of at most ``threads`` threads for reads, which starts with a few and adds
+    threads while reads wait on the network (see :mod:`xr_getregion.iopool`). Its threads
+    are named so that the loaders' readers know they run there (see
+    :data:`xr_getregion.loaders.IO_THREAD_PREFIX`): what a read thread keeps open closes
+    when the pool ends."""
+    return IOPool(threads, IO_THREAD_PREFIX)
 
 
 def _threaded_default() -> bool:
