@@ -94,7 +94,7 @@ IO_THREADS = 16
 
 
 def io_threads() -> int:
-    """How many reads run at once on dask's threaded scheduler: the ``xr_getregion.io_threads``
+    """The most reads run at once on dask's threaded scheduler: the ``xr_getregion.io_threads``
     dask config value (``dask.config.set({"xr_getregion.io_threads": 32})`` or the
     ``DASK_XR_GETREGION__IO_THREADS`` environment variable), else :data:`IO_THREADS`."""
     value = dask.config.get("xr_getregion.io_threads", IO_THREADS)
@@ -123,8 +123,8 @@ IO_MEMORY = 256 * 2**20
 
 
 def compute(*collections: Any, largest_read: int = 0) -> tuple[Any, ...]:
-    """``dask.compute(*collections)`` with :func:`io_threads` reads in flight when dask's
-    threaded scheduler (the default) runs it; any other scheduler (a distributed client, a
+    """``dask.compute(*collections)`` with up to :func:`io_threads` reads in flight (see
+    :func:`io_pool`) when dask's threaded scheduler (the default) runs it; any other scheduler (a distributed client, a
     ``scheduler=`` the user set) runs it as configured. Reads are I/O: on 2 cores a pool of
     2 threads leaves the network idle. With ``largest_read`` (the decoded bytes of the
     largest read), no more reads run at once than :data:`IO_MEMORY` holds, and at least 2
