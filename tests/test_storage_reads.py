@@ -452,6 +452,42 @@ def test_a_pick_inside_an_odc_stac_chunk_of_several_images_reads_that_image_alon
         assert r.fetch_bytes == first_file_tile_bytes(stack["root"], r.granularity, rows, cols)
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_list_inside_an_odc_stac_chunk_of_several_images_reads_those_images_alone(
+    case, stack, range_server, tmp_path
+):
+    # isel(time=[1]) of a chunk of 2 images is dask's take between odc-stac's chunk and the
+    # window: odc-stac's loader is given the listed images' sources alone, in the list's
+    # order, so only their covered tiles are fetched (before: every image of the chunk).
+    selection = "cube = odc.stac.load(items, chunks={'time': 2}).isel(time=[1])"
+    files = [(1, "red"), (1, "nir")]
+    table, rows, _ = selected_table(
+        "odc-stac", selection, case, files, stack, range_server, tmp_path
+    )
+    assert len(table) == len(rows)
+    assert (table["time"] == pd.Timestamp(DATES[1])).all()
+    check_image_values(table, stack["root"], 1)
+
+
+@pytest.mark.parametrize("images", [[1, 0, 1], [0, 1], [1]])
+@pytest.mark.parametrize("per_chunk", [1, 2])
+def test_a_list_inside_an_odc_stac_chunk_keeps_its_order_and_repeats(
+    images, per_chunk, stack, range_server
+):
+    # isel(time=[1, 0, 1]) reads the listed images in the list's order, repeats included:
+    # the table is the same as from the whole images, computed by dask.
+    import odc.stac
+
+    items = [pystac.Item.from_dict(d) for d in json.loads(stack["items"].read_text())]
+    cube = odc.stac.load(items, chunks={"time": per_chunk}).isel(time=images)
+    geometry = CASES["points"]
+    table = cube.ee.get_region(geometry, geometry_crs=UTM)
+    expected = cube.compute().ee.get_region(geometry, geometry_crs=UTM)
+    pd.testing.assert_frame_equal(table, expected)
+    n = len(table) // len(images)
+    assert table["time"].tolist()[::n] == [pd.Timestamp(DATES[t]) for t in images]
+
+
 def test_a_sel_inside_an_odc_stac_chunk_of_several_images_and_chunks_reads_that_image_alone(
     stack, range_server, tmp_path
 ):

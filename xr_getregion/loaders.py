@@ -496,6 +496,17 @@ def window_tasks(
     if restore:  # below selections by lists or integer picks (sel(band="B04"), isel(time=0))
         read = file_window(data, inner, inner_window)
         inner_layer = data.dask.layers.get(inner[0])
+        listed = _listed_images(restore[0])
+        if read is None and inner_layer is not None and listed is not None:
+            # isel(time=[...]) right above odc-stac's chunk: its loader reads the listed
+            # images alone, in the list's order, so that take has nothing left to do.
+            rest = restore[1:]
+            target = read_key if rest else key
+            read = _odc_window(data.dask, inner_layer, inner, inner_window, target, listed)
+            if read is not None:
+                if not rest:
+                    return {key: read}
+                restore = rest
         if read is None and inner_layer is not None:
             read = _odc_window(data.dask, inner_layer, inner, inner_window, read_key)
     if read is None:
@@ -980,10 +991,34 @@ class _OneTile:
         return self.geobox
 
 
-def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, key: tuple) -> Any:
+def _listed_images(index: tuple) -> list[int] | None:
+    """The positions of a take's ``index`` that lists images on the first axis (odc-stac's
+    time) and takes every other axis whole; ``None`` for any other index."""
+    if not index or not all(_whole_axis(i) for i in index[1:]):
+        return None
+    listed = index[0]
+    if isinstance(listed, np.ndarray) and listed.ndim == 1 and listed.dtype.kind in "iu":
+        listed = listed.tolist()
+    if not isinstance(listed, list) or not listed:
+        return None
+    if not all(isinstance(i, int | np.integer) and i >= 0 for i in listed):
+        return None
+    return [int(i) for i in listed]
+
+
+def _odc_window(
+    graph: HighLevelGraph,
+    layer: Any,
+    block: tuple,
+    window: tuple,
+    key: tuple,
+    images: list[int] | None = None,
+) -> Any:
     """odc-stac's chunk task is ``_dask_loader_tyx(sources, tiles, (iy, ix), ...)``, which
     loads ``tiles[iy, ix]``, a GeoBox, from ``sources``, one list per image: the same call
-    with that GeoBox cut to the window and only the window's images' sources."""
+    with that GeoBox cut to the window and only the window's images' sources, or, given
+    ``images`` (positions in the chunk, the window whole on time), those images' sources in
+    that order."""
     from dask._task_spec import Task, TaskRef
 
     # A cube odc-stac built has imported its loader: importing it here for any other cube
@@ -1012,8 +1047,10 @@ def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, 
         _whole_chunk(w, sizes[i]) for i, w in enumerate(window) if i not in (0, 1 + ydim, 2 + ydim)
     ):
         return None
-    if not _whole_chunk(window[0], sizes[0]):
-        picked = _odc_sources(args[0], window[0], sizes[0])
+    if images is not None or not _whole_chunk(window[0], sizes[0]):
+        if images is not None and not _whole_chunk(window[0], sizes[0]):
+            return None
+        picked = _odc_sources(args[0], window[0] if images is None else images, sizes[0])
         if picked is None:
             return None
         args[0] = picked
@@ -1022,10 +1059,11 @@ def _odc_window(graph: HighLevelGraph, layer: Any, block: tuple, window: tuple, 
     return Task(key, _dask_loader_tyx, *args, **task.kwargs)
 
 
-def _odc_sources(srcs: Any, window: slice, size: int | None) -> Any:
+def _odc_sources(srcs: Any, window: slice | list[int], size: int | None) -> Any:
     """odc-stac's sources of a chunk, a list with one list of readers per image of the chunk
     (``_dask_loader_tyx`` loads image ``i`` of its output from ``srcs[i]``), cut to the images
-    of ``window``; ``None`` where they are not such a list or the window not such a cut."""
+    of ``window`` (a slice, or positions in any order); ``None`` where they are not such a
+    list or the window not such a cut."""
     from dask._task_spec import List
 
     images = getattr(srcs, "args", None)
@@ -1033,6 +1071,10 @@ def _odc_sources(srcs: Any, window: slice, size: int | None) -> Any:
         return None
     if size is not None and len(images) != size:
         return None
+    if isinstance(window, list):
+        if not window or not all(0 <= i < len(images) for i in window):
+            return None
+        return List(*(images[i] for i in window))
     if not isinstance(window, slice) or window.step not in (None, 1):
         return None
     start, stop, _ = window.indices(len(images))

@@ -124,11 +124,11 @@ IO_MEMORY = 256 * 2**20
 
 def compute(*collections: Any, largest_read: int = 0) -> tuple[Any, ...]:
     """``dask.compute(*collections)`` with up to :func:`io_threads` reads in flight (see
-    :func:`io_pool`) when dask's threaded scheduler (the default) runs it; any other scheduler (a distributed client, a
-    ``scheduler=`` the user set) runs it as configured. Reads are I/O: on 2 cores a pool of
-    2 threads leaves the network idle. With ``largest_read`` (the decoded bytes of the
-    largest read), no more reads run at once than :data:`IO_MEMORY` holds, and at least 2
-    (or :func:`io_threads`, if fewer)."""
+    :func:`io_pool`) when dask's threaded scheduler (the default) runs it; any other
+    scheduler (a distributed client, a ``scheduler=`` the user set) runs it as configured.
+    Reads are I/O: on 2 cores a pool of 2 threads leaves the network idle. With
+    ``largest_read`` (the decoded bytes of the largest read), no more reads run at once than
+    :data:`IO_MEMORY` holds, and at least 2 (or :func:`io_threads`, if fewer)."""
     if _threaded_default():
         threads = io_threads()
         if largest_read:
