@@ -684,6 +684,29 @@ def test_the_bytes_to_fetch_cost_one_header_read(loader, stack, range_server, tm
     assert size == arrays * 16 * 1024
 
 
+@pytest.mark.parametrize("user_env", [False, True])
+def test_stackstac_opens_files_with_16_kb_header_reads_unless_the_user_set_its_options(
+    user_env, stack, range_server, tmp_path
+):
+    # stackstac's default options open files through GDAL's VSI_CACHE, 32 KB header reads;
+    # our reads open them without it (16 KB, as GDAL and the other loaders do). Options the
+    # user gave stackstac are theirs: a gdal_env of the user's keeps its VSI_CACHE.
+    out = tmp_path / "table.pkl"
+    script = extraction("stackstac", CASES["polygon"], stack["items"], out)
+    if user_env:
+        script = script.replace(
+            "rescale=False)",
+            "rescale=False, gdal_env=stackstac.DEFAULT_GDAL_ENV.updated("
+            "always=dict(GDAL_HTTP_MAX_RETRY='1')))",
+        )
+    fetched(range_server, script)
+    headers = [r["bytes"] for r in range_server.requests() if r["bytes"] and r["start"] == 0]
+    assert len(headers) == len(BANDS) * len(DATES)
+    # The plan reads the first file's header itself (16 KB), before stackstac opens it.
+    assert headers.count(32768) == (len(headers) - 1 if user_env else 0)
+    check_values(pd.read_pickle(out), stack["root"], len(covered(CASES["polygon"])[0]))
+
+
 def test_stackstac_reads_a_region_across_its_chunks_as_one_window_per_image(
     stack, range_server, tmp_path
 ):
