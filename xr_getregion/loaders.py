@@ -1007,7 +1007,7 @@ def _stackstac_open_options(entries: np.ndarray) -> np.ndarray:
         _STACKSTAC_ENV.append(DEFAULT_GDAL_ENV.updated(open={"VSI_CACHE": False}))
     default = DEFAULT_GDAL_ENV.__getstate__()
     for entry in entries.flat:
-        reader = entry[0] if isinstance(entry, tuple) and entry else None
+        reader: Any = entry[0] if isinstance(entry, tuple) and entry else None
         if (
             type(reader) is AutoParallelRioReader
             and getattr(reader, "_dataset", True) is None
