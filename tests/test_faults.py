@@ -456,6 +456,45 @@ print("finished")
 """
 
 
+MKDIR_THEN_TERM = """
+import os, pathlib, signal, sys
+import shapely, xr_getregion
+
+real_mkdir = pathlib.Path.mkdir
+
+
+def mkdir_then_term(self, *args, **kwargs):
+    real_mkdir(self, *args, **kwargs)
+    if ".tmp-" in self.name:
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` would, right after the mkdir
+
+
+pathlib.Path.mkdir = mkdir_then_term
+cube = xr_getregion.sample_cube()
+x0, y0 = float(cube.x[0]), float(cube.y[0])
+box = shapely.box(x0, y0 - 500, x0 + 500, y0)
+xr_getregion.to_parquet(cube, box, sys.argv[1], geometry_crs=cube.rio.crs)
+"""
+
+
+def test_a_job_killed_as_its_temporary_is_made_removes_it(tmp_path):
+    # SIGTERM right after the temporary directory is made, before the writing starts: the
+    # directory is removed on the way out (it was made outside the cleanup's reach; one run
+    # of the CLI test in sixty left it behind).
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", MKDIR_THEN_TERM, str(out / "t.parquet")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=3 * TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
+    assert list(out.iterdir()) == []
+
+
 def test_a_python_job_killed_in_to_parquet_removes_its_temporary(tmp_path):
     """A program calling to_parquet, sent SIGTERM while reads are held mid-job: the
     temporary is removed and the process ends with status 143 (128 + 15), quietly, as an

@@ -251,20 +251,20 @@ def test_reads_run_on_the_pools_threads_started_before_the_reads(threads):
 
 @pytest.fixture
 def machine_idle(monkeypatch):
-    """The machine's cores as the pool sees them: all idle (``True``) or all busy."""
+    """The process's CPU time as the pool sees it: none used (``True``), or every core's."""
     import time
 
     from xr_getregion import iopool
 
     state = {"idle": True}
-    busy_since = iopool._idle_seconds()
+    start = time.process_time()
 
-    def idle_seconds() -> float:
+    def cpu_seconds() -> float:
         if state["idle"]:
-            return time.perf_counter() * iopool.HOST_CPUS
-        return busy_since
+            return start
+        return time.perf_counter() * 64  # more than any pool of these tests has cores
 
-    monkeypatch.setattr(iopool, "_idle_seconds", idle_seconds)
+    monkeypatch.setattr(iopool, "_cpu_seconds", cpu_seconds)
     return state
 
 
@@ -302,8 +302,8 @@ def test_the_pool_adds_threads_while_reads_wait_and_not_past_its_most(machine_id
     assert not [t for t in threading.enumerate() if t.name.startswith("test-pool")]
 
 
-def test_the_pool_adds_no_thread_while_the_cores_are_busy(machine_idle):
-    # The same waiting reads on a machine without idle cores: waiting for a core (or for a
+def test_the_pool_adds_no_thread_while_the_process_keeps_the_cores_busy(machine_idle):
+    # The same waiting reads while the process uses the cores: waiting for a core (or for a
     # server on the same machine) is not waiting for the network.
     import time
 
@@ -384,6 +384,69 @@ def test_a_pool_that_cannot_grow_goes_on_with_the_threads_it_has(machine_idle):
             assert [f.result() for f in results] == list(range(20))
             assert pool.threads == 2
     assert not [t for t in threading.enumerate() if t.name.startswith("capped-pool")]
+
+
+def test_a_failure_counting_the_pools_times_ends_no_thread(monkeypatch):
+    # The growth's bookkeeping (the process's CPU time) failing must stop the growth, not
+    # the thread that finished a task: dask would wait forever for the tasks queued.
+    import time
+
+    from xr_getregion import iopool
+
+    def fails() -> float:
+        raise OSError(24, "Too many open files")
+
+    with iopool.IOPool(8, "counting-pool", cores=1) as pool:
+        monkeypatch.setattr(iopool, "_cpu_seconds", fails)
+        done = [pool.submit(lambda i: time.sleep(0.01) or i, i) for i in range(30)]
+        assert [f.result(timeout=10) for f in done] == list(range(30))
+        assert pool.threads == 2
+
+
+POOL_LEFT_OPEN = """
+import sys, threading, time
+from xr_getregion.iopool import IOPool
+
+if sys.argv[1] == "kept":
+    pool = IOPool(4, "open-pool")
+    assert pool.submit(sum, [1, 2]).result() == 3
+elif sys.argv[1] == "dropped":
+    assert IOPool(4, "open-pool").submit(sum, [1, 2]).result() == 3
+else:  # Ctrl-C just after the first threads passed their barrier, before it returned
+
+    class Interrupted(threading.Barrier):
+        def wait(self, timeout=None):
+            index = super().wait(timeout)
+            if threading.current_thread() is threading.main_thread():
+                time.sleep(0.1)  # the released threads run on meanwhile
+                raise KeyboardInterrupt
+            return index
+
+    threading.Barrier = Interrupted
+    try:
+        IOPool(4, "open-pool")
+    except KeyboardInterrupt:
+        pass
+print("done")
+"""
+
+
+@pytest.mark.parametrize("how", ["kept", "dropped", "interrupted"])
+def test_a_pool_left_without_shutdown_does_not_keep_the_interpreter_from_exiting(how):
+    # Its threads are told to end at exit, or when the pool is collected, as the standard
+    # library's pool's are; a review found each of these hanging the interpreter for ever.
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", POOL_LEFT_OPEN, how],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "done\n"
 
 
 def test_leaving_the_pool_on_an_error_runs_nothing_more():

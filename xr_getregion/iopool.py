@@ -7,14 +7,15 @@ connections): on 2 cores, starting 16 threads for the 36 reads of the ~1 km2 pol
 ``benchmarks.cogs`` made a read at 0 ms latency 0.10 s slower (0.41 s against 0.29 s with
 4), while at 30 ms latency 16 threads were twice as fast as 4 (0.61 s against 1.10 s). So
 the pool starts :func:`first_threads` threads and, as reads finish, adds threads while the
-machine's cores are partly idle (:data:`IDLE_SHARE`), doubling at most per
-:data:`WINDOW_S`, up to the cores' worth of reads the finished ones show to be waiting
-(:func:`wanted_threads`).
+process used under :data:`BUSY_SHARE` of the cores, doubling at most per :data:`WINDOW_S`,
+up to the cores' worth of reads the finished ones show to be waiting (:func:`wanted_threads`).
 
-The idle share is the machine's, not the process's: a read waiting for a core (or for a
-server on the same machine) is not waiting for the network, and its thread's own times
-cannot tell the two apart (at 0 ms latency the reads above spent 6 times their CPU time
-waiting, with no core idle).
+The share is the process's CPU time, not the reads' own wall and CPU times: a read waiting
+for a core (or for a server on the same machine) is not waiting for the network, and its
+thread cannot tell the two apart (at 0 ms latency the reads above spent 2-3 times their CPU
+time waiting with 4 threads, 6 times with 16, the cores busy). Nor the machine's idle time:
+another program keeping the cores busy would stop the pool from growing while its reads
+wait on the network (50 points at 30 ms took 7.1 s instead of 3.2 s so, during a test run).
 
 Written by hand because the standard library's and dask's pools have a fixed size (dask's
 threaded scheduler keeps ``_max_workers`` tasks submitted, whatever runs them).
@@ -22,15 +23,16 @@ threaded scheduler keeps ``_max_workers`` tasks submitted, whatever runs them).
 
 from __future__ import annotations
 
+import atexit
 import math
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
-import psutil
 from dask.system import CPU_COUNT
 
 __all__ = ["IOPool", "first_threads", "wanted_threads"]
@@ -42,15 +44,13 @@ __all__ = ["IOPool", "first_threads", "wanted_threads"]
 THREADS_PER_CORE = 2
 
 
-#: The machine's share of idle core time above which the pool adds threads. Measured on 2
-#: cores with 4 threads (``benchmarks.cogs``, odc-stac, the reads alone): at 0 ms latency
-#: 0.21 (~1 km2 polygon) and 0.10 (50 points) of the cores were idle; at 30 ms, 0.78 and
-#: 0.65. The first 50 ms at 0 ms latency, while the first files open, reached 0.44: with a
-#: third, the pool grew to 7-8 threads there.
-IDLE_SHARE = 0.5
+#: The share of the cores' time the process used, below which the pool adds threads.
+#: Measured on 2 cores with 4 threads (``benchmarks.cogs``, odc-stac, while the reads ran;
+#: 50 points / ~1 km2 / ~100 km2): at 0 ms latency 0.77 / 0.64 / 0.64, at 30 ms 0.32 / 0.19
+#: / 0.26.
+BUSY_SHARE = 0.4
 
-#: The shortest time over which the idle share is measured: the system's CPU times count in
-#: ticks of 10 ms.
+#: The shortest time over which that share is measured.
 WINDOW_S = 0.05
 
 
@@ -72,20 +72,64 @@ def wanted_threads(wall: float, cpu: float, current: int, most: int, cores: int)
     return max(current, min(most, want))
 
 
-#: The machine's logical cores, as the system's idle time counts them.
-HOST_CPUS = psutil.cpu_count() or 1
+def _cpu_seconds() -> float:
+    """The CPU time of the process so far, all its threads."""
+    return time.process_time()
 
 
-def _idle_seconds() -> float:
-    """The machine's idle core time so far, summed over its cores."""
-    return float(psutil.cpu_times().idle)
+# Pools not shut down yet. At the interpreter's exit their threads are told to end, as the
+# standard library does for ThreadPoolExecutor: otherwise a pool left without ``shutdown``
+# (or a Ctrl-C between a thread's start and its record) would keep the interpreter waiting
+# for its threads forever. ``threading._register_atexit`` runs before the interpreter joins
+# its threads, where ``atexit`` runs after; both exist on every Python this package supports.
+_LIVE: weakref.WeakSet[IOPool] = weakref.WeakSet()
+
+
+def _end_all() -> None:
+    for pool in list(_LIVE):
+        pool.shutdown(wait=False)
+
+
+getattr(threading, "_register_atexit", atexit.register)(_end_all)
+
+
+def _work(
+    pool_ref: weakref.ref[IOPool], work: queue.SimpleQueue, barrier: threading.Barrier
+) -> None:
+    """A thread of a pool: run tasks until the queue gives ``None`` (handed on to the next
+    thread). Only a weak reference to the pool is held, so a pool dropped without
+    ``shutdown`` is collected, which ends its threads."""
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass  # a start failed or was interrupted: the pool is ending; the queue says when
+    while True:
+        item = work.get()
+        if item is None:
+            work.put(None)
+            return
+        future, fn, args, kwargs = item
+        if not future.set_running_or_notify_cancel():
+            continue
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller, as ThreadPoolExecutor does
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+        del future, fn, args, kwargs, item
+        pool = pool_ref()
+        if pool is not None:
+            pool._finished(time.perf_counter() - wall, time.thread_time() - cpu)
+        del pool
 
 
 class IOPool(Executor):
     """An executor running tasks on between :func:`first_threads` and ``most`` threads,
-    named ``prefix_N``; threads are added while the cores are partly idle and the tasks that
-    finished show that more would keep them busy (:func:`wanted_threads`), never removed
-    before :meth:`shutdown`.
+    named ``prefix_N``; threads are added while the process leaves the cores partly unused
+    and the tasks that finished show that more would keep them busy (:func:`wanted_threads`),
+    never removed before :meth:`shutdown`.
 
     ``_max_workers`` is ``most``: dask's threaded scheduler keeps that many tasks submitted,
     and those beyond the running threads wait in the queue.
@@ -98,16 +142,19 @@ class IOPool(Executor):
         self._most = most
         self._prefix = prefix
         self._cores = cores
-        self._queue: queue.SimpleQueue[tuple[Future, Callable, tuple, dict] | None] = (
-            queue.SimpleQueue()
-        )
-        self._lock = threading.RLock()
+        work: queue.SimpleQueue[tuple[Future, Callable, tuple, dict] | None] = queue.SimpleQueue()
+        self._queue = work
+        # Collected without shutdown: its threads are told to end.
+        self._ref = weakref.ref(self, lambda _: work.put(None))
+        self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._growing = False
         self._wall = 0.0
         self._cpu = 0.0
         self._closed = False
         self._since = time.perf_counter()
-        self._idle = _idle_seconds()
+        self._used = _cpu_seconds()
+        _LIVE.add(self)
         try:
             self._start(first_threads(most, cores))
         except BaseException:
@@ -122,70 +169,63 @@ class IOPool(Executor):
     def _start(self, n: int) -> None:
         """Start ``n`` more threads, and return once each runs: a start waits for the new
         thread to take the GIL, which the caller (the scheduler, or a thread that just read)
-        would otherwise wait for when it next submits. If a start fails (or Ctrl-C comes),
-        the threads of this call end and the error is raised."""
+        would otherwise wait for when it next submits. Each thread is recorded as soon as it
+        started; if a start fails (or Ctrl-C comes), the error is raised and the threads
+        started go on (``shutdown`` ends them)."""
         barrier = threading.Barrier(n + 1)
-        started: list[threading.Thread] = []
         try:
             for _ in range(n):
+                with self._lock:
+                    name = f"{self._prefix}_{len(self._threads)}"
                 thread = threading.Thread(
-                    target=self._work,
-                    args=(barrier,),
-                    name=f"{self._prefix}_{len(self._threads) + len(started)}",
+                    target=_work, args=(self._ref, self._queue, barrier), name=name
                 )
                 thread.start()
-                started.append(thread)
+                with self._lock:
+                    self._threads.append(thread)
             barrier.wait()
         except BaseException:
-            barrier.abort()  # those started leave at the barrier
+            barrier.abort()
             raise
-        self._threads.extend(started)
-
-    def _work(self, barrier: threading.Barrier) -> None:
-        try:
-            barrier.wait()
-        except threading.BrokenBarrierError:
-            return
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            future, fn, args, kwargs = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            wall, cpu = time.perf_counter(), time.thread_time()
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:  # handed to the caller, as ThreadPoolExecutor does
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            del future, fn, args, kwargs, item
-            self._finished(time.perf_counter() - wall, time.thread_time() - cpu)
 
     def _finished(self, wall: float, cpu: float) -> None:
-        """Count a finished task's times; if the cores were partly idle since the last look,
-        at least :data:`WINDOW_S` ago, and tasks wait, start the threads the times show are
-        wanted, at most as many as run."""
+        """Count a finished task's times; if the process used under :data:`BUSY_SHARE` of
+        the cores since the last look, at least :data:`WINDOW_S` ago, and tasks wait, start
+        the threads the times show are wanted, at most as many as run. Nothing here may end
+        the thread that called it: a failure stops the growth, not the pool."""
         with self._lock:
             self._wall += wall
             self._cpu += cpu
             current = len(self._threads)
             now = time.perf_counter()
-            if self._closed or current >= self._most or now - self._since < WINDOW_S:
+            if self._closed or self._growing or current >= self._most:
                 return
-            idle = _idle_seconds()
-            share = (idle - self._idle) / ((now - self._since) * HOST_CPUS)
-            self._since, self._idle = now, idle
-            if share <= IDLE_SHARE or self._queue.empty():
+            if now - self._since < WINDOW_S:
+                return
+            try:
+                used = _cpu_seconds()
+            except Exception:
+                self._most = current
+                return
+            share = (used - self._used) / ((now - self._since) * self._cores)
+            self._since, self._used = now, used
+            if share >= BUSY_SHARE or self._queue.empty():
                 return
             want = wanted_threads(self._wall, self._cpu, current, self._most, self._cores)
-            more = min(want, 2 * current)
-            if more > current:
-                try:
-                    self._start(more - current)
-                except RuntimeError:  # no more threads allowed: go on with those running
-                    self._most = current
+            more = min(want, 2 * current) - current
+            if more <= 0:
+                return
+            self._growing = True
+        # Started outside the lock: the scheduler's submits and the other threads' counts
+        # do not wait for the new threads to take the GIL.
+        try:
+            self._start(more)
+        except Exception:  # no more threads allowed: go on with those running
+            with self._lock:
+                self._most = len(self._threads)
+        finally:
+            with self._lock:
+                self._growing = False
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
         """Run ``fn(*args, **kwargs)`` on a thread of the pool."""
@@ -200,20 +240,25 @@ class IOPool(Executor):
         """Stop the threads once the queue is done (or, with ``cancel_futures``, cancel what
         has not started); with ``wait``, return when they have ended."""
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                if cancel_futures:
-                    while True:
-                        try:
-                            item = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if item is not None:
-                            item[0].cancel()
-                for _ in self._threads:
-                    self._queue.put(None)
-            threads = list(self._threads)
+            closing = not self._closed
+            self._closed = True
+        if closing:
+            _LIVE.discard(self)
+            try:
+                while cancel_futures:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        item[0].cancel()
+            finally:
+                # One None ends every thread (each hands it on), whatever interrupted the
+                # cancelling (a second Ctrl-C).
+                self._queue.put(None)
         if wait:
+            with self._lock:
+                threads = list(self._threads)
             for thread in threads:
                 if thread is not threading.current_thread():
                     thread.join()

@@ -132,9 +132,10 @@ def write_table(
     # leave a partial table behind (fsspec's local filesystem makes parents when asked).
     no_mkdir = {"auto_mkdir": False}
     with terminate_as_exit():
-        work.mkdir()
         staged = work / target.name
         try:
+            # Inside the try: a SIGTERM right after the directory is made removes it too.
+            work.mkdir()
             if target.suffix.lower() == ".parquet":
                 pending = table.to_parquet(
                     staged,
