@@ -424,14 +424,17 @@ def test_odc_stacs_chunk_task_reads_each_image_from_its_own_sources(stack):
         assert opener[1].uri == f"{stack['url']}/{_name(t, 'nir')}"
 
 
+@pytest.mark.parametrize("pick", [1, [1]], ids=["scalar", "list"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_pick_inside_an_odc_stac_chunk_of_several_images_reads_that_image_alone(
-    case, stack, range_server, tmp_path
+    case, pick, stack, range_server, tmp_path
 ):
     # isel(time=1) of a chunk of 2 images: odc-stac's loader is given the picked image's
     # sources alone and the window's GeoBox, so only that image's covered tiles are fetched
-    # (before: the whole chunk, both images, every tile). plan() says it reads blocks.
-    selection = "cube = odc.stac.load(items, chunks={'time': 2}).isel(time=1)"
+    # (before: the whole chunk, both images, every tile). isel(time=[1]) puts dask's take
+    # there instead; the loader is given the listed images' sources, in the list's order.
+    # plan() says it reads blocks.
+    selection = f"cube = odc.stac.load(items, chunks={{'time': 2}}).isel(time={pick!r})"
     files = [(1, "red"), (1, "nir")]
     table, rows, cols = selected_table(
         "odc-stac", selection, case, files, stack, range_server, tmp_path
@@ -442,7 +445,7 @@ def test_a_pick_inside_an_odc_stac_chunk_of_several_images_reads_that_image_alon
     import odc.stac
 
     items = [pystac.Item.from_dict(d) for d in json.loads(stack["items"].read_text())]
-    picked = odc.stac.load(items, chunks={"time": 2}).isel(time=1)
+    picked = odc.stac.load(items, chunks={"time": 2}).isel(time=pick)
     with raise_if_dask_computes(0):
         reads = picked.ee.plan(CASES[case], geometry_crs=UTM).reads()
     assert all(r.granularity.startswith(f"storage blocks {TILE} x {TILE}") for r in reads)
@@ -450,23 +453,6 @@ def test_a_pick_inside_an_odc_stac_chunk_of_several_images_reads_that_image_alon
     assert sum(r.blocks for r in reads) == tiles * len(BANDS)
     for r in reads:
         assert r.fetch_bytes == first_file_tile_bytes(stack["root"], r.granularity, rows, cols)
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_a_list_inside_an_odc_stac_chunk_of_several_images_reads_those_images_alone(
-    case, stack, range_server, tmp_path
-):
-    # isel(time=[1]) of a chunk of 2 images is dask's take between odc-stac's chunk and the
-    # window: odc-stac's loader is given the listed images' sources alone, in the list's
-    # order, so only their covered tiles are fetched (before: every image of the chunk).
-    selection = "cube = odc.stac.load(items, chunks={'time': 2}).isel(time=[1])"
-    files = [(1, "red"), (1, "nir")]
-    table, rows, _ = selected_table(
-        "odc-stac", selection, case, files, stack, range_server, tmp_path
-    )
-    assert len(table) == len(rows)
-    assert (table["time"] == pd.Timestamp(DATES[1])).all()
-    check_image_values(table, stack["root"], 1)
 
 
 @pytest.mark.parametrize("images", [[1, 0, 1], [0, 1], [1]])
