@@ -449,6 +449,54 @@ def test_a_pool_left_without_shutdown_does_not_keep_the_interpreter_from_exiting
     assert done.stdout == "done\n"
 
 
+def test_a_second_shutdown_cancels_what_waits_as_the_standard_librarys_pool_does():
+    import threading
+    import time
+
+    from xr_getregion.iopool import IOPool
+
+    pool = IOPool(1, "cancel-pool", cores=1)
+    release = threading.Event()
+    pool.submit(release.wait, 10)
+    waiting = [pool.submit(time.sleep, 0.01) for _ in range(20)]
+    pool.shutdown(wait=False)
+    pool.shutdown(wait=False, cancel_futures=True)
+    release.set()
+    pool.shutdown(wait=True)
+    assert all(f.cancelled() for f in waiting)
+    assert not [t for t in threading.enumerate() if t.name.startswith("cancel-pool")]
+
+
+def test_a_shutdown_during_a_growth_waits_for_the_threads_it_starts(machine_idle, monkeypatch):
+    # A growth runs on a thread that finished a task; a shutdown meanwhile must still wait
+    # for every thread the growth starts, and leave no task of the queue unrun.
+    import threading
+    import time
+
+    from xr_getregion.iopool import IOPool
+
+    start = threading.Thread.start
+    growing = threading.Event()
+
+    def slow_start(thread: threading.Thread) -> None:
+        if threading.current_thread().name.startswith("grow-pool"):
+            growing.set()
+            time.sleep(0.1)
+        start(thread)
+
+    def task() -> None:
+        grown = int(threading.current_thread().name.rsplit("_", 1)[1]) >= 2
+        time.sleep(0.5 if grown else 0.06)  # a grown thread is still busy when others end
+
+    monkeypatch.setattr(threading.Thread, "start", slow_start)
+    pool = IOPool(8, "grow-pool", cores=1)
+    done = [pool.submit(task) for _ in range(30)]
+    assert growing.wait(10)
+    pool.shutdown(wait=True)
+    assert all(f.done() and not f.cancelled() for f in done)
+    assert not [t for t in threading.enumerate() if t.name.startswith("grow-pool")]
+
+
 def test_leaving_the_pool_on_an_error_runs_nothing_more():
     import threading
 

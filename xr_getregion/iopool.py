@@ -176,6 +176,9 @@ class IOPool(Executor):
         try:
             for _ in range(n):
                 with self._lock:
+                    if self._closed:  # shut down during a growth: start no more
+                        barrier.abort()
+                        return
                     name = f"{self._prefix}_{len(self._threads)}"
                 thread = threading.Thread(
                     target=_work, args=(self._ref, self._queue, barrier), name=name
@@ -239,29 +242,40 @@ class IOPool(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the threads once the queue is done (or, with ``cancel_futures``, cancel what
         has not started); with ``wait``, return when they have ended."""
-        with self._lock:
-            closing = not self._closed
-            self._closed = True
-        if closing:
-            _LIVE.discard(self)
-            try:
-                while cancel_futures:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is not None:
-                        item[0].cancel()
-            finally:
-                # One None ends every thread (each hands it on), whatever interrupted the
-                # cancelling (a second Ctrl-C).
-                self._queue.put(None)
-        if wait:
+        closing = False
+        try:
             with self._lock:
-                threads = list(self._threads)
-            for thread in threads:
-                if thread is not threading.current_thread():
+                closing = not self._closed
+                self._closed = True
+            while cancel_futures:  # on a second call too, as the standard library's pool
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        finally:
+            # One None ends every thread (each hands it on), whatever interrupted this (a
+            # second Ctrl-C); cancelling may have taken an earlier call's, so one more.
+            if closing or cancel_futures:
+                self._queue.put(None)
+            if self._closed:
+                _LIVE.discard(self)
+        if wait:
+            # Until no thread is left to join and no growth is under way: a growth that had
+            # begun may still record a thread it started.
+            joined: set[threading.Thread] = {threading.current_thread()}
+            while True:
+                with self._lock:
+                    threads = [t for t in self._threads if t not in joined]
+                    growing = self._growing
+                if not threads and not growing:
+                    break
+                for thread in threads:
                     thread.join()
+                    joined.add(thread)
+                if not threads:
+                    time.sleep(0.001)
 
     def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
         # Leaving on an error (a failed read, Ctrl-C): what has not started is not run.
