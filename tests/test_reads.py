@@ -412,7 +412,7 @@ if sys.argv[1] == "kept":
     assert pool.submit(sum, [1, 2]).result() == 3
 elif sys.argv[1] == "dropped":
     assert IOPool(4, "open-pool").submit(sum, [1, 2]).result() == 3
-else:  # Ctrl-C just after the first threads passed their barrier, before it returned
+elif sys.argv[1] == "interrupted":  # Ctrl-C after the first threads passed their barrier
 
     class Interrupted(threading.Barrier):
         def wait(self, timeout=None):
@@ -427,11 +427,33 @@ else:  # Ctrl-C just after the first threads passed their barrier, before it ret
         IOPool(4, "open-pool")
     except KeyboardInterrupt:
         pass
+if sys.argv[1] == "shutdown-interrupted":  # Ctrl-C as shutdown marks the pool shut
+
+    class Flag:
+        armed = False
+
+        def __get__(self, pool, owner=None):
+            return pool.__dict__["_flag"]
+
+        def __set__(self, pool, value):
+            pool.__dict__["_flag"] = value
+            if value and Flag.armed:
+                Flag.armed = False
+                raise KeyboardInterrupt
+
+    IOPool._closed = Flag()
+    kept = IOPool(4, "open-pool")  # kept alive, as a traceback a REPL holds would
+    kept.submit(time.sleep, 0.01)
+    Flag.armed = True
+    try:
+        kept.shutdown()
+    except KeyboardInterrupt:
+        pass
 print("done")
 """
 
 
-@pytest.mark.parametrize("how", ["kept", "dropped", "interrupted"])
+@pytest.mark.parametrize("how", ["kept", "dropped", "interrupted", "shutdown-interrupted"])
 def test_a_pool_left_without_shutdown_does_not_keep_the_interpreter_from_exiting(how):
     # Its threads are told to end at exit, or when the pool is collected, as the standard
     # library's pool's are; a review found each of these hanging the interpreter for ever.

@@ -242,10 +242,8 @@ class IOPool(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the threads once the queue is done (or, with ``cancel_futures``, cancel what
         has not started); with ``wait``, return when they have ended."""
-        closing = False
         try:
             with self._lock:
-                closing = not self._closed
                 self._closed = True
             while cancel_futures:  # on a second call too, as the standard library's pool
                 try:
@@ -255,12 +253,13 @@ class IOPool(Executor):
                 if item is not None:
                     item[0].cancel()
         finally:
-            # One None ends every thread (each hands it on), whatever interrupted this (a
-            # second Ctrl-C); cancelling may have taken an earlier call's, so one more.
-            if closing or cancel_futures:
+            # A None ends every thread (each hands it on), put on every call and whatever
+            # interrupted this one (a second Ctrl-C): one more is harmless, one missing
+            # would leave the threads waiting for ever. Under the lock with the flag, so no
+            # task is queued behind it.
+            with self._lock:
+                self._closed = True
                 self._queue.put(None)
-            if self._closed:
-                _LIVE.discard(self)
         if wait:
             # Until no thread is left to join and no growth is under way: a growth that had
             # begun may still record a thread it started.
