@@ -981,9 +981,13 @@ def _stackstac_window(layer: Any, block: tuple, window: tuple) -> tuple | None:
     return (fetch_raster_window, (_stackstac_open_options, table), (ys, xs), dtype, fill)
 
 
-#: stackstac's GDAL options for our reads where the user kept its default (see
-#: :func:`_stackstac_open_options`), made once.
-_STACKSTAC_ENV: list[Any] = []
+@functools.cache
+def _stackstac_env() -> Any:
+    """stackstac's default GDAL options with ``VSI_CACHE`` off at open, for our reads where
+    the user kept its default (see :func:`_stackstac_open_options`); made once."""
+    from stackstac.rio_reader import DEFAULT_GDAL_ENV
+
+    return DEFAULT_GDAL_ENV.updated(open={"VSI_CACHE": False})
 
 
 def _stackstac_open_options(entries: np.ndarray) -> np.ndarray:
@@ -1003,8 +1007,6 @@ def _stackstac_open_options(entries: np.ndarray) -> np.ndarray:
 
     if not isinstance(entries, np.ndarray):
         return entries
-    if not _STACKSTAC_ENV:
-        _STACKSTAC_ENV.append(DEFAULT_GDAL_ENV.updated(open={"VSI_CACHE": False}))
     default = DEFAULT_GDAL_ENV.__getstate__()
     for entry in entries.flat:
         reader: Any = entry[0] if isinstance(entry, tuple) and entry else None
@@ -1016,7 +1018,7 @@ def _stackstac_open_options(entries: np.ndarray) -> np.ndarray:
         ):
             # Set, not copied: a reader made for this computation, opened by the first read
             # of it (all of them take these options); setting it twice is the same.
-            reader.gdal_env = _STACKSTAC_ENV[0]
+            reader.gdal_env = _stackstac_env()
     return entries
 
 
@@ -1086,13 +1088,15 @@ def _odc_window(
         _whole_chunk(w, sizes[i]) for i, w in enumerate(window) if i not in (0, 1 + ydim, 2 + ydim)
     ):
         return None
-    if images is not None or not _whole_chunk(window[0], sizes[0]):
-        if images is not None and not _whole_chunk(window[0], sizes[0]):
+    whole_time = _whole_chunk(window[0], sizes[0])
+    if images is not None:  # the listed images, of a window whole on time
+        if not whole_time:
             return None
-        picked = _odc_sources(args[0], window[0] if images is None else images, sizes[0])
-        if picked is None:
-            return None
-        args[0] = picked
+        args[0] = _odc_sources(args[0], images, sizes[0])
+    elif not whole_time:  # the window's images alone
+        args[0] = _odc_sources(args[0], window[0], sizes[0])
+    if args[0] is None:  # not sources odc-stac's loader takes
+        return None
     args[1] = _OneTile(tiles[tuple(iyx)][ys, xs])
     args[7] = _odc_read_env(args[7], args[1].geobox.shape)
     return Task(key, _dask_loader_tyx, *args, **task.kwargs)
