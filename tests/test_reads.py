@@ -542,6 +542,31 @@ def test_leaving_the_pool_on_an_error_runs_nothing_more():
         pool.submit(job, 9)
 
 
+def test_a_task_runs_in_a_copy_of_the_context_that_submitted_it():
+    # As asyncio.to_thread runs a function: the reads see what the extraction set in its
+    # context (its spare handles), and what a task sets stays in the task.
+    import contextvars
+
+    from xr_getregion.iopool import IOPool
+
+    seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="unset")
+
+    def job() -> str:
+        value = seen.get()
+        seen.set("changed by the task")
+        return value
+
+    with IOPool(2, "context-pool", cores=1) as pool:
+        assert pool.submit(job).result() == "unset"
+        token = seen.set("the caller's")
+        try:
+            assert [pool.submit(job).result() for _ in range(3)] == ["the caller's"] * 3
+        finally:
+            seen.reset(token)
+        assert pool.submit(job).result() == "unset"
+    assert seen.get() == "unset"
+
+
 @pytest.mark.parametrize("threads", [0, -2, "many"])
 def test_a_bad_number_of_reads_in_flight_is_refused_naming_the_setting(threads):
     cube, _ = counted((1, 1, 7, 13))

@@ -851,15 +851,39 @@ def test_rioxarray_windows_are_read_without_its_process_wide_lock(
     assert _open_handles() == handles  # the thread's handle closed with it
 
 
-def test_rioxarray_windows_are_read_through_its_handle_while_its_lock_is_free(
+def test_rioxarray_windows_are_read_through_a_spare_handle_made_ready_before_the_reads(
     range_server, rioxarray_lock
 ):
-    # While no other read holds rioxarray's lock, a window is read through rioxarray's own
-    # handle, as rioxarray would, and no handle of the thread's is opened: on one I/O thread,
-    # each of the four windows takes the lock for its read.
+    # Before the reads, the file gets one spare handle, checked against rioxarray's under its
+    # lock; the four windows are then read through it, one after the other, without the lock,
+    # and it is closed when the extraction ends.
     import dask
     import rioxarray
 
+    data = _geotiff(range_server.root / "spare.tif")
+    layer = rioxarray.open_rasterio(f"{range_server.url}/spare.tif", chunks={"x": 64, "y": 64})
+    cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+    handles = _open_handles()
+    with dask.config.set({"xr_getregion.io_threads": 1}):
+        table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
+    assert _io_takers(rioxarray_lock) == 1  # the spare's check
+    _check_four_tiles(table, data)
+    assert _open_handles() == handles
+
+
+def test_rioxarray_windows_are_read_through_its_handle_while_its_lock_is_free(
+    range_server, rioxarray_lock, monkeypatch
+):
+    # Without a spare (past SPARE_FILES files, or where one could not be made ready), while
+    # no other read holds rioxarray's lock, a window is read through rioxarray's own handle,
+    # as rioxarray would, and no handle of the thread's is opened: on one I/O thread, each of
+    # the four windows takes the lock for its read.
+    import dask
+    import rioxarray
+
+    from xr_getregion import loaders
+
+    monkeypatch.setattr(loaders, "SPARE_FILES", 0)
     data = _geotiff(range_server.root / "free.tif")
     layer = rioxarray.open_rasterio(f"{range_server.url}/free.tif", chunks={"x": 64, "y": 64})
     cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
@@ -867,6 +891,164 @@ def test_rioxarray_windows_are_read_through_its_handle_while_its_lock_is_free(
         table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
     assert _io_takers(rioxarray_lock) == 4
     _check_four_tiles(table, data)
+
+
+def _layer_array(layer: Any) -> Any:
+    """The lazily indexed file behind a one-file rioxarray layer's dask graph."""
+    (node,) = [v for k, v in dict(layer.data.dask).items() if isinstance(k, str)]
+    return getattr(node, "value", node)
+
+
+def _read_task(key: str, array: Any) -> Any:
+    """A task reading the first 64 x 64 window of ``array``'s first band as the reads do."""
+    from dask._task_spec import DataNode, Task
+
+    from xr_getregion import loaders
+
+    window = (slice(0, 1), slice(0, 64), slice(0, 64))
+    return Task(key, loaders._io_getter, DataNode(None, array), DataNode(None, window))
+
+
+def _boom(*args: Any) -> None:
+    raise ValueError("boom")
+
+
+def test_spare_handles_close_when_an_extraction_fails(range_server):
+    # A read that fails ends the compute while other reads may still run: the spares are
+    # closed after the pool has ended, whatever ended the compute.
+    import rioxarray
+    from dask._task_spec import Task, TaskRef
+    from dask.delayed import Delayed
+
+    from xr_getregion import loaders, reads
+
+    _geotiff(range_server.root / "fails.tif")
+    layer = rioxarray.open_rasterio(f"{range_server.url}/fails.tif", chunks={"x": 64, "y": 64})
+    handles = _open_handles()
+    made: list[Any] = []
+    real_open = loaders.Spares.open
+
+    def recording_open(self: Any, graph: Any, pool: Any) -> None:
+        real_open(self, graph, pool)
+        made.extend(self._opened)
+
+    graph = {
+        "read": _read_task("read", _layer_array(layer)),
+        "boom": Task("boom", _boom, TaskRef("read")),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loaders.Spares, "open", recording_open)
+        with pytest.raises(ValueError, match="boom"):
+            reads.compute(Delayed("boom", graph))
+    assert len(made) == 1 and made[0].closed
+    assert _open_handles() == handles
+
+
+def test_at_most_spare_files_files_get_a_spare_handle(range_server, monkeypatch):
+    import rioxarray
+
+    from xr_getregion import loaders
+    from xr_getregion.iopool import IOPool
+
+    monkeypatch.setattr(loaders, "SPARE_FILES", 1)
+    for name in ("cap-a.tif", "cap-b.tif"):
+        _geotiff(range_server.root / name)
+    layers = [
+        rioxarray.open_rasterio(f"{range_server.url}/{name}", chunks={"x": 64, "y": 64})
+        for name in ("cap-a.tif", "cap-b.tif")
+    ]
+    graph = {f"read-{i}": _read_task(f"read-{i}", _layer_array(x)) for i, x in enumerate(layers)}
+    spares = loaders.Spares()
+    with IOPool(2, loaders.IO_THREAD_PREFIX) as pool:
+        spares.open(graph, pool)
+    assert len(spares._opened) == 1
+    spares.close()
+
+
+def test_a_spare_handle_that_fails_a_read_is_not_lent_again(
+    range_server, rioxarray_lock, monkeypatch
+):
+    # The read falls back to rioxarray's own handle, which gives its value (or its error);
+    # the spare is not given back, so the other windows are read as without one.
+    import dask
+    import rioxarray
+
+    from xr_getregion import loaders
+
+    real = loaders._read_on
+    calls: list[int] = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise rasterio.errors.RasterioIOError("a connection dropped")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loaders, "_read_on", flaky)
+    data = _geotiff(range_server.root / "flaky.tif")
+    layer = rioxarray.open_rasterio(f"{range_server.url}/flaky.tif", chunks={"x": 64, "y": 64})
+    cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+    with dask.config.set({"xr_getregion.io_threads": 1}):
+        table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
+    _check_four_tiles(table, data)
+    assert len(calls) == 1
+    # The spare's check, then each window under rioxarray's lock, free on one thread.
+    assert _io_takers(rioxarray_lock) == 5
+
+
+def test_a_spare_handle_reads_a_file_indexed_before_it_was_chunked(range_server, rioxarray_lock):
+    # open_rasterio(...).isel(...).chunk(...) puts xarray's lazy index between dask's getter
+    # and rioxarray's wrapper: the windows read are not the file's, so the spare is made
+    # ready by its mask flags alone, and reads the right values.
+    import dask
+    import rioxarray
+
+    data = _geotiff(range_server.root / "indexed.tif")
+    layer = rioxarray.open_rasterio(f"{range_server.url}/indexed.tif").isel(x=slice(1, 250))
+    cube = layer.chunk({"x": 64, "y": 64}).expand_dims(time=[np.datetime64("2020-01-01")])
+    with dask.config.set({"xr_getregion.io_threads": 1}):
+        table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
+    _check_four_tiles(table, data)
+    assert _io_takers(rioxarray_lock) == 1  # the spare's check: every window read through it
+
+
+def _header_fetches(range_server: Any, script: str) -> dict[str, int]:
+    """Run ``script`` (see :func:`fetched`); how many times each file's first bytes were
+    fetched meanwhile."""
+    fetched(range_server, script)
+    counts: dict[str, int] = {}
+    for r in range_server.requests():
+        if r["method"] == "GET" and r.get("start") == 0 and r["bytes"]:
+            counts[r["path"]] = counts.get(r["path"], 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("spares", [True, False])
+def test_rioxarray_files_first_bytes_are_fetched_once_when_the_tiles_overflow_gdals_cache(
+    stack, range_server, tmp_path, spares
+):
+    # GDAL reads a GeoTIFF's directories and tile index again, from the file's first bytes,
+    # at a handle's first pixel read. rioxarray opens its files when the cube is built; with
+    # /vsicurl/'s cache of ranges (16 MB by default) smaller than the tiles read, a file read
+    # after others finds those bytes gone and fetches them again. Here the cache holds 128 KB:
+    # the 4 files' 16 KB headers, which the first ~400 KB tile pushes out. The spare handles,
+    # made ready before the reads, fetch each file's first bytes once (when rioxarray opens
+    # it); without them (the reference run), the 3 files read after the first fetch them
+    # again. One I/O thread: the reads come in turn.
+    geometry = CASES["polygon"]
+    out = tmp_path / "table.pkl"
+    script = extraction("rioxarray", geometry, stack["items"], out)
+    setup = 'import os\nos.environ["CPL_VSIL_CURL_CACHE_SIZE"] = "131072"\n'
+    setup += 'import dask\ndask.config.set({"xr_getregion.io_threads": 1})\n'
+    if not spares:
+        setup += "import xr_getregion.loaders\nxr_getregion.loaders.SPARE_FILES = 0\n"
+    counts = _header_fetches(range_server, setup + textwrap.dedent(script))
+    assert len(counts) == len(DATES) * len(BANDS)
+    if spares:
+        assert sorted(counts.values()) == [1, 1, 1, 1]
+    else:
+        assert sorted(counts.values()) == [1, 2, 2, 2]
+    check_values(pd.read_pickle(out), stack["root"], len(covered(geometry)[0]))
 
 
 def test_rioxarray_windows_are_read_through_its_own_handle_where_options_differ(

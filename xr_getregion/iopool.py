@@ -24,6 +24,7 @@ threaded scheduler keeps ``_max_workers`` tasks submitted, whatever runs them).
 from __future__ import annotations
 
 import atexit
+import contextvars
 import math
 import queue
 import threading
@@ -231,12 +232,14 @@ class IOPool(Executor):
                 self._growing = False
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
-        """Run ``fn(*args, **kwargs)`` on a thread of the pool."""
+        """Run ``fn(*args, **kwargs)`` on a thread of the pool, in a copy of the caller's
+        context (its :mod:`contextvars`), as :func:`asyncio.to_thread` runs a function."""
         future: Future = Future()
+        run = contextvars.copy_context().run
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit to an IOPool after shutdown")
-            self._queue.put((future, fn, args, kwargs))
+            self._queue.put((future, run, (fn, *args), kwargs))
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

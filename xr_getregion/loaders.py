@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import copy
 import functools
 import importlib
@@ -32,6 +33,8 @@ import posixpath
 import sys
 import threading
 import warnings
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -579,7 +582,7 @@ def _getter_window(graph: HighLevelGraph, block: Any, window: tuple, key: tuple)
     return Task(key, getter, task.args[0], DataNode(None, tuple(narrowed)), **task.kwargs)
 
 
-def _value(graph: HighLevelGraph, arg: Any) -> Any:
+def _value(graph: Mapping, arg: Any) -> Any:
     """A task's argument: its value, or the value of the graph's node it refers to."""
     from dask._task_spec import TaskRef
 
@@ -709,31 +712,40 @@ class _Handle:
         return self.dataset
 
 
-def _thread_handle(wrapper: Any) -> Any:
-    """The calling thread's handle of ``wrapper``'s file, opened as its manager opens it,
-    or ``None`` where it could not be opened or would not read what rioxarray's does."""
+def _open_checked(wrapper: Any) -> Any:
+    """A new handle of ``wrapper``'s file, opened as its manager opens it, or ``None`` where
+    it could not be opened or would not read what rioxarray's does."""
     import rasterio
 
-    handles = _threads.__dict__.setdefault("handles", collections.OrderedDict())
+    if any(rasterio.env.get_gdal_config(o) for o in OPEN_TIME_READ_OPTIONS):
+        return None
     manager = wrapper.manager
-    key = manager._key
-    if key in handles:
-        handles.move_to_end(key)
-        return handles[key]
-    dataset = None
-    if not any(rasterio.env.get_gdal_config(o) for o in OPEN_TIME_READ_OPTIONS):
-        try:
-            dataset = manager._opener(*manager._args, mode=manager._mode, **manager._kwargs)
-        except Exception:  # credentials only in the Env of rioxarray's open, say
-            dataset = None
-    if dataset is not None:
-        same = False
+    try:
+        dataset = manager._opener(*manager._args, mode=manager._mode, **manager._kwargs)
+    except Exception:  # credentials only in the Env of rioxarray's open, say
+        return None
+    same = False
+    try:
         if dataset.driver == "GTiff":
             with wrapper.lock:  # rioxarray's handle is read under its lock only
                 same = _description(manager.acquire(needs_lock=False)) == _description(dataset)
+    except Exception:  # a description that cannot be read: rioxarray's handle reads
+        same = False
+    finally:
         if not same:
             dataset.close()
-            dataset = None
+    return dataset if same else None
+
+
+def _thread_handle(wrapper: Any) -> Any:
+    """The calling thread's handle of ``wrapper``'s file, opened as its manager opens it,
+    or ``None`` where it could not be opened or would not read what rioxarray's does."""
+    handles = _threads.__dict__.setdefault("handles", collections.OrderedDict())
+    key = wrapper.manager._key
+    if key in handles:
+        handles.move_to_end(key)
+        return handles[key]
+    dataset = _open_checked(wrapper)
     handles[key] = dataset  # None: this file is read through rioxarray's handle
     if len(handles) > THREAD_HANDLES:
         oldest = handles.popitem(last=False)[1]
@@ -749,6 +761,16 @@ def _io_getter(array: Any, index: tuple, **kwargs: Any) -> Any:
     handle and its lock none. A read that fails there is read by rioxarray, as it would be."""
     wrapper = _rioxarray_wrapper(array)
     if wrapper is not None and threading.current_thread().name.startswith(IO_THREAD_PREFIX):
+        spares = SPARES.get()
+        dataset = spares.take(wrapper) if spares is not None else None
+        if dataset is not None:
+            try:
+                values = _read_on(dataset, array, wrapper, index, **kwargs)
+            except Exception:  # not lent again; rioxarray's own read gives its value or error
+                pass
+            else:
+                spares.give(wrapper, dataset)  # type: ignore[union-attr]
+                return values
         handles = _threads.__dict__.get("handles", {})
         if wrapper.manager._key not in handles and wrapper.lock.acquire(blocking=False):
             # rioxarray's handle is free: read there rather than open one of our own
@@ -756,23 +778,208 @@ def _io_getter(array: Any, index: tuple, **kwargs: Any) -> Any:
             return da.core.getter(array, index, **kwargs)
         dataset = _thread_handle(wrapper)
         if dataset is not None:
-            chain = []
-            node = array
-            while node is not wrapper:
-                chain.append(node)
-                node = node.array
-            unlocked = copy.copy(wrapper)
-            unlocked.manager = _Handle(dataset)
-            unlocked.lock = contextlib.nullcontext()
-            for adapter in reversed(chain):
-                adapter = copy.copy(adapter)
-                adapter.array = unlocked
-                unlocked = adapter
             try:
-                return da.core.getter(unlocked, index, **kwargs)
+                return _read_on(dataset, array, wrapper, index, **kwargs)
             except Exception:  # rioxarray's own read gives its value, or its error
                 pass
     return da.core.getter(array, index, **kwargs)
+
+
+def _read_on(dataset: Any, array: Any, wrapper: Any, index: tuple, **kwargs: Any) -> Any:
+    """dask's ``getter(array, index)`` with the same chain of xarray's adapters over a copy
+    of rioxarray's ``wrapper`` (at the bottom of ``array``) whose manager is ``dataset``, a
+    handle only this read uses, and whose lock is none."""
+    chain = []
+    node = array
+    while node is not wrapper:
+        chain.append(node)
+        node = node.array
+    unlocked = copy.copy(wrapper)
+    unlocked.manager = _Handle(dataset)
+    unlocked.lock = contextlib.nullcontext()
+    for adapter in reversed(chain):
+        adapter = copy.copy(adapter)
+        adapter.array = unlocked
+        unlocked = adapter
+    return da.core.getter(unlocked, index, **kwargs)
+
+
+# --- spare handles, made ready before the reads ------------------------------------------------
+#
+# GDAL reads a GeoTIFF's directories and tile index again at a handle's first pixel read, from
+# the file's first bytes: rasterio's read asks for the mask flags, for which GDAL scans the
+# file's directories (overviews, masks) and then reloads the main one, dropping the tile index
+# it had loaded (GTiffDataset::ScanDirectories; libtiff loads that index lazily, a 4 KB page
+# around each entry asked for). rioxarray opens its files when the cube is built; by a file's
+# first read, the extraction's other tiles may have pushed those bytes out of ``/vsicurl/``'s
+# cache of ranges (16 MB unless ``CPL_VSIL_CURL_CACHE_SIZE`` says otherwise, fixed at the
+# process's first remote read), and they are fetched again: 10-12 of the 36 files of the ~1 km2
+# polygon of ``benchmarks.cogs`` (26 MB of tiles), 1.051-1.055x the covered tiles' bytes.
+# A handle opened after them fetches them again too, when it opens.
+#
+# So before an extraction's reads, each remote file they read gets one spare handle, opened on
+# the extraction's pool (all files at once, from the cache where rioxarray's open left them)
+# and made to load what its first read would: the mask flags, then the tile index entries of
+# the blocks the reads touch and of the block after each (GDAL's ``BLOCK_OFFSET_x_y`` item asks
+# libtiff for the entry's offset and byte count; GDAL's multi-range read of a window also looks
+# at the next block's offset). A read takes its file's spare when no other read holds it, before
+# rioxarray's handle or a thread's own; the spares close when the extraction's pool has ended.
+
+#: Most files given a spare handle in one extraction (each holds its file's directories and
+#: tile index in memory); the files past it are read as before.
+SPARE_FILES = 256
+
+#: The spare handles of the extraction running in this context (see :class:`Spares`).
+SPARES: contextvars.ContextVar[Spares | None] = contextvars.ContextVar(
+    "xr_getregion_spares", default=None
+)
+
+
+class Spares:
+    """One extraction's spare handles: at most one per remote GeoTIFF read through
+    rioxarray's wrapper, lent to one read at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: dict[Any, Any] = {}  # the manager's key: a handle no read holds
+        self._opened: list[Any] = []
+
+    def open(self, graph: Any, pool: Executor) -> None:
+        """Open on ``pool`` a spare handle of each remote rioxarray GeoTIFF (at most
+        :data:`SPARE_FILES`) that the reads of ``graph`` (a mapping of keys to tasks) make
+        through :func:`_io_getter`, each made ready for the blocks they touch."""
+        files = _spare_files(graph)
+        if not files:
+            return
+        for key, dataset in zip(files, pool.map(_ready_spare, files.values()), strict=True):
+            if dataset is not None:
+                with self._lock:
+                    self._opened.append(dataset)
+                    self._free[key] = dataset
+
+    def take(self, wrapper: Any) -> Any:
+        """The spare handle of ``wrapper``'s file, lent to the caller alone, or ``None``."""
+        with self._lock:
+            return self._free.pop(wrapper.manager._key, None)
+
+    def give(self, wrapper: Any, dataset: Any) -> None:
+        """Give back ``dataset``, taken for ``wrapper``'s file."""
+        with self._lock:
+            self._free[wrapper.manager._key] = dataset
+
+    def close(self) -> None:
+        """Close every spare handle (once no read holds any: after the pool has ended)."""
+        with self._lock:
+            opened, self._opened, self._free = self._opened, [], {}
+        for dataset in opened:
+            dataset.close()
+
+
+def _graph_tasks(graph: Any, outer: Mapping | None = None) -> Iterable[tuple[Any, Mapping]]:
+    """The tasks of ``graph`` (a mapping, or a HighLevelGraph's materialized layers: a layer
+    not materialized yet holds no reads of ours), with those of the subgraphs dask's
+    optimization fused into one task, each with the mapping its references resolve in."""
+    from dask._task_spec import _execute_subgraph
+
+    if isinstance(graph, HighLevelGraph):
+        for layer in graph.layers.values():
+            mapping = getattr(layer, "mapping", None)
+            if isinstance(mapping, dict):
+                yield from _graph_tasks(mapping, graph)
+        return
+    if not isinstance(graph, Mapping):
+        return
+    scope = graph if outer is None else collections.ChainMap(graph, outer)  # type: ignore[arg-type]
+    for task in graph.values():
+        yield task, scope
+        if getattr(task, "func", None) is _execute_subgraph and task.args:
+            inner = getattr(task.args[0], "value", task.args[0])
+            yield from _graph_tasks(inner, scope)
+
+
+def _spare_files(graph: Any) -> dict[Any, tuple[Any, list[tuple]]]:
+    """The remote rioxarray GeoTIFFs read by the :func:`_io_getter` tasks of ``graph``, by
+    their manager's key: ``(wrapper, windows)``, ``windows`` the ``(band, y, x)`` slices of
+    the file each task reads where the chain of adapters above the wrapper does not index it
+    (``open_rasterio(..., chunks=...)``); at most :data:`SPARE_FILES` files."""
+    if sys.modules.get("rioxarray._io") is None:
+        return {}
+    from dask._task_spec import Task
+
+    files: dict[Any, tuple[Any, list[tuple]]] = {}
+    for task, scope in _graph_tasks(graph):
+        if not (isinstance(task, Task) and task.func is _io_getter and len(task.args) == 2):
+            continue
+        array = _value(scope, task.args[0])
+        wrapper = _rioxarray_wrapper(array)
+        if wrapper is None:
+            continue
+        key = wrapper.manager._key
+        if key not in files:
+            if len(files) >= SPARE_FILES:
+                continue
+            files[key] = (wrapper, [])
+        window = _file_window(array, wrapper, _value(scope, task.args[1]))
+        if window is not None:
+            files[key][1].append(window)
+    return files
+
+
+def _file_window(array: Any, wrapper: Any, index: Any) -> tuple | None:
+    """``index`` (of ``array``) as ``(band, y, x)`` slices of ``wrapper``'s file, where the
+    adapters between them pass an index through unchanged; else ``None``."""
+    from xarray.core import indexing
+
+    if not (isinstance(index, tuple) and len(index) == 3):
+        return None
+    if not all(isinstance(i, slice) and i.step in (None, 1) for i in index):
+        return None
+    node = array
+    while node is not wrapper:
+        if isinstance(node, indexing.LazilyIndexedArray):
+            shape = node.array.shape
+            if not all(
+                isinstance(k, slice) and k.indices(n) == (0, n, 1)
+                for k, n in zip(node.key.tuple, shape, strict=True)
+            ):
+                return None
+        elif getattr(node, "key", None) is not None:
+            return None
+        node = node.array
+    return index
+
+
+def _ready_spare(entry: tuple[Any, list[tuple]]) -> Any:
+    """A spare handle of the file of ``entry``'s wrapper that has loaded what its first read
+    of ``entry``'s windows would from the file's first bytes, or ``None``."""
+    wrapper, windows = entry
+    dataset = _open_checked(wrapper)  # its description has asked for the mask flags
+    if dataset is None:
+        return None
+    try:
+        _ = dataset.mask_flag_enums  # GDAL's scan of the directories, before the index
+        rows_of, cols_of = dataset.block_shapes[0]
+        ny = -(-dataset.height // rows_of)
+        nx = -(-dataset.width // cols_of)
+        entries: set[tuple[int, int, int]] = set()
+        for bands, ys, xs in windows:
+            y0, y1, _ = ys.indices(dataset.height)
+            x0, x1, _ = xs.indices(dataset.width)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            for band in range(*bands.indices(dataset.count)):
+                for row in range(y0 // rows_of, (y1 - 1) // rows_of + 1):
+                    for col in range(x0 // cols_of, (x1 - 1) // cols_of + 1):
+                        entries.add((band + 1, row, col))
+                        following = (row, col + 1) if col + 1 < nx else (row + 1, 0)
+                        if following[0] < ny:
+                            entries.add((band + 1, *following))
+        for bidx, row, col in sorted(entries):
+            dataset.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=bidx)
+    except Exception:  # a read will say what is wrong with the file
+        dataset.close()
+        return None
+    return dataset
 
 
 def _takes() -> tuple[Any, ...]:

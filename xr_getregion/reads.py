@@ -42,6 +42,8 @@ from xr_getregion.grid import Grid
 from xr_getregion.iopool import IOPool
 from xr_getregion.loaders import (
     IO_THREAD_PREFIX,
+    SPARES,
+    Spares,
     Tiles,
     local_hdf5_stored_bytes,
     local_zarr_stored_bytes,
@@ -135,10 +137,20 @@ def compute(*collections: Any, largest_read: int = 0) -> tuple[Any, ...]:
             # At least 2 (one read's decode need not wait for another's fetch), unless the
             # user asked for fewer.
             threads = max(min(threads, 2), min(threads, IO_MEMORY // largest_read))
-        with io_pool(threads) as pool:
-            # The pool as the scheduler: dask runs it as its threaded scheduler would, and
-            # does not import distributed to look for a client first.
-            return dask.compute(*collections, scheduler=pool)
+        spares = Spares()
+        try:
+            with io_pool(threads) as pool:
+                for collection in collections:
+                    spares.open(collection.__dask_graph__(), pool)
+                token = SPARES.set(spares)  # seen by the reads: the pool runs them in copies
+                try:
+                    # The pool as the scheduler: dask runs it as its threaded scheduler
+                    # would, and does not import distributed to look for a client first.
+                    return dask.compute(*collections, scheduler=pool)
+                finally:
+                    SPARES.reset(token)
+        finally:
+            spares.close()  # the pool has ended: no read holds one
     return dask.compute(*collections)
 
 
