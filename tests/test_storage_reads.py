@@ -944,6 +944,42 @@ def test_spare_handles_close_when_an_extraction_fails(range_server):
     assert _open_handles() == handles
 
 
+def test_spare_handles_opened_while_their_opening_is_interrupted_are_closed(monkeypatch):
+    # A Ctrl-C while the spares are being made ready: those made after it are closed as
+    # they are made, the ones kept by Spares.close.
+    import time
+
+    from xr_getregion import loaders
+    from xr_getregion.iopool import IOPool
+
+    closed: list[int] = []
+
+    class Handle:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def close(self) -> None:
+            closed.append(self.n)
+
+    def ready(entry: tuple[int, list]) -> Handle:
+        n = entry[0]
+        if n == 1:
+            time.sleep(0.05)
+            raise KeyboardInterrupt
+        if n > 1:
+            time.sleep(0.2)
+        return Handle(n)
+
+    monkeypatch.setattr(loaders, "_ready_spare", ready)
+    monkeypatch.setattr(loaders, "_spare_files", lambda graph: {n: (n, []) for n in range(4)})
+    spares = loaders.Spares()
+    with pytest.raises(KeyboardInterrupt), IOPool(4, "spare-pool", cores=2) as pool:
+        spares.open({}, pool)
+    assert sorted(closed) == [2, 3]  # made after the interrupt
+    spares.close()
+    assert sorted(closed) == [0, 2, 3]
+
+
 def test_at_most_spare_files_files_get_a_spare_handle(range_server, monkeypatch):
     import rioxarray
 

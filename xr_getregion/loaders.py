@@ -34,7 +34,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -849,13 +849,19 @@ class Spares:
         :data:`SPARE_FILES`) that the reads of ``graph`` (a mapping of keys to tasks) make
         through :func:`_io_getter`, each made ready for the blocks they touch."""
         files = _spare_files(graph)
-        if not files:
-            return
-        for key, dataset in zip(files, pool.map(_ready_spare, files.values()), strict=True):
-            if dataset is not None:
-                with self._lock:
-                    self._opened.append(dataset)
-                    self._free[key] = dataset
+        futures = [pool.submit(_ready_spare, entry) for entry in files.values()]
+        kept = 0
+        try:
+            for key, future in zip(files, futures, strict=True):
+                dataset = future.result()
+                kept += 1
+                if dataset is not None:
+                    with self._lock:
+                        self._opened.append(dataset)
+                        self._free[key] = dataset
+        finally:
+            for future in futures[kept:]:  # interrupted: what they open is closed
+                future.add_done_callback(_close_result)
 
     def take(self, wrapper: Any) -> Any:
         """The spare handle of ``wrapper``'s file, lent to the caller alone, or ``None``."""
@@ -873,6 +879,12 @@ class Spares:
             opened, self._opened, self._free = self._opened, [], {}
         for dataset in opened:
             dataset.close()
+
+
+def _close_result(future: Future) -> None:
+    """Close the handle a finished :func:`_ready_spare` made, if any."""
+    if not future.cancelled() and future.exception() is None and future.result() is not None:
+        future.result().close()
 
 
 def _graph_tasks(graph: Any, outer: Mapping | None = None) -> Iterable[tuple[Any, Mapping]]:

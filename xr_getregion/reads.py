@@ -141,7 +141,9 @@ def compute(*collections: Any, largest_read: int = 0) -> tuple[Any, ...]:
         try:
             with io_pool(threads) as pool:
                 for collection in collections:
-                    spares.open(collection.__dask_graph__(), pool)
+                    # Our reads' graphs, built already; a dataframe's would be built twice.
+                    if isinstance(collection, Delayed):
+                        spares.open(collection.dask, pool)
                 token = SPARES.set(spares)  # seen by the reads: the pool runs them in copies
                 try:
                     # The pool as the scheduler: dask runs it as its threaded scheduler
