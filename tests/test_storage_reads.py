@@ -930,7 +930,7 @@ def test_spare_handles_close_when_an_extraction_fails(range_server):
 
     def recording_open(self: Any, graph: Any, pool: Any) -> None:
         real_open(self, graph, pool)
-        made.extend(self._opened)
+        made.extend(self._free.values())
 
     graph = {
         "read": _read_task("read", _layer_array(layer)),
@@ -980,6 +980,80 @@ def test_spare_handles_opened_while_their_opening_is_interrupted_are_closed(monk
     assert sorted(closed) == [0, 2, 3]
 
 
+def test_a_spare_handle_lent_to_a_read_is_closed_after_it_never_under_it():
+    # A second Ctrl-C can end the pool's shutdown while reads still run on spares: closing
+    # one under its read crashed GDAL (a review's script: a segmentation fault). close()
+    # closes the spares no read holds; a lent one is closed when its read gives it back, and
+    # one whose read failed is closed then too, never lent again.
+    from types import SimpleNamespace
+
+    from xr_getregion import loaders
+
+    class Handle:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    def wrapper(key: str) -> Any:
+        return SimpleNamespace(manager=SimpleNamespace(_key=key))
+
+    spares = loaders.Spares()
+    handles = {key: Handle() for key in "abc"}
+    for key, handle in handles.items():
+        spares._keep(key, handle)
+    lent = spares.take(wrapper("a"))
+    failed = spares.take(wrapper("b"))
+    assert lent is handles["a"] and spares.take(wrapper("a")) is None  # one read at a time
+    spares.give(wrapper("b"), failed, ok=False)
+    assert failed.closed and spares.take(wrapper("b")) is None
+    spares.close()
+    assert handles["c"].closed and not lent.closed
+    assert spares.take(wrapper("c")) is None
+    spares.give(wrapper("a"), lent)
+    assert lent.closed
+    late = Handle()
+    spares._keep("d", late)  # made ready after the close (an interrupted opening)
+    assert late.closed
+
+
+def test_float_files_with_nan_nodata_get_a_spare_handle(range_server, rioxarray_lock):
+    # NaN != NaN: a description holding a NaN nodata equalled no other, and every read of
+    # such a file (common for float COGs) waited on rioxarray's lock.
+    import dask
+    import rioxarray
+
+    path = range_server.root / "nan.tif"
+    data = np.random.default_rng(3).random((1, 300, 260)).astype(np.float32)
+    data[:, :5, :5] = np.nan
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=260,
+        height=300,
+        count=1,
+        dtype="float32",
+        crs=UTM,
+        transform=rasterio.transform.from_origin(X0, Y0, RES, RES),
+        nodata=float("nan"),
+        tiled=True,
+        blockxsize=64,
+        blockysize=64,
+    ) as dst:
+        dst.write(data)
+    layer = rioxarray.open_rasterio(f"{range_server.url}/nan.tif", chunks={"x": 64, "y": 64})
+    cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+    with dask.config.set({"xr_getregion.io_threads": 1}):
+        table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
+    assert _io_takers(rioxarray_lock) == 1  # the spare's check: every window read through it
+    x, y = TO_UTM.transform(table["longitude"].to_numpy(), table["latitude"].to_numpy())
+    rows, cols = rasterio.transform.rowcol(rasterio.transform.from_origin(X0, Y0, RES, RES), x, y)
+    expected = data[0, np.asarray(rows), np.asarray(cols)]
+    np.testing.assert_array_equal(table["1"].to_numpy(dtype=float), expected.astype(float))
+    assert int(table["1"].isna().sum()) == 9
+
+
 def test_at_most_spare_files_files_get_a_spare_handle(range_server, monkeypatch):
     import rioxarray
 
@@ -997,7 +1071,7 @@ def test_at_most_spare_files_files_get_a_spare_handle(range_server, monkeypatch)
     spares = loaders.Spares()
     with IOPool(2, loaders.IO_THREAD_PREFIX) as pool:
         spares.open(graph, pool)
-    assert len(spares._opened) == 1
+    assert len(spares._free) == 1
     spares.close()
 
 

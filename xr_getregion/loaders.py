@@ -687,7 +687,8 @@ def _description(dataset: Any) -> tuple:
         dataset.shape,
         dataset.count,
         dataset.dtypes,
-        dataset.nodatavals,
+        # NaN nodata is the same NaN on both handles, though NaN != NaN.
+        tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in dataset.nodatavals),
         tuple(tuple(f) for f in dataset.mask_flag_enums),
         dataset.scales,
         dataset.offsets,
@@ -763,13 +764,16 @@ def _io_getter(array: Any, index: tuple, **kwargs: Any) -> Any:
     if wrapper is not None and threading.current_thread().name.startswith(IO_THREAD_PREFIX):
         spares = SPARES.get()
         dataset = spares.take(wrapper) if spares is not None else None
-        if dataset is not None:
+        if spares is not None and dataset is not None:
+            ok = False
             try:
                 values = _read_on(dataset, array, wrapper, index, **kwargs)
-            except Exception:  # not lent again; rioxarray's own read gives its value or error
+                ok = True
+            except Exception:  # closed, not lent again; rioxarray's own read gives its value
                 pass
-            else:
-                spares.give(wrapper, dataset)  # type: ignore[union-attr]
+            finally:
+                spares.give(wrapper, dataset, ok)
+            if ok:
                 return values
         handles = _threads.__dict__.get("handles", {})
         if wrapper.manager._key not in handles and wrapper.lock.acquire(blocking=False):
@@ -842,7 +846,7 @@ class Spares:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._free: dict[Any, Any] = {}  # the manager's key: a handle no read holds
-        self._opened: list[Any] = []
+        self._closed = False
 
     def open(self, graph: Any, pool: Executor) -> None:
         """Open on ``pool`` a spare handle of each remote rioxarray GeoTIFF (at most
@@ -854,30 +858,41 @@ class Spares:
         try:
             for key, future in zip(files, futures, strict=True):
                 dataset = future.result()
-                kept += 1
                 if dataset is not None:
-                    with self._lock:
-                        self._opened.append(dataset)
-                        self._free[key] = dataset
+                    self._keep(key, dataset)
+                kept += 1
         finally:
             for future in futures[kept:]:  # interrupted: what they open is closed
                 future.add_done_callback(_close_result)
 
+    def _keep(self, key: Any, dataset: Any) -> None:
+        with self._lock:
+            if not self._closed:
+                self._free[key] = dataset
+                return
+        dataset.close()
+
     def take(self, wrapper: Any) -> Any:
         """The spare handle of ``wrapper``'s file, lent to the caller alone, or ``None``."""
         with self._lock:
-            return self._free.pop(wrapper.manager._key, None)
+            return None if self._closed else self._free.pop(wrapper.manager._key, None)
 
-    def give(self, wrapper: Any, dataset: Any) -> None:
-        """Give back ``dataset``, taken for ``wrapper``'s file."""
+    def give(self, wrapper: Any, dataset: Any, ok: bool = True) -> None:
+        """Give back ``dataset``, taken for ``wrapper``'s file; it is closed instead where its
+        read failed (``ok`` false) or the spares were closed while it was lent."""
         with self._lock:
-            self._free[wrapper.manager._key] = dataset
+            if ok and not self._closed:
+                self._free[wrapper.manager._key] = dataset
+                return
+        dataset.close()  # by the thread that read on it, after its read
 
     def close(self) -> None:
-        """Close every spare handle (once no read holds any: after the pool has ended)."""
+        """Close the spare handles no read holds; one that a read holds (the pool's shutdown
+        interrupted by a second Ctrl-C) is closed when given back, never under its read."""
         with self._lock:
-            opened, self._opened, self._free = self._opened, [], {}
-        for dataset in opened:
+            self._closed = True
+            idle, self._free = list(self._free.values()), {}
+        for dataset in idle:
             dataset.close()
 
 
