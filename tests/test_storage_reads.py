@@ -745,6 +745,16 @@ class _CountingLock:
         return self.lock.locked()
 
 
+@pytest.fixture(autouse=True)
+def _no_kept_spares() -> Any:
+    """Each test starts and ends without spare handles kept by another."""
+    from xr_getregion.loaders import close_spares
+
+    close_spares()
+    yield
+    close_spares()
+
+
 @pytest.fixture
 def rioxarray_lock(monkeypatch: pytest.MonkeyPatch) -> _CountingLock:
     """rioxarray's default lock, counting the threads that take it."""
@@ -848,6 +858,9 @@ def test_rioxarray_windows_are_read_without_its_process_wide_lock(
         table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
     assert _io_takers(rioxarray_lock) == 1
     _check_four_tiles(table, data)
+    from xr_getregion.loaders import close_spares
+
+    close_spares()  # the file's spare is kept for the next extraction until then
     assert _open_handles() == handles  # the thread's handle closed with it
 
 
@@ -855,8 +868,8 @@ def test_rioxarray_windows_are_read_through_a_spare_handle_made_ready_before_the
     range_server, rioxarray_lock
 ):
     # Before the reads, the file gets one spare handle, checked against rioxarray's under its
-    # lock; the four windows are then read through it, one after the other, without the lock,
-    # and it is closed when the extraction ends.
+    # lock; the four windows are then read through it, one after the other, without the lock.
+    # It is kept for the next extraction, until close_spares().
     import dask
     import rioxarray
 
@@ -868,6 +881,10 @@ def test_rioxarray_windows_are_read_through_a_spare_handle_made_ready_before_the
         table = cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
     assert _io_takers(rioxarray_lock) == 1  # the spare's check
     _check_four_tiles(table, data)
+    assert _open_handles() == handles + 1
+    from xr_getregion.loaders import close_spares
+
+    close_spares()
     assert _open_handles() == handles
 
 
@@ -913,9 +930,11 @@ def _boom(*args: Any) -> None:
     raise ValueError("boom")
 
 
-def test_spare_handles_close_when_an_extraction_fails(range_server):
-    # A read that fails ends the compute while other reads may still run: the spares are
-    # closed after the pool has ended, whatever ended the compute.
+def test_spare_handles_are_kept_when_an_extraction_fails(range_server):
+    # A read that fails ends the compute while other reads may still run: nothing closes a
+    # spare then (a second Ctrl-C once ended the pool's shutdown while reads still ran on
+    # spares, and closing them under their reads crashed GDAL). The spare is kept, idle, and
+    # close_spares() closes it.
     import rioxarray
     from dask._task_spec import Task, TaskRef
     from dask.delayed import Delayed
@@ -925,68 +944,21 @@ def test_spare_handles_close_when_an_extraction_fails(range_server):
     _geotiff(range_server.root / "fails.tif")
     layer = rioxarray.open_rasterio(f"{range_server.url}/fails.tif", chunks={"x": 64, "y": 64})
     handles = _open_handles()
-    made: list[Any] = []
-    real_open = loaders.Spares.open
-
-    def recording_open(self: Any, graph: Any, pool: Any) -> None:
-        real_open(self, graph, pool)
-        made.extend(self._free.values())
-
     graph = {
         "read": _read_task("read", _layer_array(layer)),
         "boom": Task("boom", _boom, TaskRef("read")),
     }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loaders.Spares, "open", recording_open)
-        with pytest.raises(ValueError, match="boom"):
-            reads.compute(Delayed("boom", graph))
-    assert len(made) == 1 and made[0].closed
-    assert _open_handles() == handles
+    with pytest.raises(ValueError, match="boom"):
+        reads.compute(Delayed("boom", graph))
+    (spare,) = loaders._IDLE.values()
+    assert not spare.dataset.closed
+    loaders.close_spares()
+    assert spare.dataset.closed and _open_handles() == handles
 
 
-def test_spare_handles_opened_while_their_opening_is_interrupted_are_closed(monkeypatch):
-    # A Ctrl-C while the spares are being made ready: those made after it are closed as
-    # they are made, the ones kept by Spares.close.
-    import time
-
-    from xr_getregion import loaders
-    from xr_getregion.iopool import IOPool
-
-    closed: list[int] = []
-
-    class Handle:
-        def __init__(self, n: int) -> None:
-            self.n = n
-
-        def close(self) -> None:
-            closed.append(self.n)
-
-    def ready(entry: tuple[int, list]) -> Handle:
-        n = entry[0]
-        if n == 1:
-            time.sleep(0.05)
-            raise KeyboardInterrupt
-        if n > 1:
-            time.sleep(0.2)
-        return Handle(n)
-
-    monkeypatch.setattr(loaders, "_ready_spare", ready)
-    monkeypatch.setattr(loaders, "_spare_files", lambda graph: {n: (n, []) for n in range(4)})
-    spares = loaders.Spares()
-    with pytest.raises(KeyboardInterrupt), IOPool(4, "spare-pool", cores=2) as pool:
-        spares.open({}, pool)
-    assert sorted(closed) == [2, 3]  # made after the interrupt
-    spares.close()
-    assert sorted(closed) == [0, 2, 3]
-
-
-def test_a_spare_handle_lent_to_a_read_is_closed_after_it_never_under_it():
-    # A second Ctrl-C can end the pool's shutdown while reads still run on spares: closing
-    # one under its read crashed GDAL (a review's script: a segmentation fault). close()
-    # closes the spares no read holds; a lent one is closed when its read gives it back, and
-    # one whose read failed is closed then too, never lent again.
-    from types import SimpleNamespace
-
+def test_spares_past_spare_files_are_closed_least_recently_used_first_and_never_lent_ones(
+    monkeypatch,
+):
     from xr_getregion import loaders
 
     class Handle:
@@ -995,26 +967,60 @@ def test_a_spare_handle_lent_to_a_read_is_closed_after_it_never_under_it():
         def close(self) -> None:
             self.closed = True
 
-    def wrapper(key: str) -> Any:
-        return SimpleNamespace(manager=SimpleNamespace(_key=key))
+    monkeypatch.setattr(loaders, "SPARE_FILES", 2)
+    spares = {key: loaders._Spare(Handle(), None) for key in "abcd"}
+    for key in "abc":
+        loaders._keep_spare(key, spares[key])
+    assert spares["a"].dataset.closed  # the least recently used, past 2
+    lent = loaders._take_spare("b")
+    assert lent is spares["b"] and loaders._take_spare("b") is None  # one read at a time
+    loaders._keep_spare("d", spares["d"])  # c and d idle, b lent: none to close
+    assert not any(spares[k].dataset.closed for k in "bcd")
+    loaders._keep_spare("b", lent)  # given back: c, the least recently used, goes
+    assert spares["c"].dataset.closed and not lent.dataset.closed
+    twin = loaders._Spare(Handle(), None)
+    loaders._keep_spare("b", twin)  # a second spare of a file with an idle one
+    assert twin.dataset.closed
+    loaders.close_spares()
+    assert all(spares[k].dataset.closed for k in "bd")
 
-    spares = loaders.Spares()
-    handles = {key: Handle() for key in "abc"}
-    for key, handle in handles.items():
-        spares._keep(key, handle)
-    lent = spares.take(wrapper("a"))
-    failed = spares.take(wrapper("b"))
-    assert lent is handles["a"] and spares.take(wrapper("a")) is None  # one read at a time
-    spares.give(wrapper("b"), failed, ok=False)
-    assert failed.closed and spares.take(wrapper("b")) is None
-    spares.close()
-    assert handles["c"].closed and not lent.closed
-    assert spares.take(wrapper("c")) is None
-    spares.give(wrapper("a"), lent)
-    assert lent.closed
-    late = Handle()
-    spares._keep("d", late)  # made ready after the close (an interrupted opening)
-    assert late.closed
+
+def test_a_kept_spare_serves_the_next_extraction_and_is_checked_again_where_theirs_changed(
+    range_server, monkeypatch
+):
+    # A second extraction opens no handle: it reads through the spare the first one kept,
+    # without checking it again while rioxarray's handle is the one it was checked against.
+    # Where xarray's cache of files has opened rioxarray's handle again (its manager closed
+    # here), the spare is checked against the new handle before any read.
+    import dask
+    import rioxarray
+
+    from xr_getregion import loaders
+
+    data = _geotiff(range_server.root / "kept.tif")
+    layer = rioxarray.open_rasterio(f"{range_server.url}/kept.tif", chunks={"x": 64, "y": 64})
+    cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+    counts = {"open": 0, "check": 0}
+    real_open, real_check = loaders._open_twin, loaders._checked_against
+
+    def counting_open(wrapper: Any) -> Any:
+        counts["open"] += 1
+        return real_open(wrapper)
+
+    def counting_check(wrapper: Any, dataset: Any) -> Any:
+        counts["check"] += 1
+        return real_check(wrapper, dataset)
+
+    monkeypatch.setattr(loaders, "_open_twin", counting_open)
+    monkeypatch.setattr(loaders, "_checked_against", counting_check)
+    with dask.config.set({"xr_getregion.io_threads": 1}):
+        for expected in ({"open": 1, "check": 1}, {"open": 1, "check": 1}):
+            _check_four_tiles(cube.ee.get_region(FOUR_TILES, geometry_crs=UTM), data)
+            assert counts == expected
+        loaders._rioxarray_wrapper(_layer_array(layer)).manager.close()
+        _check_four_tiles(cube.ee.get_region(FOUR_TILES, geometry_crs=UTM), data)
+    assert counts == {"open": 1, "check": 2}
+    loaders.close_spares()
 
 
 def test_float_files_with_nan_nodata_get_a_spare_handle(range_server, rioxarray_lock):
@@ -1071,8 +1077,8 @@ def test_at_most_spare_files_files_get_a_spare_handle(range_server, monkeypatch)
     spares = loaders.Spares()
     with IOPool(2, loaders.IO_THREAD_PREFIX) as pool:
         spares.open(graph, pool)
-    assert len(spares._free) == 1
-    spares.close()
+    assert len(loaders._IDLE) == 1  # the other closed, past SPARE_FILES
+    loaders.close_spares()
 
 
 def test_a_spare_handle_that_fails_a_read_is_not_lent_again(

@@ -34,7 +34,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -716,6 +716,12 @@ class _Handle:
 def _open_checked(wrapper: Any) -> Any:
     """A new handle of ``wrapper``'s file, opened as its manager opens it, or ``None`` where
     it could not be opened or would not read what rioxarray's does."""
+    opened = _open_twin(wrapper)
+    return None if opened is None else opened[0]
+
+
+def _open_twin(wrapper: Any) -> tuple[Any, Any] | None:
+    """:func:`_open_checked`'s handle, with the handle of rioxarray's it was checked against."""
     import rasterio
 
     if any(rasterio.env.get_gdal_config(o) for o in OPEN_TIME_READ_OPTIONS):
@@ -725,17 +731,25 @@ def _open_checked(wrapper: Any) -> Any:
         dataset = manager._opener(*manager._args, mode=manager._mode, **manager._kwargs)
     except Exception:  # credentials only in the Env of rioxarray's open, say
         return None
-    same = False
+    theirs = _checked_against(wrapper, dataset)
+    if theirs is None:
+        dataset.close()
+        return None
+    return dataset, theirs
+
+
+def _checked_against(wrapper: Any, dataset: Any) -> Any:
+    """rioxarray's handle of ``wrapper``'s file where ``dataset`` describes the file exactly
+    as it does (a GeoTIFF); else ``None``."""
     try:
-        if dataset.driver == "GTiff":
-            with wrapper.lock:  # rioxarray's handle is read under its lock only
-                same = _description(manager.acquire(needs_lock=False)) == _description(dataset)
+        if dataset.driver != "GTiff":
+            return None
+        with wrapper.lock:  # rioxarray's handle is read under its lock only
+            theirs = wrapper.manager.acquire(needs_lock=False)
+            same = _description(theirs) == _description(dataset)
     except Exception:  # a description that cannot be read: rioxarray's handle reads
-        same = False
-    finally:
-        if not same:
-            dataset.close()
-    return dataset if same else None
+        return None
+    return theirs if same else None
 
 
 def _thread_handle(wrapper: Any) -> Any:
@@ -763,16 +777,16 @@ def _io_getter(array: Any, index: tuple, **kwargs: Any) -> Any:
     wrapper = _rioxarray_wrapper(array)
     if wrapper is not None and threading.current_thread().name.startswith(IO_THREAD_PREFIX):
         spares = SPARES.get()
-        dataset = spares.take(wrapper) if spares is not None else None
-        if spares is not None and dataset is not None:
+        spare = spares.take(wrapper) if spares is not None else None
+        if spares is not None and spare is not None:
             ok = False
             try:
-                values = _read_on(dataset, array, wrapper, index, **kwargs)
+                values = _read_on(spare.dataset, array, wrapper, index, **kwargs)
                 ok = True
             except Exception:  # closed, not lent again; rioxarray's own read gives its value
                 pass
             finally:
-                spares.give(wrapper, dataset, ok)
+                spares.give(wrapper, spare, ok)
             if ok:
                 return values
         handles = _threads.__dict__.get("handles", {})
@@ -821,85 +835,103 @@ def _read_on(dataset: Any, array: Any, wrapper: Any, index: tuple, **kwargs: Any
 # polygon of ``benchmarks.cogs`` (26 MB of tiles), 1.051-1.055x the covered tiles' bytes.
 # A handle opened after them fetches them again too, when it opens.
 #
-# So before an extraction's reads, each remote file they read gets one spare handle, opened on
+# So before an extraction's reads, each remote file they read gets a spare handle, opened on
 # the extraction's pool (all files at once, from the cache where rioxarray's open left them)
 # and made to load what its first read would: the mask flags, then the tile index entries of
 # the blocks the reads touch and of the block after each (GDAL's ``BLOCK_OFFSET_x_y`` item asks
 # libtiff for the entry's offset and byte count; GDAL's multi-range read of a window also looks
 # at the next block's offset). A read takes its file's spare when no other read holds it, before
-# rioxarray's handle or a thread's own; the spares close when the extraction's pool has ended.
+# rioxarray's handle or a thread's own.
+#
+# Spares are kept from one extraction to the next, as rioxarray keeps its handles (opening one
+# costs about 1 ms of CPU, and a kept one keeps GDAL's decoded tiles): at most SPARE_FILES of
+# them, the least recently used closed first, and only ever a spare no read holds. Each
+# extraction checks a kept spare again, where rioxarray's handle is not the one it was
+# checked against (xarray's cache of files may have opened it again, under other options).
 
-#: Most files given a spare handle in one extraction (each holds its file's directories and
-#: tile index in memory); the files past it are read as before.
+#: Most spare handles kept (each holds its file's directories and tile index: about 128 KB
+#: for a COG of 4096 x 4096 with 3 overviews); an extraction's files past it are read as
+#: without spares.
 SPARE_FILES = 256
 
-#: The spare handles of the extraction running in this context (see :class:`Spares`).
+
+@dataclass
+class _Spare:
+    """A spare handle, and the handle of rioxarray's it was checked against."""
+
+    dataset: Any
+    checked: Any
+
+
+#: The spare handles no read holds, by their file manager's key, least recently used first.
+_IDLE: collections.OrderedDict[Any, _Spare] = collections.OrderedDict()
+_IDLE_LOCK = threading.Lock()
+
+#: The files whose spares the extraction running in this context checked (see
+#: :class:`Spares`): only these are read through spares.
 SPARES: contextvars.ContextVar[Spares | None] = contextvars.ContextVar(
     "xr_getregion_spares", default=None
 )
 
 
+def _take_spare(key: Any) -> _Spare | None:
+    """The idle spare of the file of manager key ``key``, lent to the caller alone."""
+    with _IDLE_LOCK:
+        return _IDLE.pop(key, None)
+
+
+def _keep_spare(key: Any, spare: _Spare) -> None:
+    """Give back (or keep) ``spare``: idle again, unless the file has an idle spare already;
+    the least recently used past :data:`SPARE_FILES` are closed."""
+    closing = []
+    with _IDLE_LOCK:
+        if key in _IDLE:
+            closing.append(spare)
+        else:
+            _IDLE[key] = spare
+        while len(_IDLE) > SPARE_FILES:
+            closing.append(_IDLE.popitem(last=False)[1])
+    for old in closing:  # idle: no read holds them
+        old.dataset.close()
+
+
+def close_spares() -> None:
+    """Close the spare handles kept for rioxarray's remote GeoTIFFs that no read holds (see
+    the README's *Reads at the storage floor*)."""
+    with _IDLE_LOCK:
+        idle = list(_IDLE.values())
+        _IDLE.clear()
+    for spare in idle:
+        spare.dataset.close()
+
+
 class Spares:
-    """One extraction's spare handles: at most one per remote GeoTIFF read through
-    rioxarray's wrapper, lent to one read at a time."""
+    """The files one extraction reads through spare handles: each has one, checked and made
+    ready for the blocks its reads touch before they start."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._free: dict[Any, Any] = {}  # the manager's key: a handle no read holds
-        self._closed = False
+        self.keys: set[Any] = set()
 
     def open(self, graph: Any, pool: Executor) -> None:
-        """Open on ``pool`` a spare handle of each remote rioxarray GeoTIFF (at most
-        :data:`SPARE_FILES`) that the reads of ``graph`` (a mapping of keys to tasks) make
-        through :func:`_io_getter`, each made ready for the blocks they touch."""
+        """Make ready on ``pool`` a spare handle (kept, or opened) of each remote rioxarray
+        GeoTIFF (at most :data:`SPARE_FILES`) that the reads of ``graph`` (a mapping of keys
+        to tasks) make through :func:`_io_getter`, for the blocks they touch."""
         files = _spare_files(graph)
-        futures = [pool.submit(_ready_spare, entry) for entry in files.values()]
-        kept = 0
-        try:
-            for key, future in zip(files, futures, strict=True):
-                dataset = future.result()
-                if dataset is not None:
-                    self._keep(key, dataset)
-                kept += 1
-        finally:
-            for future in futures[kept:]:  # interrupted: what they open is closed
-                future.add_done_callback(_close_result)
+        ready = pool.map(_ready_spare, files.items())
+        self.keys.update(key for key, ok in zip(files, ready, strict=True) if ok)
 
-    def _keep(self, key: Any, dataset: Any) -> None:
-        with self._lock:
-            if not self._closed:
-                self._free[key] = dataset
-                return
-        dataset.close()
+    def take(self, wrapper: Any) -> _Spare | None:
+        """The spare of ``wrapper``'s file, lent to the caller alone, or ``None``."""
+        key = wrapper.manager._key
+        return _take_spare(key) if key in self.keys else None
 
-    def take(self, wrapper: Any) -> Any:
-        """The spare handle of ``wrapper``'s file, lent to the caller alone, or ``None``."""
-        with self._lock:
-            return None if self._closed else self._free.pop(wrapper.manager._key, None)
-
-    def give(self, wrapper: Any, dataset: Any, ok: bool = True) -> None:
-        """Give back ``dataset``, taken for ``wrapper``'s file; it is closed instead where its
-        read failed (``ok`` false) or the spares were closed while it was lent."""
-        with self._lock:
-            if ok and not self._closed:
-                self._free[wrapper.manager._key] = dataset
-                return
-        dataset.close()  # by the thread that read on it, after its read
-
-    def close(self) -> None:
-        """Close the spare handles no read holds; one that a read holds (the pool's shutdown
-        interrupted by a second Ctrl-C) is closed when given back, never under its read."""
-        with self._lock:
-            self._closed = True
-            idle, self._free = list(self._free.values()), {}
-        for dataset in idle:
-            dataset.close()
-
-
-def _close_result(future: Future) -> None:
-    """Close the handle a finished :func:`_ready_spare` made, if any."""
-    if not future.cancelled() and future.exception() is None and future.result() is not None:
-        future.result().close()
+    def give(self, wrapper: Any, spare: _Spare, ok: bool = True) -> None:
+        """Give back ``spare``, taken for ``wrapper``'s file; closed instead where its read
+        failed (``ok`` false), by the thread that read on it."""
+        if ok:
+            _keep_spare(wrapper.manager._key, spare)
+        else:
+            spare.dataset.close()
 
 
 def _graph_tasks(graph: Any, outer: Mapping | None = None) -> Iterable[tuple[Any, Mapping]]:
@@ -976,37 +1008,63 @@ def _file_window(array: Any, wrapper: Any, index: Any) -> tuple | None:
     return index
 
 
-def _ready_spare(entry: tuple[Any, list[tuple]]) -> Any:
-    """A spare handle of the file of ``entry``'s wrapper that has loaded what its first read
-    of ``entry``'s windows would from the file's first bytes, or ``None``."""
-    wrapper, windows = entry
-    dataset = _open_checked(wrapper)  # its description has asked for the mask flags
-    if dataset is None:
-        return None
+def _ready_spare(item: tuple[Any, tuple[Any, list[tuple]]]) -> bool:
+    """Make ready the spare of a file (``(key, (wrapper, windows))``): the one kept, checked
+    again where rioxarray's handle is another than it was checked against, else a new one; it
+    loads what a first read of ``windows`` would from the file's first bytes, and is kept.
+    Whether the file has a spare."""
+    key, (wrapper, windows) = item
+    spare = _take_spare(key)
+    if spare is not None:
+        try:
+            with wrapper.lock:
+                theirs = wrapper.manager.acquire(needs_lock=False)
+        except Exception:
+            theirs = None
+        if theirs is None or theirs is not spare.checked:
+            checked = _checked_against(wrapper, spare.dataset)
+            if checked is None:
+                spare.dataset.close()
+                spare = None
+            else:
+                spare.checked = checked
+    if spare is None:
+        opened = _open_twin(wrapper)  # its description has asked for the mask flags
+        if opened is None:
+            return False
+        spare = _Spare(*opened)
     try:
-        _ = dataset.mask_flag_enums  # GDAL's scan of the directories, before the index
-        rows_of, cols_of = dataset.block_shapes[0]
-        ny = -(-dataset.height // rows_of)
-        nx = -(-dataset.width // cols_of)
-        entries: set[tuple[int, int, int]] = set()
-        for bands, ys, xs in windows:
-            y0, y1, _ = ys.indices(dataset.height)
-            x0, x1, _ = xs.indices(dataset.width)
-            if y1 <= y0 or x1 <= x0:
-                continue
-            for band in range(*bands.indices(dataset.count)):
-                for row in range(y0 // rows_of, (y1 - 1) // rows_of + 1):
-                    for col in range(x0 // cols_of, (x1 - 1) // cols_of + 1):
-                        entries.add((band + 1, row, col))
-                        following = (row, col + 1) if col + 1 < nx else (row + 1, 0)
-                        if following[0] < ny:
-                            entries.add((band + 1, *following))
-        for bidx, row, col in sorted(entries):
-            dataset.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=bidx)
+        _load_index(spare.dataset, windows)
     except Exception:  # a read will say what is wrong with the file
-        dataset.close()
-        return None
-    return dataset
+        spare.dataset.close()
+        return False
+    _keep_spare(key, spare)
+    return True
+
+
+def _load_index(dataset: Any, windows: list[tuple]) -> None:
+    """Make ``dataset`` load what its first read of ``windows`` (``(band, y, x)`` slices)
+    would from the file's first bytes: the mask flags (GDAL's scan of the directories), then
+    the tile index entries of the blocks they touch and of the block after each."""
+    _ = dataset.mask_flag_enums
+    rows_of, cols_of = dataset.block_shapes[0]
+    ny = -(-dataset.height // rows_of)
+    nx = -(-dataset.width // cols_of)
+    entries: set[tuple[int, int, int]] = set()
+    for bands, ys, xs in windows:
+        y0, y1, _ = ys.indices(dataset.height)
+        x0, x1, _ = xs.indices(dataset.width)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        for band in range(*bands.indices(dataset.count)):
+            for row in range(y0 // rows_of, (y1 - 1) // rows_of + 1):
+                for col in range(x0 // cols_of, (x1 - 1) // cols_of + 1):
+                    entries.add((band + 1, row, col))
+                    following = (row, col + 1) if col + 1 < nx else (row + 1, 0)
+                    if following[0] < ny:
+                        entries.add((band + 1, *following))
+    for bidx, row, col in sorted(entries):
+        dataset.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=bidx)
 
 
 def _takes() -> tuple[Any, ...]:

@@ -138,21 +138,18 @@ def compute(*collections: Any, largest_read: int = 0) -> tuple[Any, ...]:
             # user asked for fewer.
             threads = max(min(threads, 2), min(threads, IO_MEMORY // largest_read))
         spares = Spares()
-        try:
-            with io_pool(threads) as pool:
-                for collection in collections:
-                    # Our reads' graphs, built already; a dataframe's would be built twice.
-                    if isinstance(collection, Delayed):
-                        spares.open(collection.dask, pool)
-                token = SPARES.set(spares)  # seen by the reads: the pool runs them in copies
-                try:
-                    # The pool as the scheduler: dask runs it as its threaded scheduler
-                    # would, and does not import distributed to look for a client first.
-                    return dask.compute(*collections, scheduler=pool)
-                finally:
-                    SPARES.reset(token)
-        finally:
-            spares.close()  # the pool has ended: no read holds one
+        with io_pool(threads) as pool:
+            for collection in collections:
+                # Our reads' graphs, built already; a dataframe's would be built twice.
+                if isinstance(collection, Delayed):
+                    spares.open(collection.dask, pool)
+            token = SPARES.set(spares)  # seen by the reads: the pool runs them in copies
+            try:
+                # The pool as the scheduler: dask runs it as its threaded scheduler would,
+                # and does not import distributed to look for a client first.
+                return dask.compute(*collections, scheduler=pool)
+            finally:
+                SPARES.reset(token)
     return dask.compute(*collections)
 
 
