@@ -765,21 +765,26 @@ def rioxarray_lock(monkeypatch: pytest.MonkeyPatch) -> _CountingLock:
     return counting
 
 
-def _geotiff(path: Path, offset: int = 0) -> np.ndarray:
-    """A 4-band tiled GeoTIFF at ``path`` with nodata in its top-left 5 x 5: its values."""
-    data = np.random.default_rng(0).integers(0, 1000, (4, 300, 260)).astype(np.int16) + offset
-    data[:, :5, :5] = -9999
+def _geotiff(
+    path: Path, offset: int = 0, data: np.ndarray | None = None, nodata: float = -9999
+) -> np.ndarray:
+    """A GeoTIFF of 64-tiles at ``path`` holding ``data`` (bands, 300, 260), by default 4
+    int16 bands with nodata in their top-left 5 x 5: its values."""
+    if data is None:
+        data = np.random.default_rng(0).integers(0, 1000, (4, 300, 260)).astype(np.int16)
+        data += offset
+        data[:, :5, :5] = -9999
     with rasterio.open(
         path,
         "w",
         driver="GTiff",
-        width=260,
-        height=300,
-        count=4,
-        dtype="int16",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
         crs=UTM,
         transform=rasterio.transform.from_origin(X0, Y0, RES, RES),
-        nodata=-9999,
+        nodata=nodata,
         tiled=True,
         blockxsize=64,
         blockysize=64,
@@ -1029,25 +1034,9 @@ def test_float_files_with_nan_nodata_get_a_spare_handle(range_server, rioxarray_
     import dask
     import rioxarray
 
-    path = range_server.root / "nan.tif"
     data = np.random.default_rng(3).random((1, 300, 260)).astype(np.float32)
     data[:, :5, :5] = np.nan
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=260,
-        height=300,
-        count=1,
-        dtype="float32",
-        crs=UTM,
-        transform=rasterio.transform.from_origin(X0, Y0, RES, RES),
-        nodata=float("nan"),
-        tiled=True,
-        blockxsize=64,
-        blockysize=64,
-    ) as dst:
-        dst.write(data)
+    _geotiff(range_server.root / "nan.tif", data=data, nodata=float("nan"))
     layer = rioxarray.open_rasterio(f"{range_server.url}/nan.tif", chunks={"x": 64, "y": 64})
     cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
     with dask.config.set({"xr_getregion.io_threads": 1}):
