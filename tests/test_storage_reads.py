@@ -1157,7 +1157,7 @@ def test_rioxarray_files_first_bytes_are_fetched_once_when_the_tiles_overflow_gd
 
 
 def test_rioxarray_windows_are_read_through_its_own_handle_where_options_differ(
-    range_server, rioxarray_lock
+    range_server, rioxarray_lock, monkeypatch
 ):
     # rioxarray opens its file once, under whatever rasterio.Env is active then, and reads
     # through that handle; a handle opened later, in a read thread, does not see that Env.
@@ -1174,6 +1174,13 @@ def test_rioxarray_windows_are_read_through_its_own_handle_where_options_differ(
         f'<PAMDataset><PAMRasterBand band="1"><NoDataValue>{sidecar}</NoDataValue>'
         "</PAMRasterBand></PAMDataset>"
     )
+    # The S3 server's fixture, when an earlier test started it, tells GDAL through the
+    # process's environment not to look for sibling files: a handle would then never see the
+    # sidecar. This test needs GDAL's default, and checks that it has it.
+    monkeypatch.delenv("GDAL_DISABLE_READDIR_ON_OPEN", raising=False)
+    monkeypatch.delenv("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", raising=False)
+    with rasterio.open(f"{range_server.url}/pam.tif") as elsewhere:
+        assert elsewhere.nodata == sidecar
     with rasterio.Env(GDAL_PAM_ENABLED="NO"):
         cube = rioxarray.open_rasterio(
             f"{range_server.url}/pam.tif", chunks={"x": 128, "y": 128, "band": 1}, masked=True
