@@ -990,13 +990,14 @@ def test_spares_past_spare_files_are_closed_least_recently_used_first_and_never_
     assert all(spares[k].dataset.closed for k in "bd")
 
 
-def test_a_kept_spare_serves_the_next_extraction_and_is_checked_again_where_theirs_changed(
+def test_a_kept_spare_serves_the_next_extraction_and_is_replaced_where_theirs_changed(
     range_server, monkeypatch
 ):
     # A second extraction opens no handle: it reads through the spare the first one kept,
     # without checking it again while rioxarray's handle is the one it was checked against.
     # Where xarray's cache of files has opened rioxarray's handle again (its manager closed
-    # here), the spare is checked against the new handle before any read.
+    # here), the kept spare is closed, and a new one opened and checked against the new
+    # handle before any read.
     import dask
     import rioxarray
 
@@ -1022,10 +1023,48 @@ def test_a_kept_spare_serves_the_next_extraction_and_is_checked_again_where_thei
         for expected in ({"open": 1, "check": 1}, {"open": 1, "check": 1}):
             _check_four_tiles(cube.ee.get_region(FOUR_TILES, geometry_crs=UTM), data)
             assert counts == expected
+        (kept,) = loaders._IDLE.values()
         loaders._rioxarray_wrapper(_layer_array(layer)).manager.close()
         _check_four_tiles(cube.ee.get_region(FOUR_TILES, geometry_crs=UTM), data)
-    assert counts == {"open": 1, "check": 2}
+    assert counts == {"open": 2, "check": 2}
+    assert kept.dataset.closed
     loaders.close_spares()
+
+
+def test_a_spare_kept_from_before_a_file_was_rewritten_reads_no_old_values(range_server, tmp_path):
+    # A pipeline rewrites a COG in place (same layout, new values) and xarray's cache of
+    # files opens rioxarray's handle again (evicted, or its manager closed, as here): rioxarray
+    # reads the new values. A spare kept from before still held GDAL's decoded tiles of the
+    # old file; its check (the file's description, unchanged) passed, and the next table gave
+    # old values for the tiles read before (a review found it). GDAL's cache of ranges is off
+    # for the server, as for a file not read since long: only a handle's own cache is left.
+    new = range_server.root / "rewritten.new.tif"
+    _geotiff(range_server.root / "rewritten.tif")
+    data = _geotiff(new, offset=1)
+    url = f"{range_server.url}/rewritten.tif"
+    out = tmp_path / "table.pkl"
+    fetched(
+        range_server,
+        f"""
+        import os
+        os.environ["CPL_VSIL_CURL_NON_CACHED"] = "/vsicurl/{range_server.url}"
+        import dask, numpy as np, rioxarray, shapely
+        import xr_getregion
+        from xr_getregion import loaders
+
+        layer = rioxarray.open_rasterio({url!r}, chunks={{"x": 64, "y": 64}})
+        cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+        region = shapely.from_wkt({FOUR_TILES.wkt!r})
+        with dask.config.set({{"xr_getregion.io_threads": 1}}):
+            cube.ee.get_region(region, geometry_crs={UTM!r})
+            os.replace({str(new)!r}, {str(range_server.root / "rewritten.tif")!r})
+            node = next(v for k, v in dict(layer.data.dask).items() if isinstance(k, str))
+            loaders._rioxarray_wrapper(getattr(node, "value", node)).manager.close()
+            table = cube.ee.get_region(region, geometry_crs={UTM!r})
+        table.to_pickle({str(out)!r})
+        """,
+    )
+    _check_four_tiles(pd.read_pickle(out), data)
 
 
 def test_float_files_with_nan_nodata_get_a_spare_handle(range_server, rioxarray_lock):

@@ -845,9 +845,11 @@ def _read_on(dataset: Any, array: Any, wrapper: Any, index: tuple, **kwargs: Any
 #
 # Spares are kept from one extraction to the next, as rioxarray keeps its handles (opening one
 # costs about 1 ms of CPU, and a kept one keeps GDAL's decoded tiles): at most SPARE_FILES of
-# them, the least recently used closed first, and only ever a spare no read holds. Each
-# extraction checks a kept spare again, where rioxarray's handle is not the one it was
-# checked against (xarray's cache of files may have opened it again, under other options).
+# them, the least recently used closed first, and only ever a spare no read holds. A kept
+# spare lives as long as rioxarray's handle it was checked against: where xarray's cache of
+# files has opened that handle again (evicted, or its manager closed), the file may have
+# changed since, and GDAL's decoded tiles in the spare would be the old file's, so the spare
+# is closed and a new one opened.
 
 #: Most spare handles kept (each holds its file's directories and tile index: about 128 KB
 #: for a COG of 4096 x 4096 with 3 overviews); an extraction's files past it are read as
@@ -1009,10 +1011,10 @@ def _file_window(array: Any, wrapper: Any, index: Any) -> tuple | None:
 
 
 def _ready_spare(item: tuple[Any, tuple[Any, list[tuple]]]) -> bool:
-    """Make ready the spare of a file (``(key, (wrapper, windows))``): the one kept, checked
-    again where rioxarray's handle is another than it was checked against, else a new one; it
-    loads what a first read of ``windows`` would from the file's first bytes, and is kept.
-    Whether the file has a spare."""
+    """Make ready the spare of a file (``(key, (wrapper, windows))``): the one kept while
+    rioxarray's handle is the one it was checked against, else a new one; it loads what a
+    first read of ``windows`` would from the file's first bytes, and is kept. Whether the
+    file has a spare."""
     key, (wrapper, windows) = item
     spare = _take_spare(key)
     if spare is not None:
@@ -1022,12 +1024,9 @@ def _ready_spare(item: tuple[Any, tuple[Any, list[tuple]]]) -> bool:
         except Exception:
             theirs = None
         if theirs is None or theirs is not spare.checked:
-            checked = _checked_against(wrapper, spare.dataset)
-            if checked is None:
-                spare.dataset.close()
-                spare = None
-            else:
-                spare.checked = checked
+            # Opened again: the file may have changed, and the spare's decoded tiles with it.
+            spare.dataset.close()
+            spare = None
     if spare is None:
         opened = _open_twin(wrapper)  # its description has asked for the mask flags
         if opened is None:
