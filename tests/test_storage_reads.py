@@ -990,6 +990,29 @@ def test_spares_past_spare_files_are_closed_least_recently_used_first_and_never_
     assert all(spares[k].dataset.closed for k in "bd")
 
 
+def test_a_spare_whose_manager_is_collected_while_the_idle_lock_is_held_closes_on_release():
+    # weakref.finalize's callback may run at any allocation, in a thread holding the lock
+    # of the idle spares: it must not wait for that lock (it would wait forever), and the
+    # spare is closed once the lock is released.
+    from xr_getregion import loaders
+
+    class Handle:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    spare = loaders._Spare(Handle(), None)
+    loaders._keep_spare("collected", spare)
+    with loaders._idle():
+        loaders._collected("collected")  # returns at once: the lock is held
+        assert not spare.dataset.closed
+    assert spare.dataset.closed and "collected" not in loaders._IDLE
+    loaders._keep_spare("free", spare := loaders._Spare(Handle(), None))
+    loaders._collected("free")  # the lock is free: closed at once
+    assert spare.dataset.closed and not loaders._IDLE
+
+
 def test_a_kept_spare_serves_the_next_extraction_and_is_replaced_where_theirs_changed(
     range_server, monkeypatch
 ):
@@ -1065,6 +1088,34 @@ def test_a_spare_kept_from_before_a_file_was_rewritten_reads_no_old_values(range
         """,
     )
     _check_four_tiles(pd.read_pickle(out), data)
+
+
+def test_a_cubes_spares_are_closed_when_it_is_collected(range_server):
+    # xarray gives each file manager its own key: a spare kept for a cube no one holds any
+    # more would never be taken again, and would hold its file open and push out the spares
+    # of live cubes (a review saw 256 of them, 84 MB, after reopening a cube in a loop).
+    import gc
+
+    import dask
+    import rioxarray
+
+    from xr_getregion import loaders
+
+    loaders.close_spares()
+    _geotiff(range_server.root / "dropped.tif")
+    handles = _open_handles()
+    for _ in range(3):
+        layer = rioxarray.open_rasterio(
+            f"{range_server.url}/dropped.tif", chunks={"x": 64, "y": 64}
+        )
+        cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
+        with dask.config.set({"xr_getregion.io_threads": 1}):
+            cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
+        assert len(loaders._IDLE) == 1  # the last cube's alone
+        del layer, cube
+        gc.collect()  # the cube's graph holds cycles
+    assert _open_handles() == handles  # collected: rioxarray's handle and the spare closed
+    assert not loaders._IDLE and not loaders._WATCHED
 
 
 def test_float_files_with_nan_nodata_get_a_spare_handle(range_server, rioxarray_lock):

@@ -33,7 +33,8 @@ import posixpath
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -849,7 +850,8 @@ def _read_on(dataset: Any, array: Any, wrapper: Any, index: tuple, **kwargs: Any
 # spare lives as long as rioxarray's handle it was checked against: where xarray's cache of
 # files has opened that handle again (evicted, or its manager closed), the file may have
 # changed since, and GDAL's decoded tiles in the spare would be the old file's, so the spare
-# is closed and a new one opened.
+# is closed and a new one opened. And it lives no longer than its cube: when the file
+# manager is collected, its idle spare is closed.
 
 #: Most spare handles kept (each holds its file's directories and tile index: about 128 KB
 #: for a COG of 4096 x 4096 with 3 overviews); an extraction's files past it are read as
@@ -876,35 +878,85 @@ SPARES: contextvars.ContextVar[Spares | None] = contextvars.ContextVar(
 )
 
 
+#: The manager keys whose manager was collected, for :func:`_idle` to close their spares.
+_COLLECTED: collections.deque[Any] = collections.deque()
+
+#: The manager keys whose manager's collection is watched (see :func:`_watch`).
+_WATCHED: set[Any] = set()
+
+
+@contextlib.contextmanager
+def _idle() -> Iterator[list[_Spare]]:
+    """Hold :data:`_IDLE_LOCK`; the spares put in the list given are closed after it is
+    released, with the idle spares of the files whose manager was collected meanwhile."""
+    closing: list[_Spare] = []
+    with _IDLE_LOCK:
+        yield closing
+    while _COLLECTED:
+        key = _COLLECTED.popleft()
+        with _IDLE_LOCK:
+            _WATCHED.discard(key)
+            spare = _IDLE.pop(key, None)
+        if spare is not None:
+            closing.append(spare)
+    for spare in closing:  # idle: no read holds them
+        spare.dataset.close()
+
+
+def _collected(key: Any) -> None:
+    """``weakref.finalize``'s callback for a file manager: close its idle spare. It may run
+    in any thread at any allocation, even one holding :data:`_IDLE_LOCK` (a ``Lock``, not
+    reentrant), so it only queues the key, and closes the spare itself where no one holds
+    the lock; else whoever holds it closes the spare on release."""
+    _COLLECTED.append(key)
+    if _IDLE_LOCK.acquire(blocking=False):
+        _IDLE_LOCK.release()
+        with _idle():
+            pass
+
+
+def _watch(manager: Any, key: Any) -> None:
+    """Close the idle spare of ``manager``'s file (of key ``key``) when ``manager`` is
+    collected: the key holds the manager's own id (a uuid xarray gives each manager), so no
+    later cube would take that spare, which would hold its file open and take a place among
+    the kept."""
+    with _idle():
+        if key in _WATCHED:
+            return
+        _WATCHED.add(key)
+    try:
+        # Not at exit: the process's end closes every handle anyway.
+        weakref.finalize(manager, _collected, key).atexit = False
+    except TypeError:  # not weakly referenceable: kept until pushed out or closed
+        with _idle():
+            _WATCHED.discard(key)
+
+
 def _take_spare(key: Any) -> _Spare | None:
     """The idle spare of the file of manager key ``key``, lent to the caller alone."""
-    with _IDLE_LOCK:
+    with _idle():
         return _IDLE.pop(key, None)
 
 
 def _keep_spare(key: Any, spare: _Spare) -> None:
     """Give back (or keep) ``spare``: idle again, unless the file has an idle spare already;
     the least recently used past :data:`SPARE_FILES` are closed."""
-    closing = []
-    with _IDLE_LOCK:
+    with _idle() as closing:
         if key in _IDLE:
             closing.append(spare)
         else:
             _IDLE[key] = spare
         while len(_IDLE) > SPARE_FILES:
             closing.append(_IDLE.popitem(last=False)[1])
-    for old in closing:  # idle: no read holds them
-        old.dataset.close()
 
 
 def close_spares() -> None:
     """Close the spare handles kept for rioxarray's remote GeoTIFFs that no read holds (see
-    the README's *Reads at the storage floor*)."""
-    with _IDLE_LOCK:
-        idle = list(_IDLE.values())
+    the README's *Reads at the storage floor*). Those of a cube are closed anyway when the
+    cube is collected."""
+    with _idle() as closing:
+        closing.extend(_IDLE.values())
         _IDLE.clear()
-    for spare in idle:
-        spare.dataset.close()
 
 
 class Spares:
@@ -1038,6 +1090,7 @@ def _ready_spare(item: tuple[Any, tuple[Any, list[tuple]]]) -> bool:
         spare.dataset.close()
         return False
     _keep_spare(key, spare)
+    _watch(wrapper.manager, key)
     return True
 
 
