@@ -990,10 +990,17 @@ def test_spares_past_spare_files_are_closed_least_recently_used_first_and_never_
     assert all(spares[k].dataset.closed for k in "bd")
 
 
-def test_a_spare_whose_manager_is_collected_while_the_idle_lock_is_held_closes_on_release():
-    # weakref.finalize's callback may run at any allocation, in a thread holding the lock
-    # of the idle spares: it must not wait for that lock (it would wait forever), and the
-    # spare is closed once the lock is released.
+def test_a_spare_whose_manager_is_collected_while_the_idle_lock_is_held_closes_on_release(
+    monkeypatch,
+):
+    # weakref.finalize's callback runs at whatever allocation frees the manager, maybe in a
+    # thread holding the lock of the idle spares (not reentrant): it must not wait for that
+    # lock (it would wait forever), and the spare is closed once the lock is released. Here
+    # a cycle holds the manager, and a collection runs while the lock is held, in a thread
+    # that must end.
+    import gc
+    import threading
+
     from xr_getregion import loaders
 
     class Handle:
@@ -1002,15 +1009,38 @@ def test_a_spare_whose_manager_is_collected_while_the_idle_lock_is_held_closes_o
         def close(self) -> None:
             self.closed = True
 
-    spare = loaders._Spare(Handle(), None)
-    loaders._keep_spare("collected", spare)
-    with loaders._idle():
-        loaders._collected("collected")  # returns at once: the lock is held
-        assert not spare.dataset.closed
-    assert spare.dataset.closed and "collected" not in loaders._IDLE
-    loaders._keep_spare("free", spare := loaders._Spare(Handle(), None))
-    loaders._collected("free")  # the lock is free: closed at once
-    assert spare.dataset.closed and not loaders._IDLE
+    class Manager:  # a file manager in a reference cycle, as a cube's graph holds it
+        def __init__(self) -> None:
+            self.cycle = self
+
+    def keep(key: str) -> loaders._Spare:
+        manager = Manager()
+        spare = loaders._Spare(Handle(), None)
+        loaders._keep_spare(key, spare)
+        loaders._watch(manager, key)
+        return spare
+
+    # A lock of the test's own: one a stuck thread holds is not left to the next tests.
+    monkeypatch.setattr(loaders, "_IDLE_LOCK", threading.Lock())
+    gc.collect()
+    spare = keep("held")
+    seen: dict[str, bool] = {}
+
+    def collect_under_the_lock() -> None:
+        with loaders._idle():
+            gc.collect()  # the manager's finalizer runs here
+            seen["closed under the lock"] = spare.dataset.closed
+        seen["closed after"] = spare.dataset.closed
+
+    thread = threading.Thread(target=collect_under_the_lock, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the finalizer waited for the lock its own thread holds"
+    assert seen == {"closed under the lock": False, "closed after": True}
+    assert "held" not in loaders._IDLE and "held" not in loaders._WATCHED
+    spare = keep("free")
+    gc.collect()  # the lock is free: closed at once
+    assert spare.dataset.closed and "free" not in {*loaders._IDLE, *loaders._WATCHED}
 
 
 def test_a_kept_spare_serves_the_next_extraction_and_is_replaced_where_theirs_changed(
@@ -1111,11 +1141,12 @@ def test_a_cubes_spares_are_closed_when_it_is_collected(range_server):
         cube = layer.expand_dims(time=[np.datetime64("2020-01-01")])
         with dask.config.set({"xr_getregion.io_threads": 1}):
             cube.ee.get_region(FOUR_TILES, geometry_crs=UTM)
-        assert len(loaders._IDLE) == 1  # the last cube's alone
+        (key,) = loaders._IDLE  # the last cube's alone
+        assert key in loaders._WATCHED
         del layer, cube
         gc.collect()  # the cube's graph holds cycles
+        assert key not in loaders._IDLE and key not in loaders._WATCHED
     assert _open_handles() == handles  # collected: rioxarray's handle and the spare closed
-    assert not loaders._IDLE and not loaders._WATCHED
 
 
 def test_float_files_with_nan_nodata_get_a_spare_handle(range_server, rioxarray_lock):

@@ -890,29 +890,41 @@ def _idle() -> Iterator[list[_Spare]]:
     """Hold :data:`_IDLE_LOCK`; the spares put in the list given are closed after it is
     released, with the idle spares of the files whose manager was collected meanwhile."""
     closing: list[_Spare] = []
-    with _IDLE_LOCK:
-        yield closing
-    while _COLLECTED:
-        key = _COLLECTED.popleft()
+    try:
         with _IDLE_LOCK:
-            _WATCHED.discard(key)
-            spare = _IDLE.pop(key, None)
+            yield closing
+    finally:
+        _sweep(closing)
+        for spare in closing:  # idle: no read holds them
+            spare.dataset.close()
+
+
+def _sweep(closing: list[_Spare]) -> None:
+    """Put in ``closing`` the idle spares of the files whose manager was collected, taking
+    :data:`_IDLE_LOCK` only where it is free: whoever holds it sweeps after releasing it."""
+    while _COLLECTED and _IDLE_LOCK.acquire(blocking=False):
+        try:
+            key = _COLLECTED.popleft()
+        except IndexError:  # another thread's sweep took the last
+            _IDLE_LOCK.release()
+            break
+        _WATCHED.discard(key)
+        spare = _IDLE.pop(key, None)
+        _IDLE_LOCK.release()
         if spare is not None:
             closing.append(spare)
-    for spare in closing:  # idle: no read holds them
-        spare.dataset.close()
 
 
 def _collected(key: Any) -> None:
     """``weakref.finalize``'s callback for a file manager: close its idle spare. It may run
     in any thread at any allocation, even one holding :data:`_IDLE_LOCK` (a ``Lock``, not
-    reentrant), so it only queues the key, and closes the spare itself where no one holds
-    the lock; else whoever holds it closes the spare on release."""
+    reentrant), so it never waits for that lock: it queues the key, and closes the spare
+    itself where the lock is free; else whoever holds it closes the spare on release."""
     _COLLECTED.append(key)
-    if _IDLE_LOCK.acquire(blocking=False):
-        _IDLE_LOCK.release()
-        with _idle():
-            pass
+    closing: list[_Spare] = []
+    _sweep(closing)
+    for spare in closing:
+        spare.dataset.close()
 
 
 def _watch(manager: Any, key: Any) -> None:
