@@ -961,19 +961,22 @@ def test_spare_handles_are_kept_when_an_extraction_fails(range_server):
     assert spare.dataset.closed and _open_handles() == handles
 
 
+class _FakeHandle:
+    """Stands for a rasterio dataset in the tests of the idle spares' bookkeeping."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def test_spares_past_spare_files_are_closed_least_recently_used_first_and_never_lent_ones(
     monkeypatch,
 ):
     from xr_getregion import loaders
 
-    class Handle:
-        closed = False
-
-        def close(self) -> None:
-            self.closed = True
-
     monkeypatch.setattr(loaders, "SPARE_FILES", 2)
-    spares = {key: loaders._Spare(Handle(), None) for key in "abcd"}
+    spares = {key: loaders._Spare(_FakeHandle(), None) for key in "abcd"}
     for key in "abc":
         loaders._keep_spare(key, spares[key])
     assert spares["a"].dataset.closed  # the least recently used, past 2
@@ -983,7 +986,7 @@ def test_spares_past_spare_files_are_closed_least_recently_used_first_and_never_
     assert not any(spares[k].dataset.closed for k in "bcd")
     loaders._keep_spare("b", lent)  # given back: c, the least recently used, goes
     assert spares["c"].dataset.closed and not lent.dataset.closed
-    twin = loaders._Spare(Handle(), None)
+    twin = loaders._Spare(_FakeHandle(), None)
     loaders._keep_spare("b", twin)  # a second spare of a file with an idle one
     assert twin.dataset.closed
     loaders.close_spares()
@@ -1003,19 +1006,13 @@ def test_a_spare_whose_manager_is_collected_while_the_idle_lock_is_held_closes_o
 
     from xr_getregion import loaders
 
-    class Handle:
-        closed = False
-
-        def close(self) -> None:
-            self.closed = True
-
     class Manager:  # a file manager in a reference cycle, as a cube's graph holds it
         def __init__(self) -> None:
             self.cycle = self
 
     def keep(key: str) -> loaders._Spare:
         manager = Manager()
-        spare = loaders._Spare(Handle(), None)
+        spare = loaders._Spare(_FakeHandle(), None)
         loaders._keep_spare(key, spare)
         loaders._watch(manager, key)
         return spare
